@@ -1,0 +1,65 @@
+# ferry's front door. `make run` and `make test` install what is missing first.
+PYTHON      := /usr/bin/python3
+BUILD       := build
+ASAN_BUILD  := build-asan
+FUZZ_BUILD  := build-fuzz
+MESON_OPTS  := --buildtype=debugoptimized -Dwerror=true
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SECONDS ?= 300
+PORT ?= 3000
+
+.PHONY: all build deps run test unit asan fuzz-build fuzz-smoke fuzz pytest clean bench
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) --buildtype=debug -Dwerror=true -Ddebug-asan=true
+
+asan: $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) --buildtype=debug -Dfuzz=true -Dtests=false -Db_lundef=false
+
+fuzz-build: $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+
+run: deps build
+	@echo "ferry: serving examples/hello-wsgi on http://127.0.0.1:$(PORT)/ (Ctrl-C stops)"
+	./$(BUILD)/ferry start examples/hello-wsgi --port $(PORT)
+
+unit: build asan
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+	meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2
+
+fuzz-smoke: fuzz-build
+	tools/fuzz-run $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
+
+fuzz: fuzz-build
+	tools/fuzz-run $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+pytest: build
+	FERRY_BIN=$(CURDIR)/$(BUILD)/ferry $(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+test: deps
+	$(MAKE) build asan fuzz-build
+	$(MAKE) unit
+	$(MAKE) fuzz-smoke
+	$(MAKE) pytest
+
+bench: deps
+	scripts/install-deps --bench
+	$(MAKE) build
+	$(PYTHON) bench/run.py $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-release

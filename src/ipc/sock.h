@@ -1,0 +1,60 @@
+/* Unix socket, fd and process helpers shared by every component. Every fd opened here has
+ * FD_CLOEXEC set. Addresses are strings, as in the spawn handshake: "abstract:NAME" (Linux
+ * abstract namespace, no file) or "unix:PATH" (a socket file). */
+#ifndef FY_IPC_SOCK_H
+#define FY_IPC_SOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define FY_ADDRESS_MAX 128
+
+/* False when FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS=1 is set in the environment. */
+bool fy_abstract_sockets_enabled(void);
+
+/* Listens on <address> with <backlog>. For "unix:PATH" a stale file at PATH is replaced and the
+ * file is made mode 0600. Returns the listening fd, or a negative errno (-EINVAL bad address,
+ * -ENAMETOOLONG path too long for sun_path). */
+int fy_unix_listen(const char *address, int backlog);
+
+/* Picks a fresh address for <name_prefix> and listens on it: abstract when enabled, else a socket
+ * file in <dir>. Writes the address into <address_out> (FY_ADDRESS_MAX bytes). Returns the fd or
+ * a negative errno. */
+int fy_unix_listen_auto(const char *dir, const char *name_prefix, int backlog, char *address_out);
+
+/* Connects to <address>, waiting at most <timeout_ms>. Returns the fd or a negative errno. */
+int fy_unix_connect(const char *address, int timeout_ms);
+
+/* Removes the socket file behind a "unix:" address; no-op for abstract. Returns 0 or -errno. */
+int fy_unix_address_unlink(const char *address);
+
+/* Peer credentials: returns 0 when the peer of <fd> runs as our uid or as root, -EPERM otherwise,
+ * or another negative errno. Sets *peer_pid/*peer_uid when not NULL. */
+int fy_peer_check_uid(int fd, pid_t *peer_pid, uid_t *peer_uid);
+
+int fy_fd_set_cloexec(int fd);
+int fy_fd_set_nonblock(int fd, bool on);
+
+/* Closes every fd >= 3 except those in <keep> (close_range where available, else /proc/self/fd).
+ * For the child after fork. Async-signal-safe when close_range exists. */
+int fy_close_fds_except(const int *keep, size_t keep_count);
+
+/* Number of open fds of this process (counts /proc/self/fd), for leak tests. */
+int fy_count_open_fds(void);
+
+/* Owner pipe: fds[0] read end (the child watches it), fds[1] write end (the owner holds it).
+ * Both CLOEXEC. Returns 0 or a negative errno. */
+int fy_owner_pipe_open(int fds[2]);
+
+/* Random secret: 16 bytes from getrandom as 32 lowercase hex digits + NUL. Returns 0 or -errno. */
+#define FY_SECRET_HEX_LEN 32
+int fy_secret_generate(char out[FY_SECRET_HEX_LEN + 1]);
+/* Fills <buf> with <len> random bytes from getrandom. */
+int fy_random_bytes(void *buf, size_t len);
+
+/* Constant-time comparison: the time depends only on <b_len> (the secret), not on where the
+ * inputs differ. True when equal. */
+bool fy_secret_equal(const char *a, size_t a_len, const char *b, size_t b_len);
+
+#endif
