@@ -1,0 +1,97 @@
+/* The application pool (DESIGN.md §5): one app's workers, its request queue, spawning and the
+ * policies that retire workers (idle time, max requests, max request time, crashes, the 10-second
+ * boot rule). Owned by the core; loop thread only.
+ *
+ * The HTTP front talks to the pool through a checkout/checkin pair: it checks a worker out for
+ * one request, talks to the worker's socket itself (address + secret), and checks it back in
+ * with what happened. Between the two the worker is busy and serves nobody else. */
+#ifndef FY_POOL_POOL_H
+#define FY_POOL_POOL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+typedef struct fy_pool fy_pool_t;
+typedef struct fy_worker fy_worker_t;
+
+typedef struct fy_pool_options {
+    const char *app_root;             /* absolute path */
+    const char *app_type;             /* "rack", "wsgi" or "c" */
+    const char *environment;          /* "production" or "development" (FERRY_ENV) */
+    const char *ferry_bin;            /* the binary to exec as `ferry worker` */
+    const char *instance_dir;         /* fallback socket files live here */
+    unsigned max_pool_size;           /* workers in all; default 6 */
+    unsigned min_instances;           /* kept alive even when idle; default 1 */
+    unsigned pool_idle_time_s;        /* idle workers above min are stopped after this; 0 never */
+    unsigned max_request_queue_size;  /* waiting requests beyond this get 503; 0 = unlimited */
+    unsigned max_queue_time_s;        /* a request queued longer gets 503; 0 = no limit */
+    unsigned max_requests;            /* a worker is replaced after this many; 0 = unlimited */
+    unsigned start_timeout_s;         /* a worker not ready by then is killed: boot failure */
+} fy_pool_options_t;
+
+/* A request waiting for a worker. Embedded in the caller's request; the caller sets <cb> and
+ * <data>; the rest is the pool's. */
+typedef struct fy_pool_waiter fy_pool_waiter_t;
+typedef void (*fy_pool_waiter_cb)(fy_pool_waiter_t *waiter, fy_worker_t *worker, int status);
+struct fy_pool_waiter {
+    fy_pool_waiter_cb cb;
+    void *data;
+    /* private */
+    fy_pool_waiter_t *prev, *next;
+    uint64_t queued_at_ms;
+    int queued;
+};
+
+/* What a checked-out worker did with its request. */
+typedef enum fy_worker_outcome {
+    FY_WORKER_OK = 0,        /* served the request; may serve the next */
+    FY_WORKER_BROKEN,        /* connect failed, bad head, reset or EOF early: replaced */
+    FY_WORKER_TIMED_OUT,     /* passed max request time: SIGQUIT (backtrace), then killed */
+} fy_worker_outcome_t;
+
+/* The last boot failure of the app: what the 503 page shows. */
+typedef struct fy_app_error {
+    const char *summary;     /* one line, from the worker's ["error", summary, details] */
+    const char *details;     /* the backtrace; may be "" */
+    const char *error_id;    /* random id that is also in the log line */
+} fy_app_error_t;
+
+/* Creates a pool on <loop>; copies <opts>. Returns 0 or a negative errno. */
+int fy_pool_new(uv_loop_t *loop, const fy_pool_options_t *opts, fy_pool_t **out);
+
+/* Spawns min_instances workers (asynchronously). Returns 0 or a negative errno. */
+int fy_pool_start(fy_pool_t *pool);
+
+/* Asks for an idle worker. Returns 1 and sets *worker when one is idle now (no callback then);
+ * 0 when <waiter> was queued: its cb runs later exactly once, with a worker and status 0, or with
+ * NULL and -ETIMEDOUT (max queue time), -ENOEXEC (the app failed to boot: see
+ * fy_pool_boot_error), -ESHUTDOWN (the pool is stopping). Returns -EBUSY when the queue is full
+ * and -ENOEXEC when the app is failing to boot and inside its 10-second retry pause. Callbacks
+ * never run from inside this call. */
+int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **worker);
+
+/* Removes a queued <waiter> (its client went away); its cb will not run. No-op if not queued. */
+void fy_pool_cancel(fy_pool_t *pool, fy_pool_waiter_t *waiter);
+
+/* Returns a checked-out worker with the outcome of its request. */
+void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *worker, fy_worker_outcome_t outcome);
+
+const char *fy_worker_address(const fy_worker_t *worker);   /* "abstract:NAME" or "unix:PATH" */
+const char *fy_worker_secret(const fy_worker_t *worker);    /* FERRY_CONNECT_PASSWORD */
+pid_t fy_worker_pid(const fy_worker_t *worker);
+
+/* The last boot failure, or NULL when the app's last spawn succeeded. Valid until the next
+ * pool call. */
+const fy_app_error_t *fy_pool_boot_error(const fy_pool_t *pool);
+
+/* Graceful stop: fails queued waiters with -ESHUTDOWN, soft-terminates (SIGUSR1) idle workers
+ * now and busy ones as they are checked in, SIGKILLs whatever is left after <timeout_ms>; <done>
+ * runs once every worker has exited and been reaped. */
+void fy_pool_shutdown(fy_pool_t *pool, unsigned timeout_ms, void (*done)(fy_pool_t *pool, void *data),
+                      void *data);
+
+/* Frees a pool whose shutdown completed. */
+void fy_pool_free(fy_pool_t *pool);
+
+#endif
