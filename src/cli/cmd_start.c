@@ -1,12 +1,354 @@
-/* Placeholder until the start command lands; replaced by its owner. */
+/* `ferry start`: loads the configuration, checks the app directory and detects the app type,
+ * binds the listeners (so a port in use fails before anything is spawned), creates the instance
+ * directory, starts the pool and the HTTP front, and runs the loop until SIGTERM/SIGINT, then
+ * shuts down gracefully: listeners closed, requests in flight finished (--shutdown-timeout),
+ * workers stopped, instance directory removed, exit 0. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
 
 #include "cli/commands.h"
+#include "cli/config.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "http/http.h"
+#include "ipc/instdir.h"
+#include "pool/pool.h"
+
+#define POOL_SHUTDOWN_MS 10000u
+
+typedef struct start_state {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    fy_pool_t *pool;
+    fy_http_server_t *http;
+    bool stopping;
+    bool pool_done;
+    unsigned shutdown_timeout_ms;
+} start_state_t;
+
+/* Detects the app type from the files in <dir>. Returns the type or NULL. */
+static const char *detect_type(const char *dir)
+{
+    static const char *const wsgi_files[] = {"passenger_wsgi.py", "wsgi.py", "app.py"};
+    char path[PATH_MAX + 32];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/config.ru", dir);
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+        return "rack";
+    for (size_t i = 0; i < FY_ARRAY_SIZE(wsgi_files); i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, wsgi_files[i]);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            return "wsgi";
+    }
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return NULL;
+    const char *type = NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n > 3 && strcmp(e->d_name + n - 3, ".so") == 0) {
+            type = "c";
+            break;
+        }
+    }
+    closedir(d);
+    return type;
+}
+
+static void on_pool_done(fy_pool_t *pool, void *data)
+{
+    start_state_t *st = data;
+    st->pool_done = true;
+    uv_close((uv_handle_t *)&st->sigterm, NULL);
+    uv_close((uv_handle_t *)&st->sigint, NULL);
+}
+
+static void on_pool_unused(fy_pool_t *pool, void *data) { (void)pool; (void)data; }
+
+static void on_http_stopped(fy_http_server_t *srv, void *data)
+{
+    start_state_t *st = data;
+    fy_log(FY_LOG_NOTICE, "start", "connections closed; stopping the workers");
+    fy_pool_shutdown(st->pool, POOL_SHUTDOWN_MS, on_pool_done, st);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    start_state_t *st = h->data;
+    if (st->stopping) {
+        fy_log(FY_LOG_NOTICE, "start", "signal=%s: already shutting down", strsignal(signum));
+        return;
+    }
+    st->stopping = true;
+    fy_log(FY_LOG_NOTICE, "start", "signal=%s: shutting down (timeout %u ms)", strsignal(signum),
+           st->shutdown_timeout_ms);
+    fy_http_server_stop(st->http, st->shutdown_timeout_ms, on_http_stopped, st);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Opens a log file for appending; "-" means <std_fd>. Returns the fd or -errno. */
+static int open_log(const char *path, int std_fd)
+{
+    if (strcmp(path, "-") == 0)
+        return std_fd;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    return fd == -1 ? -errno : fd;
+}
+
+static void write_properties(const fy_instdir_t *dir, const fy_start_config_t *cfg,
+                             const char *app_root, const char *type)
+{
+    char *json = fy_xasprintf("{\"pid\": %d, \"address\": \"%s\", \"port\": %u, \"socket\": \"%s\", "
+                              "\"app_root\": \"%s\", \"app_type\": \"%s\", \"version\": \"%s\"}\n",
+                              (int)getpid(), cfg->address, cfg->port_set || !cfg->socket[0] ? cfg->port : 0,
+                              cfg->socket, app_root, type, FERRY_VERSION);
+    int rc = fy_instdir_write_file(dir, "properties.json", json, strlen(json), 0600);
+    if (rc < 0)
+        fy_log(FY_LOG_WARN, "start", "dir=%s: cannot write properties.json: %s", dir->path,
+               strerror(-rc));
+    free(json);
+}
 
 int fy_cmd_start(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "ferry start: not built yet\n");
-    return 1;
+    fy_start_config_t cfg;
+    char err[512];
+    if (fy_start_config_load(&cfg, argc, argv, err, sizeof err) != 0) {
+        fprintf(stderr, "ferry start: %s\n", err);
+        fy_start_config_dispose(&cfg);
+        return 2;
+    }
+    if (cfg.help) {
+        fy_start_config_usage(stdout);
+        fy_start_config_dispose(&cfg);
+        return 0;
+    }
+
+    int status = 1;
+    int log_fd = -1, access_fd = -1;
+    bool instdir_made = false;
+    fy_instdir_t instdir;
+    start_state_t *st = NULL;
+    char app_root[PATH_MAX];
+    char ferry_bin[PATH_MAX];
+
+    /* the app directory and its type */
+    struct stat sb;
+    if (stat(cfg.app_dir, &sb) != 0) {
+        fprintf(stderr, "ferry start: app directory %s: %s\n", cfg.app_dir, strerror(errno));
+        goto out;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "ferry start: app directory %s: not a directory\n", cfg.app_dir);
+        goto out;
+    }
+    if (realpath(cfg.app_dir, app_root) == NULL || access(app_root, R_OK | X_OK) != 0) {
+        fprintf(stderr, "ferry start: app directory %s: not readable: %s\n", cfg.app_dir,
+                strerror(errno));
+        goto out;
+    }
+    DIR *probe = opendir(app_root);
+    if (probe == NULL) {
+        fprintf(stderr, "ferry start: app directory %s: not readable: %s\n", cfg.app_dir,
+                strerror(errno));
+        goto out;
+    }
+    closedir(probe);
+    const char *type = strcmp(cfg.app_type, "auto") == 0 ? detect_type(app_root) : cfg.app_type;
+    if (type == NULL) {
+        fprintf(stderr, "ferry start: no app found in %s: looked for config.ru (rack), "
+                        "passenger_wsgi.py, wsgi.py or app.py (wsgi), and a *.so file (c)\n",
+                app_root);
+        goto out;
+    }
+    ssize_t n = readlink("/proc/self/exe", ferry_bin, sizeof ferry_bin - 1);
+    if (n <= 0) {
+        fprintf(stderr, "ferry start: cannot find the ferry binary: %s\n", strerror(errno));
+        goto out;
+    }
+    ferry_bin[n] = '\0';
+
+    /* logs */
+    log_fd = open_log(cfg.log_file, 2);
+    if (log_fd < 0) {
+        fprintf(stderr, "ferry start: log file %s: %s\n", cfg.log_file, strerror(-log_fd));
+        goto out;
+    }
+    if (cfg.access_log[0] != '\0') {
+        access_fd = open_log(cfg.access_log, 1);
+        if (access_fd < 0) {
+            fprintf(stderr, "ferry start: access log %s: %s\n", cfg.access_log,
+                    strerror(-access_fd));
+            goto out;
+        }
+    }
+    fy_log_level_t level = FY_LOG_INFO;
+    fy_log_parse_level(cfg.log_level, &level);
+    fy_log_set_level(level);
+    fy_log_set_fd(log_fd);
+    signal(SIGPIPE, SIG_IGN);
+
+    st = fy_xcalloc(1, sizeof *st);
+    st->shutdown_timeout_ms = cfg.shutdown_timeout * 1000u;
+    uv_loop_init(&st->loop);
+
+    fy_pool_options_t popts = {
+        .app_root = app_root,
+        .app_type = type,
+        .environment = cfg.environment,
+        .ferry_bin = ferry_bin,
+        .instance_dir = NULL,
+        .max_pool_size = cfg.max_pool_size,
+        .min_instances = cfg.min_instances,
+        .pool_idle_time_s = cfg.pool_idle_time,
+        .max_request_queue_size = cfg.max_request_queue_size,
+        .max_queue_time_s = cfg.max_queue_time,
+        .max_requests = cfg.max_requests,
+        .start_timeout_s = cfg.start_timeout,
+    };
+
+    fy_http_options_t hopts;
+    fy_http_options_init(&hopts);
+    hopts.header_timeout_ms = cfg.header_timeout * 1000u;
+    hopts.body_timeout_ms = cfg.body_timeout * 1000u;
+    hopts.keepalive_timeout_ms = cfg.keepalive_timeout * 1000u;
+    hopts.max_request_time_ms = cfg.max_request_time * 1000u;
+    hopts.max_body_size = cfg.max_body_size;
+    hopts.max_uri_length = (size_t)cfg.max_uri_length;
+    hopts.max_header_size = (size_t)cfg.max_header_size;
+    hopts.max_header_count = cfg.max_header_count;
+    hopts.body_buffer_threshold = (size_t)cfg.body_buffer_threshold;
+    hopts.trusted_proxies = cfg.trusted_proxy;
+    hopts.environment = cfg.environment;
+    hopts.powered_by = cfg.powered_by;
+    hopts.access_log_fd = access_fd;
+
+    /* The instance directory first: the pool puts fallback sockets there. */
+    int rc = fy_instdir_create(&instdir);
+    if (rc < 0) {
+        fprintf(stderr, "ferry start: cannot create the instance directory in %s: %s\n",
+                fy_instdir_base(), strerror(-rc));
+        goto out_loop;
+    }
+    instdir_made = true;
+    popts.instance_dir = instdir.path;
+    hopts.tmp_dir = NULL;
+
+    rc = fy_pool_new(&st->loop, &popts, &st->pool);
+    if (rc < 0) {
+        fprintf(stderr, "ferry start: cannot create the application pool: %s\n", strerror(-rc));
+        goto out_loop;
+    }
+    rc = fy_http_server_new(&st->loop, st->pool, &hopts, &st->http);
+    if (rc < 0) {
+        fprintf(stderr, "ferry start: bad HTTP options: %s\n", strerror(-rc));
+        goto out_pool;
+    }
+    bool tcp = cfg.port_set || cfg.socket[0] == '\0';
+    if (tcp) {
+        rc = fy_http_server_listen_tcp(st->http, cfg.address, cfg.port);
+        if (rc < 0) {
+            if (rc == UV_EADDRINUSE)
+                fprintf(stderr, "ferry start: cannot listen on %s:%u: the port is in use\n",
+                        cfg.address, cfg.port);
+            else
+                fprintf(stderr, "ferry start: cannot listen on %s:%u: %s\n", cfg.address,
+                        cfg.port, uv_strerror(rc));
+            goto out_http;
+        }
+    }
+    if (cfg.socket[0] != '\0') {
+        rc = fy_http_server_listen_unix(st->http, cfg.socket);
+        if (rc < 0) {
+            fprintf(stderr, "ferry start: cannot listen on the socket %s: %s\n", cfg.socket,
+                    rc == -EEXIST ? "a file that is not a socket is in the way" : uv_strerror(rc));
+            goto out_http;
+        }
+    }
+    write_properties(&instdir, &cfg, app_root, type);
+
+    uv_signal_init(&st->loop, &st->sigterm);
+    uv_signal_init(&st->loop, &st->sigint);
+    st->sigterm.data = st->sigint.data = st;
+    uv_signal_start(&st->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&st->sigint, on_signal, SIGINT);
+
+    rc = fy_pool_start(st->pool);
+    if (rc < 0) {
+        fy_log(FY_LOG_ERROR, "start", "cannot start the application pool: %s", strerror(-rc));
+        st->stopping = true;
+        fy_http_server_stop(st->http, 0, on_http_stopped, st);
+        uv_run(&st->loop, UV_RUN_DEFAULT);
+        status = 1;
+        goto out_after_run;
+    }
+
+    char url[300];
+    if (tcp) {
+        bool v6 = strchr(cfg.address, ':') != NULL;
+        snprintf(url, sizeof url, "http://%s%s%s:%u", v6 ? "[" : "", cfg.address, v6 ? "]" : "",
+                 cfg.port);
+    } else {
+        snprintf(url, sizeof url, "unix:%s", cfg.socket);
+    }
+    fy_log(FY_LOG_NOTICE, "start", "app=%s type=%s env=%s url=%s%s%s pid=%d instance=%s: serving",
+           app_root, type, cfg.environment, url, tcp && cfg.socket[0] ? " socket=" : "",
+           tcp && cfg.socket[0] ? cfg.socket : "", (int)getpid(), instdir.path);
+    printf("ferry %s serving %s (%s) on %s%s%s pid %d\n", FERRY_VERSION, app_root, type, url,
+           tcp && cfg.socket[0] ? " and unix:" : "", tcp && cfg.socket[0] ? cfg.socket : "",
+           (int)getpid());
+    fflush(stdout);
+
+    uv_run(&st->loop, UV_RUN_DEFAULT);
+    status = st->pool_done ? 0 : 1;
+    fy_log(FY_LOG_NOTICE, "start", "pid=%d: stopped", (int)getpid());
+
+out_after_run:
+    fy_http_server_free(st->http);
+    st->http = NULL;
+    fy_pool_free(st->pool);
+    st->pool = NULL;
+    goto out_loop;
+
+out_http:
+    /* Nothing was spawned: close what exists and let the pool finish its (empty) shutdown. */
+    fy_http_server_stop(st->http, 0, NULL, NULL);
+out_pool:
+    fy_pool_shutdown(st->pool, 0, on_pool_unused, NULL);
+    uv_run(&st->loop, UV_RUN_DEFAULT);
+    fy_http_server_free(st->http);
+    st->http = NULL;
+    fy_pool_free(st->pool);
+    st->pool = NULL;
+out_loop:
+    uv_walk(&st->loop, close_walk, NULL);
+    uv_run(&st->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&st->loop);
+out:
+    if (instdir_made)
+        fy_instdir_remove(&instdir);
+    if (access_fd > 2)
+        close(access_fd);
+    if (log_fd > 2) {
+        fy_log_set_fd(2);
+        close(log_fd);
+    }
+    free(st);
+    fy_start_config_dispose(&cfg);
+    return status;
 }

@@ -1,12 +1,272 @@
-/* Placeholder until the worker command lands; replaced by its owner. */
+/* `ferry worker APP_DIR [--type rack|wsgi|c] [--environment ENV]`: starts one worker the way the
+ * pool does (DESIGN.md §2 spawn handshake). Expects fd 3 (owner pipe read end) and fd 4 (control
+ * channel). Detects the app type, sets FERRY_APP_ROOT, FERRY_APP_TYPE, FERRY_ENV,
+ * FERRY_OWNER_FD and FERRY_CONTROL_FD, then execs the Ruby or Python loader, or runs the native
+ * C worker in this process. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "worker/worker.h"
+
+#define OWNER_FD 3
+#define CONTROL_FD 4
+
+static const char *const wsgi_files[] = {"passenger_wsgi.py", "wsgi.py", "app.py"};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ferry worker APP_DIR [--type rack|wsgi|c] [--environment ENV]\n"
+            "\n"
+            "Runs one worker of the app in APP_DIR with the spawn handshake of DESIGN.md §2:\n"
+            "fd 3 must be the read end of the owner pipe (the worker exits when it reads EOF)\n"
+            "and fd 4 a control channel (a Unix socket), on which the worker writes\n"
+            "[\"ready\", pid, address, secret] once it listens, or [\"error\", summary, details].\n"
+            "\n"
+            "options:\n"
+            "  -t, --type TYPE         rack, wsgi or c; detected when omitted:\n"
+            "                          config.ru -> rack; passenger_wsgi.py, wsgi.py or app.py\n"
+            "                          -> wsgi; a *.so (app.so preferred) -> c.\n"
+            "                          APP_DIR may also be the path of a .so (type c).\n"
+            "  -e, --environment ENV   sets FERRY_ENV (default: $FERRY_ENV, else production)\n"
+            "  -h, --help              this text\n"
+            "\n"
+            "environment:\n"
+            "  FERRY_LOADERS_DIR       where python/wsgi_loader.py and ruby/rack_loader.rb are\n"
+            "                          (default %s/loaders)\n"
+            "  FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS=1  listen on a socket file in\n"
+            "                          $FERRY_INSTANCE_DIR (else $TMPDIR, else /tmp)\n",
+            FERRY_SOURCE_ROOT);
+}
+
+static bool fd_is_open(int fd)
+{
+    return fcntl(fd, F_GETFD) != -1;
+}
+
+/* Reports a failure before the worker runs: on fd 4 when it is open, always on stderr. */
+static int fail(const char *summary, const char *details)
+{
+    fy_worker_report_error(fd_is_open(CONTROL_FD) ? CONTROL_FD : -1, summary, details);
+    fprintf(stderr, "ferry worker: %s\n", summary);
+    if (details != NULL && *details != '\0')
+        fprintf(stderr, "ferry worker: %s\n", details);
+    return 1;
+}
+
+static bool file_exists_in(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+        return false;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Finds the app's .so in <dir>: app.so when present, else the alphabetically first *.so.
+ * Returns a heap path or NULL. */
+static char *find_shared_object(const char *dir)
+{
+    if (file_exists_in(dir, "app.so"))
+        return fy_xasprintf("%s/app.so", dir);
+    struct dirent **names;
+    int n = scandir(dir, &names, NULL, alphasort);
+    if (n < 0)
+        return NULL;
+    char *found = NULL;
+    for (int i = 0; i < n; i++) {
+        if (found == NULL && ends_with(names[i]->d_name, ".so") &&
+            file_exists_in(dir, names[i]->d_name))
+            found = fy_xasprintf("%s/%s", dir, names[i]->d_name);
+        free(names[i]);
+    }
+    free(names);
+    return found;
+}
+
+static const char *detect_type(const char *dir)
+{
+    if (file_exists_in(dir, "config.ru"))
+        return "rack";
+    for (size_t i = 0; i < FY_ARRAY_SIZE(wsgi_files); i++) {
+        if (file_exists_in(dir, wsgi_files[i]))
+            return "wsgi";
+    }
+    char *so = find_shared_object(dir);
+    if (so != NULL) {
+        free(so);
+        return "c";
+    }
+    return NULL;
+}
+
+static int exec_loader(const char *type)
+{
+    const char *loaders = getenv("FERRY_LOADERS_DIR");
+    if (loaders == NULL || *loaders == '\0')
+        loaders = FERRY_SOURCE_ROOT "/loaders";
+    char script[PATH_MAX];
+    const char *interp;
+    if (strcmp(type, "wsgi") == 0) {
+        interp = "/usr/bin/python3";
+        snprintf(script, sizeof script, "%s/python/wsgi_loader.py", loaders);
+    } else {
+        interp = "ruby";
+        snprintf(script, sizeof script, "%s/ruby/rack_loader.rb", loaders);
+    }
+    if (access(script, R_OK) != 0) {
+        char *summary = fy_xasprintf("the %s loader %s is missing: %s", type, script,
+                                     strerror(errno));
+        int rc = fail(summary, "step=exec_loader: set FERRY_LOADERS_DIR to the loaders/ directory "
+                               "of a ferry source tree");
+        free(summary);
+        return rc;
+    }
+    char *const argv[] = {(char *)interp, script, NULL};
+    execvp(interp, argv);
+    char *summary = fy_xasprintf("cannot run the %s loader: %s %s: %s", type, interp, script,
+                                 strerror(errno));
+    int rc = fail(summary, "step=exec_loader");
+    free(summary);
+    return rc;
+}
 
 int fy_cmd_worker(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "ferry worker: not built yet\n");
-    return 1;
+    static const struct option options[] = {
+        {"type", required_argument, NULL, 't'},
+        {"environment", required_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *type = NULL;
+    const char *environment = NULL;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "t:e:h", options, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            type = optarg;
+            break;
+        case 'e':
+            environment = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    if (type != NULL && strcmp(type, "rack") != 0 && strcmp(type, "wsgi") != 0 &&
+        strcmp(type, "c") != 0) {
+        fprintf(stderr, "ferry worker: unknown --type '%s' (rack, wsgi or c)\n", type);
+        return 2;
+    }
+    if (!fd_is_open(OWNER_FD) || !fd_is_open(CONTROL_FD))
+        return fail("fd 3 (owner pipe) and fd 4 (control channel) must be open",
+                    "step=handshake: ferry worker is started by the pool or a test harness "
+                    "with the spawn handshake of DESIGN.md §2");
+
+    char root[PATH_MAX];
+    if (realpath(argv[optind], root) == NULL) {
+        char *summary = fy_xasprintf("app %s: %s", argv[optind], strerror(errno));
+        int rc = fail(summary, "step=find_app");
+        free(summary);
+        return rc;
+    }
+    struct stat st;
+    char *so_path = NULL;
+    if (stat(root, &st) == 0 && S_ISREG(st.st_mode)) {
+        /* APP_DIR is the .so itself. */
+        if (type != NULL && strcmp(type, "c") != 0) {
+            char *summary = fy_xasprintf("app %s is a file; --type %s needs a directory", root,
+                                         type);
+            int rc = fail(summary, "step=find_app");
+            free(summary);
+            return rc;
+        }
+        type = "c";
+        so_path = fy_xstrdup(root);
+        char *slash = strrchr(root, '/');
+        if (slash == root)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    } else if (type == NULL) {
+        type = detect_type(root);
+        if (type == NULL) {
+            char *summary = fy_xasprintf(
+                "cannot tell the type of the app in %s: found no config.ru (rack), "
+                "passenger_wsgi.py, wsgi.py or app.py (wsgi), nor a *.so (c)", root);
+            int rc = fail(summary, "step=detect_type: pass --type rack|wsgi|c");
+            free(summary);
+            return rc;
+        }
+    }
+    if (strcmp(type, "c") == 0 && so_path == NULL) {
+        so_path = find_shared_object(root);
+        if (so_path == NULL) {
+            char *summary = fy_xasprintf("no app.so or other *.so in %s", root);
+            int rc = fail(summary, "step=find_app: a native app is a shared object exporting "
+                                   "ferry_app_init (include/ferry.h)");
+            free(summary);
+            return rc;
+        }
+    }
+
+    if (environment == NULL)
+        environment = getenv("FERRY_ENV");
+    if (environment == NULL || *environment == '\0')
+        environment = "production";
+    setenv("FERRY_APP_ROOT", root, 1);
+    setenv("FERRY_APP_TYPE", type, 1);
+    setenv("FERRY_ENV", environment, 1);
+    setenv("FERRY_OWNER_FD", "3", 1);
+    setenv("FERRY_CONTROL_FD", "4", 1);
+
+    if (strcmp(type, "c") != 0) {
+        free(so_path);
+        return exec_loader(type);
+    }
+
+    const char *socket_dir = getenv("FERRY_INSTANCE_DIR");
+    if (socket_dir == NULL || *socket_dir == '\0')
+        socket_dir = getenv("TMPDIR");
+    if (socket_dir == NULL || *socket_dir == '\0')
+        socket_dir = "/tmp";
+    fy_worker_config_t cfg = {
+        .app_path = so_path,
+        .app_root = root,
+        .environment = environment,
+        .owner_fd = OWNER_FD,
+        .control_fd = CONTROL_FD,
+        .socket_dir = socket_dir,
+    };
+    int status = fy_worker_run(&cfg);
+    free(so_path);
+    return status;
 }

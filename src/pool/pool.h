@@ -91,7 +91,22 @@ const fy_app_error_t *fy_pool_boot_error(const fy_pool_t *pool);
 void fy_pool_shutdown(fy_pool_t *pool, unsigned timeout_ms, void (*done)(fy_pool_t *pool, void *data),
                       void *data);
 
-/* Frees a pool whose shutdown completed. */
+/* Frees a pool whose shutdown completed (its <done> ran; may be called from inside <done>). A
+ * pool that was never started still needs fy_pool_shutdown first. */
 void fy_pool_free(fy_pool_t *pool);
+
+/* A snapshot of the pool for `ferry status` and tests. */
+typedef struct fy_pool_stats {
+    unsigned spawning;        /* started, not ready yet */
+    unsigned idle;
+    unsigned busy;            /* checked out */
+    unsigned retiring;        /* told to stop; not yet reaped */
+    unsigned queued;          /* waiters */
+    uint64_t spawns_started;  /* every spawn attempt since fy_pool_new */
+    uint64_t boot_failures;   /* attempts that ended without ready */
+    uint64_t requests_done;   /* check-ins */
+} fy_pool_stats_t;
+
+void fy_pool_get_stats(const fy_pool_t *pool, fy_pool_stats_t *out);
 
 #endif

@@ -30,12 +30,19 @@ void fy_array_dispose(fy_array_t *msg);
 ssize_t fy_array_encode(const char *const *items, const size_t *lens, size_t count, uint8_t *out,
                         size_t cap);
 
+/* The wire size (2-byte length included) of the array message fy_array_encode would write, or
+ * -EINVAL / -EMSGSIZE as fy_array_encode would return. */
+ssize_t fy_array_encoded_len(const char *const *items, const size_t *lens, size_t count);
+
 /* Decodes one complete array payload (without its 2-byte length) into <msg>. Returns 0, or
- * -EPROTO when the payload is empty or does not end in NUL. Copies the payload. */
+ * -EPROTO when the payload is empty or does not end in NUL, -EMSGSIZE when <len> passes
+ * FY_ARRAY_MAX_PAYLOAD. Copies the payload. On error <msg> is left all-zero. */
 int fy_array_decode_payload(const uint8_t *payload, size_t len, fy_array_t *msg);
 
 /* Writes the 4-byte big-endian length prefix of a scalar message of <len> bytes. */
 void fy_scalar_encode_header(uint8_t out[4], uint32_t len);
+/* Reads the 4-byte big-endian length prefix of a scalar message. */
+uint32_t fy_scalar_decode_header(const uint8_t in[4]);
 
 typedef enum fy_msg_kind {
     FY_MSG_ARRAY = 1,
@@ -54,21 +61,32 @@ typedef struct fy_msgparser {
     size_t body_got;
     uint8_t *body;
     int done;            /* a complete message waits to be taken */
+    int error;           /* the first error returned by feed; sticky */
 } fy_msgparser_t;
 
-/* Starts a parser expecting an array message. */
+/* Starts a parser expecting an array message (of at most FY_ARRAY_MAX_PAYLOAD bytes). */
 void fy_msgparser_init(fy_msgparser_t *p);
+/* Frees a partly received or untaken message. The parser may be initialised again. */
 void fy_msgparser_dispose(fy_msgparser_t *p);
 
 /* Sets what the next message is: FY_MSG_ARRAY, or FY_MSG_SCALAR of at most <max_len> bytes.
- * Only at a message boundary (returns -EBUSY otherwise). */
+ * For arrays <max_len> lowers the payload limit (0 or anything above FY_ARRAY_MAX_PAYLOAD means
+ * FY_ARRAY_MAX_PAYLOAD). Only at a message boundary: returns -EBUSY otherwise (also while a
+ * complete message waits to be taken), -EINVAL for an unknown kind, the sticky error after one. */
 int fy_msgparser_expect(fy_msgparser_t *p, fy_msg_kind_t kind, size_t max_len);
 
 /* Feeds <len> bytes. Sets *consumed to the bytes used. Returns -EAGAIN when all were used and the
  * message is not complete yet, 1 when a message is complete (take it before feeding again; bytes
- * after it are left unconsumed), -EMSGSIZE when the announced length passes the maximum,
- * -EPROTO when an array payload is malformed. After an error the parser is unusable. */
+ * after it are left unconsumed; feeding while one waits consumes nothing and returns 1 again),
+ * -EMSGSIZE when the announced length passes the maximum, -EPROTO when an array payload is
+ * malformed (empty, or not ending in NUL), -ENOMEM when the announced body cannot be allocated.
+ * After an error the parser is unusable: every later feed returns the same error. */
 int fy_msgparser_feed(fy_msgparser_t *p, const uint8_t *data, size_t len, size_t *consumed);
+
+/* How many bytes the parser needs to finish the part it is reading (the length prefix, then the
+ * body); 0 while a complete message waits or after an error. A blocking reader asks for exactly
+ * this many bytes, so it never reads past the end of a message. */
+size_t fy_msgparser_wanted(const fy_msgparser_t *p);
 
 /* Takes the completed message; the parser then waits for the next message of the same kind.
  * Return 0, or -EINVAL when no message is complete or the kind differs. take_scalar hands over a
@@ -76,8 +94,9 @@ int fy_msgparser_feed(fy_msgparser_t *p, const uint8_t *data, size_t len, size_t
 int fy_msgparser_take_array(fy_msgparser_t *p, fy_array_t *msg);
 int fy_msgparser_take_scalar(fy_msgparser_t *p, char **data, size_t *len);
 
-/* At EOF: returns 0 when the parser stands at a message boundary (end of channel), -EPROTO when
- * EOF fell inside a message (truncation). */
+/* At EOF: returns 0 when the parser stands at a message boundary (end of channel; a complete
+ * message may still wait to be taken), -EPROTO when EOF fell inside a message (truncation) or
+ * after an error. */
 int fy_msgparser_eof(const fy_msgparser_t *p);
 
 #endif

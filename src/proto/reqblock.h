@@ -30,6 +30,12 @@ int fy_reqblock_decode_size(const uint8_t prefix[4], uint32_t *size);
 int fy_reqblock_parse(const char *block, size_t len, fy_reqblock_t *out);
 void fy_reqblock_dispose(fy_reqblock_t *rb);
 
+/* Decodes the wire form (4-byte prefix, then the block) at the start of <wire>, for readers that
+ * receive it piecemeal. Returns 1 and sets *consumed to 4 + H (the body starts there), -EAGAIN
+ * while fewer than 4 + H bytes are present, -EMSGSIZE when H passes FY_REQBLOCK_MAX (known from
+ * the prefix alone), -EPROTO as fy_reqblock_parse. <out> borrows <wire>. */
+int fy_reqblock_decode(const uint8_t *wire, size_t len, fy_reqblock_t *out, size_t *consumed);
+
 /* The value of the first pair named <name> (exact, case-sensitive), or NULL. */
 const char *fy_reqblock_get(const fy_reqblock_t *rb, const char *name, size_t *value_len);
 

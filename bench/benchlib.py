@@ -1,0 +1,276 @@
+"""Pure functions of the bench harness: wrk output parsing, medians, ratios, targets, tables.
+
+Nothing here touches processes, sockets or files, so tests/bench/test_bench_parse.py can check
+all of it in well under a second. bench/run.py does the I/O and calls these.
+"""
+
+import re
+
+# Units wrk prints for latencies, in milliseconds.
+_TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+_SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
+
+
+IFACE_LABEL = {"c": "C", "wsgi": "WSGI", "rack": "Rack"}
+
+
+class WrkParseError(ValueError):
+    """wrk's output did not hold the figures the bench needs."""
+
+
+def parse_time_ms(text):
+    """'812.00us' -> 0.812, '1.20ms' -> 1.2, '2.00s' -> 2000.0, '1.00m' -> 60000.0.
+
+    Raises WrkParseError on anything else."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h)\s*", text)
+    if not m:
+        raise WrkParseError("not a wrk duration: %r" % text)
+    return float(m.group(1)) * _TIME_UNITS_MS[m.group(2)]
+
+
+def parse_size_bytes(text):
+    """'1.50MB' -> 1572864.0, '512.00B' -> 512.0 (wrk uses powers of 1024).
+
+    Raises WrkParseError on anything else."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)(B|KB|MB|GB|TB)\s*", text)
+    if not m:
+        raise WrkParseError("not a wrk size: %r" % text)
+    return float(m.group(1)) * _SIZE_UNITS[m.group(2)]
+
+
+def parse_wrk(text):
+    """Parses the output of `wrk --latency`. Returns a dict with:
+    rps (float), requests (int), duration_s (float), transfer_bps (bytes/s, float),
+    p50_ms, p75_ms, p90_ms, p99_ms (floats, None when --latency was not given),
+    errors (dict connect/read/write/timeout, zero when wrk printed no error line),
+    non_2xx (int).
+
+    Raises WrkParseError when the output has no 'Requests/sec' line or no request summary
+    (wrk failed to connect at all, or was killed)."""
+    out = {"p50_ms": None, "p75_ms": None, "p90_ms": None, "p99_ms": None,
+           "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}, "non_2xx": 0}
+    m = re.search(r"^Requests/sec:\s*([0-9]+(?:\.[0-9]+)?)\s*$", text, re.M)
+    if not m:
+        raise WrkParseError("no Requests/sec line in wrk output")
+    out["rps"] = float(m.group(1))
+    m = re.search(r"^\s*([0-9]+) requests in ([0-9.]+[a-z]+), ([0-9.]+[A-Z]+) read", text, re.M)
+    if not m:
+        raise WrkParseError("no request summary line in wrk output")
+    out["requests"] = int(m.group(1))
+    out["duration_s"] = parse_time_ms(m.group(2)) / 1000.0
+    m = re.search(r"^Transfer/sec:\s*(\S+)\s*$", text, re.M)
+    out["transfer_bps"] = parse_size_bytes(m.group(1)) if m else 0.0
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(r"^\s*%s(?:\.0+)?%%\s+(\S+)\s*$" % pct, text, re.M)
+        if m:
+            out["p%s_ms" % pct] = parse_time_ms(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["errors"] = {"connect": int(m.group(1)), "read": int(m.group(2)),
+                         "write": int(m.group(3)), "timeout": int(m.group(4))}
+    m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    if m:
+        out["non_2xx"] = int(m.group(1))
+    return out
+
+
+def median(values):
+    """The median of the numbers in <values>, ignoring None. None when no number is left.
+    An even count gives the mean of the two middle values."""
+    xs = sorted(v for v in values if v is not None)
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    if len(xs) % 2:
+        return xs[mid]
+    return (xs[mid - 1] + xs[mid]) / 2.0
+
+
+def ratio(numerator, denominator):
+    """numerator / denominator, or None when either is missing or the denominator is not > 0."""
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+def throughput_drop_pct(baseline, under_attack):
+    """How much throughput was lost, in percent of <baseline> (negative: it went up).
+    None when either figure is missing or the baseline is not > 0."""
+    r = ratio(under_attack, baseline)
+    if r is None:
+        return None
+    return (1.0 - r) * 100.0
+
+
+def parse_loadavg(text):
+    """'0.52 0.58 0.59 1/467 12345' (the text of /proc/loadavg) -> (0.52, 0.58, 0.59).
+    Raises ValueError on anything else."""
+    parts = text.split()
+    if len(parts) < 3:
+        raise ValueError("not /proc/loadavg: %r" % text)
+    return tuple(float(p) for p in parts[:3])
+
+
+def fmt(value, digits=0, suffix=""):
+    """A number for a table cell: '—' for None, else rounded to <digits> with thousands commas."""
+    if value is None:
+        return "—"
+    return "{:,.{d}f}{s}".format(value, d=digits, s=suffix)
+
+
+def fmt_ratio(value):
+    """A ratio for a table cell: '0.53×', or '—' for None."""
+    if value is None:
+        return "—"
+    return "%.2f×" % value
+
+
+def markdown_table(headers, rows):
+    """A GitHub-flavoured Markdown table. <rows> holds lists of cells already formatted as
+    strings; a row shorter than <headers> is padded with empty cells, a longer one refused with
+    ValueError. '|' inside a cell is escaped."""
+    def cell(c):
+        return str(c).replace("|", "\\|")
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        if len(row) > len(headers):
+            raise ValueError("row has %d cells, table has %d columns" % (len(row), len(headers)))
+        padded = list(row) + [""] * (len(headers) - len(row))
+        lines.append("| " + " | ".join(cell(c) for c in padded) + " |")
+    return "\n".join(lines)
+
+
+def summarize(reps):
+    """Folds the per-repetition figures of one server into medians.
+    <reps> is a list of dicts metric -> number or None; returns metric -> median (None when no
+    repetition measured it), plus 'reps': the number of repetitions."""
+    keys = []
+    for rep in reps:
+        for k in rep:
+            if k not in keys:
+                keys.append(k)
+    out = {k: median(rep.get(k) for rep in reps) for k in keys}
+    out["reps"] = len(reps)
+    return out
+
+
+def ferry_vs_peers(rows, metrics, ferry_prefix="ferry"):
+    """Ratios of each ferry row to each peer of the same interface.
+    <rows>: list of dicts with 'name', 'interface', 'status' ('ok' or a reason) and medians.
+    <metrics>: metric keys to divide. Returns a list of (ferry_name, peer_name, {metric: ratio}),
+    one per (ferry row, peer row) pair where both ran; rows not 'ok' are left out."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    ferries = [r for r in ok if r["name"].startswith(ferry_prefix)]
+    peers = [r for r in ok if not r["name"].startswith(ferry_prefix)]
+    out = []
+    for f in ferries:
+        for p in peers:
+            if p["interface"] != f["interface"]:
+                continue
+            out.append((f["name"], p["name"], {m: ratio(f.get(m), p.get(m)) for m in metrics}))
+    return out
+
+
+def versus_baseline(rows, baseline_name, metric):
+    """Each row's <metric> divided by the baseline row's: {name: ratio or None}.
+    All None when the baseline did not run."""
+    base = next((r for r in rows if r["name"] == baseline_name and r.get("status") == "ok"), None)
+    base_v = base.get(metric) if base else None
+    return {r["name"]: (ratio(r.get(metric), base_v) if r.get("status") == "ok" else None)
+            for r in rows}
+
+
+def _row(rows, name):
+    return next((r for r in rows if r["name"] == name and r.get("status") == "ok"), None)
+
+
+def _get(rows, name, metric):
+    r = _row(rows, name)
+    return r.get(metric) if r else None
+
+
+def _at_least(label, value, other, factor, other_label):
+    """A throughput target: value >= factor * other."""
+    r = ratio(value, other)
+    if r is None:
+        missing = []
+        if value is None:
+            missing.append("ferry row")
+        if other is None or (other is not None and other <= 0):
+            missing.append(other_label)
+        return {"target": label, "measured": "not measured (%s did not run)" % " and ".join(
+            missing), "met": None}
+    return {"target": label, "measured": "%.2f× %s" % (r, other_label), "met": r >= factor}
+
+
+def evaluate_targets(rows):
+    """The targets of the bench issue, each {'target', 'measured', 'met'} with met True, False
+    or None (could not be measured, which the report prints as 'not met (not measured)').
+    Row names used: nginx-return200, nginx-fastcgi-c, ferry-c, ferry-wsgi, ferry-rack,
+    gunicorn-sync, uwsgi-python, puma-2x1, puma-0x16, passenger-rack (and all peers for p99)."""
+    t = []
+    rps = "rps_ka"
+    t.append(_at_least("C hello via ferry ≥ 0.5× nginx return 200 (keep-alive c100)",
+                       _get(rows, "ferry-c", rps), _get(rows, "nginx-return200", rps), 0.5,
+                       "nginx-return200"))
+    t.append(_at_least("C hello via ferry ≥ 2× nginx + FastCGI",
+                       _get(rows, "ferry-c", rps), _get(rows, "nginx-fastcgi-c", rps), 2.0,
+                       "nginx-fastcgi-c"))
+    t.append(_at_least("WSGI hello via ferry ≥ 1.5× gunicorn sync",
+                       _get(rows, "ferry-wsgi", rps), _get(rows, "gunicorn-sync", rps), 1.5,
+                       "gunicorn-sync"))
+    t.append(_at_least("WSGI hello via ferry ≥ 1.0× uWSGI",
+                       _get(rows, "ferry-wsgi", rps), _get(rows, "uwsgi-python", rps), 1.0,
+                       "uwsgi-python"))
+    pumas = [v for v in (_get(rows, "puma-2x1", rps), _get(rows, "puma-0x16", rps))
+             if v is not None]
+    t.append(_at_least("Rack hello via ferry ≥ 1.5× Puma's best config",
+                       _get(rows, "ferry-rack", rps), max(pumas) if pumas else None, 1.5,
+                       "best Puma"))
+    t.append(_at_least("Rack hello via ferry ≥ 2× Passenger",
+                       _get(rows, "ferry-rack", rps), _get(rows, "passenger-rack", rps), 2.0,
+                       "passenger-rack"))
+    for iface in ("c", "wsgi", "rack"):
+        fname = "ferry-" + iface
+        fp99 = _get(rows, fname, "p99_ka_ms")
+        peers = [r for r in rows if r.get("status") == "ok" and r["interface"] == iface
+                 and not r["name"].startswith("ferry") and r["name"] != "nginx-return200"
+                 and r.get("p99_ka_ms") is not None]
+        label = "%s p99 ≤ best %s peer's p99 (c100)" % (fname, IFACE_LABEL[iface])
+        if fp99 is None or not peers:
+            t.append({"target": label, "measured": "not measured (%s)" % (
+                "ferry row did not run" if fp99 is None else "no peer ran"), "met": None})
+            continue
+        best = min(peers, key=lambda r: r["p99_ka_ms"])
+        t.append({"target": label, "measured": "%.2f ms vs %.2f ms (%s)" % (
+            fp99, best["p99_ka_ms"], best["name"]), "met": fp99 <= best["p99_ka_ms"]})
+    cores = [(n, _get(rows, n, "idle_core_rss_mib")) for n in ("ferry-c", "ferry-wsgi",
+                                                              "ferry-rack")]
+    cores = [(n, v) for n, v in cores if v is not None]
+    if cores:
+        worst = max(cores, key=lambda nv: nv[1])
+        t.append({"target": "ferry core RSS ≤ 10 MiB idle",
+                  "measured": "%.1f MiB (largest, %s)" % (worst[1], worst[0]),
+                  "met": worst[1] <= 10.0})
+    else:
+        t.append({"target": "ferry core RSS ≤ 10 MiB idle",
+                  "measured": "not measured (no ferry row ran)", "met": None})
+    for iface in ("c", "wsgi", "rack"):
+        fname = "ferry-" + iface
+        drop = _get(rows, fname, "slowloris_drop_pct")
+        label = "1 000 slowloris connections cost %s ≤ 10 %% of throughput" % fname
+        if drop is None:
+            t.append({"target": label, "measured": "not measured", "met": None})
+        else:
+            t.append({"target": label, "measured": "%.1f %% drop" % drop, "met": drop <= 10.0})
+    return t
+
+
+def met_label(met):
+    """'met' / 'not met' / 'not met (not measured)' for a target's <met> value."""
+    if met is True:
+        return "met"
+    if met is False:
+        return "not met"
+    return "not met (not measured)"

@@ -1,0 +1,202 @@
+# frozen_string_literal: true
+
+require 'io/wait'
+require 'stringio'
+require 'tempfile'
+
+# The request (DESIGN.md §2), core → worker: u32 big-endian H, then H bytes of "name NUL value
+# NUL" pairs, then CONTENT_LENGTH bytes of body. This file reads and checks it and turns it into
+# a Rack env (the SPEC of rack 2.2). Everything read from the socket is binary (ASCII-8BIT).
+module FerryLoader
+  # A request that is refused: the connection is closed without a reply and the reason is
+  # logged. Never raised for an app's own errors.
+  class BadRequest < StandardError; end
+
+  module Request
+    MAX_HEADER_BLOCK = 131_072
+    # Request bodies up to this size stay in memory (StringIO); larger ones go to an unlinked
+    # temp file, so a big upload never sits in the worker's heap.
+    BODY_MEMORY_MAX = 1024 * 1024
+    CHUNK = 65_536
+    PASSWORD_KEY = 'FERRY_CONNECT_PASSWORD'
+    TOKEN = /\A[0-9A-Za-z!\#$%&'*+.^_`|~-]+\z/.freeze
+    HOST = /\A(\[[^\]]*\]|[^:\[\]]*)(?::(\d*))?\z/.freeze
+
+    module_function
+
+    # Reads exactly <n> bytes from <io>, waiting at most <timeout> seconds for each piece.
+    # Returns the bytes; nil when EOF came before the first byte and <eof_ok> is set. Raises
+    # BadRequest on EOF inside the data or a stall past the timeout.
+    def read_exact(io, n, timeout, what, eof_ok: false)
+      buf = String.new(capacity: n, encoding: Encoding::BINARY)
+      while buf.bytesize < n
+        chunk = io.read_nonblock([n - buf.bytesize, CHUNK].min, exception: false)
+        case chunk
+        when :wait_readable
+          raise BadRequest, "timed out after #{timeout}s reading the #{what}" unless io.wait_readable(timeout)
+        when nil
+          return nil if eof_ok && buf.empty?
+
+          raise BadRequest, "connection closed after #{buf.bytesize} of #{n} bytes of the #{what}"
+        else
+          buf << chunk
+        end
+      end
+      buf
+    end
+
+    # Reads the size prefix and the header block. Returns the pairs, or nil when the peer closed
+    # before sending anything. Raises BadRequest when the block is oversized or malformed.
+    def read_pairs(io, timeout)
+      prefix = read_exact(io, 4, timeout, 'header size', eof_ok: true)
+      return nil if prefix.nil?
+
+      size = prefix.unpack1('N')
+      if size > MAX_HEADER_BLOCK
+        raise BadRequest, "header block of #{size} bytes is over the limit of #{MAX_HEADER_BLOCK}"
+      end
+
+      parse_block(read_exact(io, size, timeout, 'header block'))
+    end
+
+    # Splits a header block into [name, value] pairs, in order. An empty block has no pairs.
+    # Raises BadRequest when it does not end in NUL, has an odd item count or an empty name.
+    def parse_block(block)
+      return [] if block.empty?
+      raise BadRequest, 'header block does not end in NUL' unless block.end_with?("\0")
+
+      items = block.b.split("\0", -1)
+      items.pop
+      raise BadRequest, "header block has an odd item count (#{items.size})" if items.size.odd?
+
+      pairs = items.each_slice(2).to_a
+      raise BadRequest, 'header block has an empty name' if pairs.any? { |name, _| name.empty? }
+
+      pairs
+    end
+
+    # The value of the first pair named <name>, or nil.
+    def lookup(pairs, name)
+      pair = pairs.find { |n, _| n == name }
+      pair && pair[1]
+    end
+
+    # Builds the CGI part of the Rack env from <pairs>: the first of duplicate names wins; the
+    # password, "rack."-prefixed names and HTTP_CONTENT_TYPE/HTTP_CONTENT_LENGTH are dropped;
+    # missing variables get their defaults. Raises BadRequest for a missing or invalid
+    # REQUEST_METHOD or a CONTENT_LENGTH that is not all digits.
+    def cgi_env(pairs)
+      env = {}
+      pairs.each do |name, value|
+        next if name == PASSWORD_KEY || name.start_with?('rack.') || env.key?(name)
+
+        env[name] = value
+      end
+      env.delete('HTTP_CONTENT_TYPE')
+      env.delete('HTTP_CONTENT_LENGTH')
+
+      method = env['REQUEST_METHOD']
+      raise BadRequest, 'REQUEST_METHOD is missing' if method.nil?
+      raise BadRequest, "REQUEST_METHOD #{method.inspect} is not a token" unless method.match?(TOKEN)
+
+      env.delete('CONTENT_LENGTH') if env['CONTENT_LENGTH'] == ''
+      if env.key?('CONTENT_LENGTH') && !env['CONTENT_LENGTH'].match?(/\A\d+\z/)
+        raise BadRequest, "CONTENT_LENGTH #{env['CONTENT_LENGTH'].inspect} is not a number"
+      end
+
+      env['QUERY_STRING'] ||= String.new(encoding: Encoding::BINARY)
+      split_path(env)
+      fill_server(env)
+      env
+    end
+
+    # SCRIPT_NAME is the mount point ("" at the root, never "/", no trailing slash); PATH_INFO the
+    # rest, starting with "/" ("/" when both would be empty). PATH_INFO sent by the core is taken
+    # as the part after SCRIPT_NAME (CGI); when absent it comes from REQUEST_URI's path,
+    # percent-decoded, with the SCRIPT_NAME prefix removed.
+    def split_path(env)
+      script = env['SCRIPT_NAME'].to_s.b.sub(%r{/+\z}, '')
+      script = "/#{script}" unless script.empty? || script.start_with?('/')
+      path = env['PATH_INFO']&.b
+      if path.nil?
+        path = percent_decode(env['REQUEST_URI'].to_s.b.split('?', 2).first.to_s)
+        path = path.byteslice(script.bytesize..) if !script.empty? && mounted_under?(path, script)
+      end
+      path = "/#{path}" unless path.empty? || path.start_with?('/')
+      path = +'/' if path.empty? && script.empty?
+      env['SCRIPT_NAME'] = script.b
+      env['PATH_INFO'] = path.b
+    end
+
+    def mounted_under?(path, script)
+      path == script || path.start_with?("#{script}/")
+    end
+
+    def percent_decode(str)
+      str.gsub(/%([0-9A-Fa-f]{2})/n) { Regexp.last_match(1).hex.chr }.b
+    end
+
+    # SERVER_NAME/SERVER_PORT default from HTTP_HOST, else "localhost" and the scheme's port;
+    # SERVER_PROTOCOL defaults to HTTP/1.1.
+    def fill_server(env)
+      https = https?(env)
+      host_name, host_port = nil
+      if (m = HOST.match(env['HTTP_HOST'].to_s))
+        host_name = m[1] unless m[1].empty?
+        host_port = m[2] unless m[2].nil? || m[2].empty?
+      end
+      env['SERVER_NAME'] = (host_name || 'localhost').b if env['SERVER_NAME'].to_s.empty?
+      if env['SERVER_PORT'].to_s.empty?
+        env['SERVER_PORT'] = (host_port || (https ? '443' : '80')).b
+      end
+      env['SERVER_PROTOCOL'] = 'HTTP/1.1'.b if env['SERVER_PROTOCOL'].to_s.empty?
+    end
+
+    def https?(env)
+      %w[on 1 yes true].include?(env['HTTPS'].to_s.downcase)
+    end
+
+    # Reads the body (CONTENT_LENGTH bytes, none when absent) into a rewound, binary IO: a
+    # StringIO up to BODY_MEMORY_MAX, an unlinked temp file past it. Raises BadRequest when the
+    # peer stops early or stalls; the caller closes the returned IO.
+    def read_body(io, env, timeout)
+      length = env.key?('CONTENT_LENGTH') ? env['CONTENT_LENGTH'].to_i : 0
+      if length <= BODY_MEMORY_MAX
+        data = length.zero? ? String.new(encoding: Encoding::BINARY) : read_exact(io, length, timeout, 'body')
+        input = StringIO.new(data)
+        input.binmode
+        return input
+      end
+
+      file = Tempfile.create('ferry-rack-body-', binmode: true)
+      begin
+        File.unlink(file.path)
+        left = length
+        while left.positive?
+          chunk = read_exact(io, [left, CHUNK].min, timeout, 'body')
+          file.write(chunk)
+          left -= chunk.bytesize
+        end
+        file.rewind
+        file
+      rescue StandardError
+        file.close
+        raise
+      end
+    end
+
+    # The complete Rack env: the CGI variables plus the rack.* keys of the SPEC.
+    def rack_env(cgi, input, errors)
+      cgi.merge!(
+        'rack.version' => Rack::VERSION,
+        'rack.input' => input,
+        'rack.errors' => errors,
+        'rack.url_scheme' => https?(cgi) ? 'https' : 'http',
+        'rack.multithread' => false,
+        'rack.multiprocess' => true,
+        'rack.run_once' => false,
+        'rack.hijack?' => false
+      )
+    end
+  end
+end

@@ -1,0 +1,61 @@
+/* The configuration of `ferry start`: one table of options, each settable by a flag
+ * (--max-pool-size 6 or --max-pool-size=6), an environment variable (FERRY_MAX_POOL_SIZE) and a
+ * key of APP_DIR/ferry.json ("max_pool_size" or "max-pool-size"). Precedence: flags > environment
+ * > file > defaults. Pure apart from reading the environment and the file; used by cmd_start. */
+#ifndef FY_CLI_CONFIG_H
+#define FY_CLI_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct fy_start_config {
+    char *app_dir;                 /* as given (default "."); owned */
+    char *address;
+    unsigned port;
+    bool port_set;                 /* by any source, not the default */
+    char *socket;                  /* NULL = no Unix listener */
+    char *environment;             /* production | development */
+    char *app_type;                /* auto | rack | wsgi | c */
+    unsigned max_pool_size;
+    unsigned min_instances;
+    unsigned pool_idle_time;       /* seconds */
+    unsigned max_request_queue_size;
+    unsigned max_queue_time;       /* seconds */
+    unsigned max_requests;
+    unsigned max_request_time;     /* seconds */
+    unsigned start_timeout;        /* seconds */
+    unsigned shutdown_timeout;     /* seconds */
+    unsigned header_timeout;       /* seconds */
+    unsigned body_timeout;         /* seconds */
+    unsigned keepalive_timeout;    /* seconds */
+    uint64_t max_body_size;        /* bytes */
+    uint64_t max_uri_length;
+    uint64_t max_header_size;
+    unsigned max_header_count;
+    uint64_t body_buffer_threshold;
+    char *trusted_proxy;           /* "" = none */
+    char *log_file;                /* "-" = stderr */
+    char *access_log;              /* "" = off, "-" = stdout */
+    char *log_level;
+    bool powered_by;
+    bool help;                     /* --help was given: print fy_start_config_usage, exit 0 */
+} fy_start_config_t;
+
+/* Fills <cfg> from the defaults, APP_DIR/ferry.json, the environment and <argv> (argv[0] is the
+ * command name), in rising precedence. Returns 0; or -EINVAL after writing one line naming the
+ * problem into <err> (<err_len> bytes): an unknown option or key, a missing value, a bad value,
+ * more than one APP_DIR, malformed JSON. A missing ferry.json is not an error; an unreadable one
+ * is. Free with fy_start_config_dispose in every case. */
+int fy_start_config_load(fy_start_config_t *cfg, int argc, char **argv, char *err, size_t err_len);
+void fy_start_config_dispose(fy_start_config_t *cfg);
+
+/* Writes the --help text: every option with its environment variable and default. */
+void fy_start_config_usage(FILE *out);
+
+/* Parses a byte size: digits with an optional k/K, m/M or g/G suffix (powers of 1024). Returns 0
+ * or -EINVAL (empty, junk, overflow). */
+int fy_parse_size(const char *s, uint64_t *out);
+
+#endif

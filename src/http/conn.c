@@ -1,0 +1,931 @@
+/* A client connection: reads and parses one request at a time (pipelined bytes wait in the read
+ * buffer), buffers its body, checks a worker out of the pool only once the whole request is in,
+ * sends the request block and body to the worker, and streams the worker's response back with
+ * backpressure. See README.md for the states. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "http/http_conn.h"
+
+static void process_input(fy_http_conn_t *c);
+static void start_reading(fy_http_conn_t *c);
+static void finish_response(fy_http_conn_t *c);
+static void close_conn(fy_http_conn_t *c, bool graceful);
+static void send_error(fy_http_conn_t *c, int status, const char *title, const char *detail,
+                       bool close_after);
+static void detach_upstream(fy_http_conn_t *c, fy_worker_outcome_t outcome);
+
+/* ---- handles and lifetime --------------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    fy_http_conn_t *c = h->data;
+    if (--c->open_handles > 0)
+        return;
+    fy_http_server_t *srv = c->srv;
+    fy_http_request_dispose(&c->req);
+    fy_reqblock_builder_dispose(&c->block);
+    fy_http_buf_dispose(&c->scratch);
+    fy_http_buf_dispose(&c->out);
+    fy_http_buf_dispose(&c->resp);
+    free(c->in);
+    fy_http_server_forget(srv, c);
+    free(c);
+}
+
+static void on_timeout(uv_timer_t *t);
+static void on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void on_client_shutdown(uv_shutdown_t *req, int status)
+{
+    fy_http_conn_t *c = req->data;
+    if (c->state != FY_CONN_LINGER)
+        return;
+    if (status < 0 || c->read_eof) {
+        close_conn(c, false);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout, FY_HTTP_LINGER_MS, 0);
+    if (!c->reading) {
+        c->reading = true;
+        uv_read_start(&c->client.stream, on_client_alloc, on_client_read);
+    }
+}
+
+static void close_conn(fy_http_conn_t *c, bool graceful)
+{
+    if (c->state == FY_CONN_CLOSING)
+        return;
+    if (c->waiter.queued) {
+        fy_pool_cancel(c->srv->pool, &c->waiter);
+        c->waiter.queued = 0;
+    }
+    if (c->up != NULL || c->worker != NULL)
+        detach_upstream(c, FY_WORKER_OK);
+    if (graceful && c->state != FY_CONN_LINGER && !c->read_eof) {
+        /* shut our side after the queued writes, then drain what the client still sends so
+         * the close does not turn into a reset that destroys our last response */
+        c->state = FY_CONN_LINGER;
+        uv_timer_stop(&c->req_timer);
+        uv_timer_stop(&c->timer);
+        c->shutdown_req.data = c;
+        if (uv_shutdown(&c->shutdown_req, &c->client.stream, on_client_shutdown) == 0)
+            return;
+    }
+    c->state = FY_CONN_CLOSING;
+    uv_timer_stop(&c->timer);
+    uv_timer_stop(&c->req_timer);
+    uv_close(&c->client.handle, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->req_timer, on_handle_closed);
+}
+
+void fy_http_conn_abort(fy_http_conn_t *c) { close_conn(c, false); }
+
+void fy_http_conn_stop(fy_http_conn_t *c)
+{
+    if (c->state == FY_CONN_IDLE)
+        close_conn(c, false);
+    else
+        c->close_after = true;
+}
+
+/* ---- timers ----------------------------------------------------------------------------- */
+
+static void on_timeout(uv_timer_t *t)
+{
+    fy_http_conn_t *c = t->data;
+    switch (c->state) {
+    case FY_CONN_IDLE:
+        close_conn(c, false);
+        break;
+    case FY_CONN_HEAD:
+        fy_log(FY_LOG_INFO, "http", "peer=%s:%s: request head timed out", c->remote_addr,
+               c->remote_port);
+        send_error(c, 408, "The request head did not arrive in time.", NULL, true);
+        break;
+    case FY_CONN_BODY:
+        fy_log(FY_LOG_INFO, "http", "peer=%s:%s: request body timed out", c->remote_addr,
+               c->remote_port);
+        send_error(c, 408, "The request body did not arrive in time.", NULL, true);
+        break;
+    case FY_CONN_LINGER:
+        close_conn(c, false);
+        break;
+    default:
+        break;
+    }
+}
+
+static void arm_timer(fy_http_conn_t *c, unsigned ms)
+{
+    if (ms == 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+/* ---- writing to the client -------------------------------------------------------------- */
+
+static void on_client_write(uv_write_t *wr, int status)
+{
+    fy_http_wbuf_t *w = wr->data;
+    fy_http_conn_t *c = w->conn;
+    fy_http_wbuf_put(c->srv, w);
+    c->pending_writes--;
+    if (c->state == FY_CONN_CLOSING || c->state == FY_CONN_LINGER)
+        return;
+    if (status < 0) {
+        fy_log(FY_LOG_INFO, "http", "peer=%s:%s: client went away: %s", c->remote_addr,
+               c->remote_port, uv_strerror(status));
+        close_conn(c, false);
+        return;
+    }
+    fy_http_upstream_t *up = c->up;
+    if (up != NULL && up->paused &&
+        uv_stream_get_write_queue_size(&c->client.stream) <= FY_HTTP_WRITE_QUEUE_HIGH / 2) {
+        up->paused = false;
+        start_reading(c);
+    }
+    if (c->response_done && c->pending_writes == 0)
+        finish_response(c);
+}
+
+/* Queues <bufs> to the client under <w> (which may be NULL: one is taken). */
+static int write_client(fy_http_conn_t *c, fy_http_wbuf_t *w, uv_buf_t *bufs, unsigned n)
+{
+    if (w == NULL)
+        w = fy_http_wbuf_get(c->srv, c);
+    w->req.data = w;
+    int rc = uv_write(&w->req, &c->client.stream, bufs, n, on_client_write);
+    if (rc < 0) {
+        fy_http_wbuf_put(c->srv, w);
+        return rc;
+    }
+    c->pending_writes++;
+    return 0;
+}
+
+/* Writes the front's own response (already in c->out) and finishes the request with it. */
+static void send_error(fy_http_conn_t *c, int status, const char *title, const char *detail,
+                       bool close_after)
+{
+    c->status = status;
+    if (close_after || c->srv->stopping)
+        c->close_after = true;
+    if (c->up != NULL || c->worker != NULL)
+        detach_upstream(c, FY_WORKER_OK);
+    if (c->reading) {
+        uv_read_stop(&c->client.stream);
+        c->reading = false;
+    }
+    uv_timer_stop(&c->timer);
+    uv_timer_stop(&c->req_timer);
+    c->out.len = 0;
+    bool is_head = c->req.method != NULL && c->req.is_head;
+    fy_http_error_response(status, is_head, !c->close_after, c->srv->opts.powered_by, title,
+                           detail, &c->out);
+    c->state = FY_CONN_REPLYING;
+    c->plan.keep_alive = !c->close_after;
+    c->body_sent = 0;
+    uv_buf_t buf = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    if (write_client(c, NULL, &buf, 1) < 0) {
+        close_conn(c, false);
+        return;
+    }
+    c->response_done = true;
+}
+
+/* ---- the worker side -------------------------------------------------------------------- */
+
+static void on_upstream_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Ends the conversation with the worker: closes its socket and checks it in. */
+static void detach_upstream(fy_http_conn_t *c, fy_worker_outcome_t outcome)
+{
+    if (c->up != NULL) {
+        c->up->conn = NULL;
+        uv_close((uv_handle_t *)&c->up->pipe, on_upstream_closed);
+        c->up = NULL;
+    }
+    if (c->worker != NULL) {
+        fy_pool_checkin(c->srv->pool, c->worker, outcome);
+        c->worker = NULL;
+    }
+    uv_timer_stop(&c->req_timer);
+}
+
+/* The worker failed before its head was complete: 502. */
+static void upstream_failed(fy_http_conn_t *c, const char *why)
+{
+    fy_log(FY_LOG_ERROR, "http", "pid=%d uri=%.*s: bad worker response: %s",
+           c->worker ? (int)fy_worker_pid(c->worker) : 0, (int)(c->req.url_len > 200 ? 200 : c->req.url_len),
+           fy_http_request_url(&c->req), why);
+    detach_upstream(c, FY_WORKER_BROKEN);
+    send_error(c, 502, "The application sent no valid response.", NULL, false);
+}
+
+/* The response cannot be completed after its head went out: the only honest signal left is to
+ * close the connection. */
+static void response_broken(fy_http_conn_t *c, const char *why, fy_worker_outcome_t outcome)
+{
+    fy_log(FY_LOG_ERROR, "http", "pid=%d uri=%.*s: response cut short: %s",
+           c->worker ? (int)fy_worker_pid(c->worker) : 0, (int)(c->req.url_len > 200 ? 200 : c->req.url_len),
+           fy_http_request_url(&c->req), why);
+    detach_upstream(c, outcome);
+    fy_http_access_log(c, uv_now(c->srv->loop));
+    close_conn(c, false);
+}
+
+static void forward_body(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data, size_t len)
+{
+    if (len == 0) {
+        if (w)
+            fy_http_wbuf_put(c->srv, w);
+        return;
+    }
+    switch (c->plan.framing) {
+    case FY_HTTP_FRAME_NONE:
+        if (w)
+            fy_http_wbuf_put(c->srv, w);
+        return;
+    case FY_HTTP_FRAME_LENGTH: {
+        uint64_t left = c->plan.content_length - c->body_sent;
+        if (len > left) {
+            fy_log(FY_LOG_WARN, "http", "pid=%d: worker sent more than its Content-Length; "
+                   "extra bytes dropped", c->worker ? (int)fy_worker_pid(c->worker) : 0);
+            len = (size_t)left;
+        }
+        if (len == 0) {
+            if (w)
+                fy_http_wbuf_put(c->srv, w);
+            return;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    if (w == NULL) {
+        w = fy_http_wbuf_get(c->srv, c);
+        memcpy(w->data, data, len);
+        data = w->data;
+    }
+    uv_buf_t bufs[3];
+    unsigned n = 0;
+    if (c->plan.framing == FY_HTTP_FRAME_CHUNKED) {
+        int l = snprintf(w->line, sizeof w->line, "%zx\r\n", len);
+        bufs[n++] = uv_buf_init(w->line, (unsigned)l);
+        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+        bufs[n++] = uv_buf_init((char *)"\r\n", 2);
+    } else {
+        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+    }
+    c->body_sent += len;
+    if (write_client(c, w, bufs, n) < 0) {
+        close_conn(c, false);
+        return;
+    }
+    if (c->up != NULL && !c->up->paused &&
+        uv_stream_get_write_queue_size(&c->client.stream) > FY_HTTP_WRITE_QUEUE_HIGH) {
+        c->up->paused = true;
+        uv_read_stop((uv_stream_t *)&c->up->pipe);
+        c->up->reading = false;
+    }
+}
+
+/* Parses what has arrived of the worker's head; forwards it once complete. */
+static void try_head(fy_http_conn_t *c)
+{
+    fy_resphead_t head;
+    int rc = fy_resphead_parse(c->resp.data, c->resp.len, &head);
+    if (rc == -EAGAIN) {
+        if (c->resp.len >= FY_RESPHEAD_MAX)
+            upstream_failed(c, "head larger than 128 KiB");
+        return;
+    }
+    if (rc == -EMSGSIZE) {
+        upstream_failed(c, "head larger than 128 KiB");
+        return;
+    }
+    if (rc < 0) {
+        upstream_failed(c, "malformed head");
+        return;
+    }
+    c->out.len = 0;
+    bool keep_alive = c->req.keep_alive && !c->close_after && !c->srv->stopping;
+    rc = fy_http_response_head(&head, &c->req, keep_alive, c->srv->opts.powered_by, &c->out,
+                               &c->plan);
+    size_t head_len = head.head_len;
+    fy_resphead_dispose(&head);
+    if (rc < 0) {
+        upstream_failed(c, "head cannot be forwarded (1xx status or bad Content-Length)");
+        return;
+    }
+    c->head_done = true;
+    c->status = c->plan.status;
+    if (!c->plan.keep_alive)
+        c->close_after = true;
+    uv_buf_t buf = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    if (write_client(c, NULL, &buf, 1) < 0) {
+        close_conn(c, false);
+        return;
+    }
+    if (c->resp.len > head_len)
+        forward_body(c, NULL, c->resp.data + head_len, c->resp.len - head_len);
+}
+
+static void on_upstream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    fy_http_upstream_t *up = h->data;
+    fy_http_conn_t *c = up->conn;
+    if (c == NULL) {
+        *buf = uv_buf_init(up->chunk, sizeof up->chunk);
+        return;
+    }
+    if (!c->head_done) {
+        fy_http_buf_reserve(&c->resp, 16384);
+        *buf = uv_buf_init(c->resp.data + c->resp.len, (unsigned)(c->resp.cap - c->resp.len));
+        return;
+    }
+    fy_http_wbuf_t *w = fy_http_wbuf_get(c->srv, c);
+    *buf = uv_buf_init(w->data, sizeof w->data);
+}
+
+static void on_upstream_eof(fy_http_conn_t *c, int err)
+{
+    if (!c->head_done) {
+        upstream_failed(c, err == UV_EOF ? "connection closed before the head was complete"
+                                         : uv_strerror(err));
+        return;
+    }
+    if (c->plan.framing == FY_HTTP_FRAME_LENGTH && c->body_sent < c->plan.content_length) {
+        response_broken(c, "worker closed before its Content-Length was sent", FY_WORKER_BROKEN);
+        return;
+    }
+    if (err != UV_EOF && c->plan.framing != FY_HTTP_FRAME_LENGTH &&
+        c->plan.framing != FY_HTTP_FRAME_NONE) {
+        response_broken(c, uv_strerror(err), FY_WORKER_BROKEN);
+        return;
+    }
+    c->worker_eof = true;
+    detach_upstream(c, FY_WORKER_OK);
+    if (c->plan.framing == FY_HTTP_FRAME_CHUNKED) {
+        uv_buf_t buf = uv_buf_init((char *)"0\r\n\r\n", 5);
+        if (write_client(c, NULL, &buf, 1) < 0) {
+            close_conn(c, false);
+            return;
+        }
+    }
+    c->response_done = true;
+    if (c->pending_writes == 0)
+        finish_response(c);
+}
+
+static void on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    fy_http_upstream_t *up = s->data;
+    fy_http_conn_t *c = up->conn;
+    bool is_wbuf = c != NULL && c->head_done && buf->base != NULL && buf->base != up->chunk;
+    fy_http_wbuf_t *w = is_wbuf ? (fy_http_wbuf_t *)(buf->base - offsetof(fy_http_wbuf_t, data))
+                                : NULL;
+    if (c == NULL)
+        return;
+    if (nread < 0) {
+        if (w)
+            fy_http_wbuf_put(c->srv, w);
+        on_upstream_eof(c, (int)nread);
+        return;
+    }
+    if (nread == 0) {
+        if (w)
+            fy_http_wbuf_put(c->srv, w);
+        return;
+    }
+    if (!c->head_done) {
+        c->resp.len += (size_t)nread;
+        try_head(c);
+        return;
+    }
+    forward_body(c, w, w->data, (size_t)nread);
+}
+
+static void send_body_chunk(fy_http_upstream_t *up);
+
+static void on_upstream_shutdown(uv_shutdown_t *req, int status) { (void)req; (void)status; }
+
+static void on_upstream_write(uv_write_t *wr, int status)
+{
+    fy_http_upstream_t *up = wr->data;
+    if (up->conn == NULL)
+        return;
+    if (status < 0) {
+        /* The worker stopped reading (it may have answered early); its response decides. */
+        fy_log(FY_LOG_DEBUG, "http", "writing the request to the worker failed: %s",
+               uv_strerror(status));
+        return;
+    }
+    send_body_chunk(up);
+}
+
+/* Sends the next piece of a file-backed body, or shuts down the write side after the last. */
+static void send_body_chunk(fy_http_upstream_t *up)
+{
+    fy_http_conn_t *c = up->conn;
+    const fy_http_body_t *body = &c->req.body;
+    if (up->body_off >= body->len) {
+        up->shutdown_req.data = up;
+        uv_shutdown(&up->shutdown_req, (uv_stream_t *)&up->pipe, on_upstream_shutdown);
+        return;
+    }
+    ssize_t n = fy_http_body_read(body, up->body_off, up->chunk, sizeof up->chunk);
+    if (n <= 0) {
+        fy_log(FY_LOG_ERROR, "http", "cannot read the buffered request body: %s",
+               strerror(n < 0 ? (int)-n : EIO));
+        detach_upstream(c, FY_WORKER_OK);
+        send_error(c, 500, "The request body could not be read back.", NULL, true);
+        return;
+    }
+    up->body_off += (uint64_t)n;
+    uv_buf_t buf = uv_buf_init(up->chunk, (unsigned)n);
+    up->write_req.data = up;
+    if (uv_write(&up->write_req, (uv_stream_t *)&up->pipe, &buf, 1, on_upstream_write) < 0)
+        upstream_failed(c, "write to the worker failed");
+}
+
+static void on_req_timeout(uv_timer_t *t)
+{
+    fy_http_conn_t *c = t->data;
+    fy_log(FY_LOG_ERROR, "http", "pid=%d uri=%.*s: max request time (%u ms) passed",
+           c->worker ? (int)fy_worker_pid(c->worker) : 0,
+           (int)(c->req.url_len > 200 ? 200 : c->req.url_len), fy_http_request_url(&c->req),
+           c->srv->opts.max_request_time_ms);
+    if (c->head_done) {
+        response_broken(c, "max request time passed", FY_WORKER_TIMED_OUT);
+        return;
+    }
+    detach_upstream(c, FY_WORKER_TIMED_OUT);
+    send_error(c, 504, "The application did not answer within the maximum request time.", NULL,
+               false);
+}
+
+/* Builds a sockaddr_un for "abstract:NAME" or "unix:PATH". Returns its length or -EINVAL. */
+static int worker_sockaddr(const char *address, struct sockaddr_un *sa)
+{
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    size_t max = sizeof sa->sun_path;
+    if (strncmp(address, "abstract:", 9) == 0) {
+        size_t n = strlen(address + 9);
+        if (n == 0 || n + 1 > max)
+            return -EINVAL;
+        memcpy(sa->sun_path + 1, address + 9, n);
+        return (int)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+    }
+    if (strncmp(address, "unix:", 5) == 0) {
+        size_t n = strlen(address + 5);
+        if (n == 0 || n + 1 > max)
+            return -EINVAL;
+        memcpy(sa->sun_path, address + 5, n);
+        return (int)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    }
+    return -EINVAL;
+}
+
+static void connect_worker(fy_http_conn_t *c);
+
+static void on_connect_retry(uv_timer_t *t) { connect_worker(t->data); }
+
+/* Connects to the checked-out worker (non-blocking socket + uv_pipe_open, because libuv 1.44
+ * cannot connect to abstract names), then sends the block and the body. */
+static void connect_worker(fy_http_conn_t *c)
+{
+    struct sockaddr_un sa;
+    const char *address = fy_worker_address(c->worker);
+    int sa_len = worker_sockaddr(address, &sa);
+    if (sa_len < 0) {
+        upstream_failed(c, "bad worker address");
+        return;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        fy_log(FY_LOG_ERROR, "http", "socket: %s", strerror(errno));
+        detach_upstream(c, FY_WORKER_OK);
+        send_error(c, 503, "The server is out of file descriptors.", NULL, false);
+        return;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, (socklen_t)sa_len) == -1) {
+        int err = errno;
+        close(fd);
+        if ((err == EAGAIN || err == EINPROGRESS) && c->connect_tries++ < FY_HTTP_CONNECT_RETRIES) {
+            uv_timer_start(&c->timer, on_connect_retry, FY_HTTP_CONNECT_RETRY_MS, 0);
+            return;
+        }
+        char why[160];
+        snprintf(why, sizeof why, "connect to %s: %s", address, strerror(err));
+        upstream_failed(c, why);
+        return;
+    }
+    fy_http_upstream_t *up = fy_xcalloc(1, sizeof *up);
+    uv_pipe_init(c->srv->loop, &up->pipe, 0);
+    up->pipe.data = up;
+    up->conn = c;
+    int rc = uv_pipe_open(&up->pipe, fd);
+    if (rc < 0) {
+        close(fd);
+        uv_close((uv_handle_t *)&up->pipe, on_upstream_closed);
+        upstream_failed(c, "uv_pipe_open failed");
+        return;
+    }
+    c->up = up;
+    const uint8_t *block;
+    size_t block_len;
+    fy_reqblock_finish(&c->block, &block, &block_len);
+    uv_buf_t bufs[2];
+    unsigned n = 0;
+    bufs[n++] = uv_buf_init((char *)block, (unsigned)block_len);
+    const fy_http_body_t *body = &c->req.body;
+    if (fy_http_body_in_memory(body) && body->len > 0) {
+        bufs[n++] = uv_buf_init(body->mem, (unsigned)body->len);
+        up->body_off = body->len;
+    }
+    up->write_req.data = up;
+    if (uv_write(&up->write_req, (uv_stream_t *)&up->pipe, bufs, n, on_upstream_write) < 0) {
+        upstream_failed(c, "write to the worker failed");
+        return;
+    }
+    up->reading = true;
+    uv_read_start((uv_stream_t *)&up->pipe, on_upstream_alloc, on_upstream_read);
+}
+
+static void got_worker(fy_http_conn_t *c, fy_worker_t *worker)
+{
+    c->worker = worker;
+    c->state = FY_CONN_UPSTREAM;
+    c->connect_tries = 0;
+    if (c->srv->opts.max_request_time_ms > 0)
+        uv_timer_start(&c->req_timer, on_req_timeout, c->srv->opts.max_request_time_ms, 0);
+    if (fy_reqblock_add_str(&c->block, "FERRY_CONNECT_PASSWORD", fy_worker_secret(worker)) < 0) {
+        upstream_failed(c, "request block too large for the secret");
+        return;
+    }
+    connect_worker(c);
+}
+
+static void pool_failed(fy_http_conn_t *c, int status)
+{
+    fy_http_server_t *srv = c->srv;
+    switch (status) {
+    case -EBUSY:
+        fy_log(FY_LOG_WARN, "http", "uri=%.*s: request queue full: 503",
+               (int)(c->req.url_len > 200 ? 200 : c->req.url_len), fy_http_request_url(&c->req));
+        send_error(c, 503, "The server is too busy: the request queue is full.", NULL, false);
+        break;
+    case -ETIMEDOUT:
+        send_error(c, 503, "No worker became free within the maximum queue time.", NULL, false);
+        break;
+    case -ENOEXEC: {
+        const fy_app_error_t *err = fy_pool_boot_error(srv->pool);
+        bool dev = srv->opts.environment != NULL && strcmp(srv->opts.environment, "development") == 0;
+        char title[512];
+        if (err == NULL) {
+            send_error(c, 503, "The application could not be started.", NULL, false);
+        } else if (dev) {
+            snprintf(title, sizeof title, "The application could not be started: %s (error id %s)",
+                     err->summary ? err->summary : "", err->error_id ? err->error_id : "-");
+            send_error(c, 503, title, err->details, false);
+        } else {
+            snprintf(title, sizeof title, "The application could not be started. Error id: %s. "
+                     "The details are in the server log.", err->error_id ? err->error_id : "-");
+            send_error(c, 503, title, NULL, false);
+        }
+        break;
+    }
+    case -ESHUTDOWN:
+        send_error(c, 503, "The server is shutting down.", NULL, true);
+        break;
+    default:
+        send_error(c, 503, "No worker is available.", NULL, false);
+        break;
+    }
+}
+
+static void on_waiter(fy_pool_waiter_t *waiter, fy_worker_t *worker, int status)
+{
+    fy_http_conn_t *c = waiter->data;
+    waiter->queued = 0;
+    if (c->state != FY_CONN_QUEUED) {   /* cannot happen: cancel runs before any close */
+        if (worker != NULL)
+            fy_pool_checkin(c->srv->pool, worker, FY_WORKER_OK);
+        return;
+    }
+    if (status == 0 && worker != NULL)
+        got_worker(c, worker);
+    else
+        pool_failed(c, status);
+}
+
+/* The request is complete: build its block, then ask the pool for a worker. */
+static void dispatch(fy_http_conn_t *c)
+{
+    fy_http_server_t *srv = c->srv;
+    fy_http_cgi_ctx_t ctx = {
+        .server_name = c->listener->host,
+        .server_port = c->listener->port,
+        .remote_addr = c->remote_addr,
+        .remote_port = c->remote_port,
+        .https = false,
+        .trusted_peer = c->trusted_peer,
+        .secret = NULL,
+    };
+    /* The secret is the last variable, added once a worker is known (got_worker). */
+    fy_reqblock_builder_t *b = &c->block;
+    int rc = fy_http_cgi_build(&c->req, &ctx, b, &c->scratch);
+    if (rc == -EPROTO) {
+        send_error(c, 400, "The request target cannot be decoded.", NULL, true);
+        return;
+    }
+    if (rc < 0) {
+        send_error(c, 431, "The request headers are too large.", NULL, true);
+        return;
+    }
+    c->state = FY_CONN_QUEUED;
+    c->head_done = false;
+    c->worker_eof = false;
+    c->response_done = false;
+    c->body_sent = 0;
+    c->resp.len = 0;
+    c->waiter.cb = on_waiter;
+    c->waiter.data = c;
+    fy_worker_t *worker = NULL;
+    rc = fy_pool_checkout(srv->pool, &c->waiter, &worker);
+    if (rc == 1) {
+        got_worker(c, worker);
+    } else if (rc == 0) {
+        c->waiter.queued = 1;
+    } else {
+        pool_failed(c, rc);
+    }
+}
+
+/* ---- reading from the client ------------------------------------------------------------ */
+
+static void on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    fy_http_conn_t *c = h->data;
+    if (c->state == FY_CONN_LINGER) {
+        *buf = uv_buf_init(c->in, FY_HTTP_IO_SIZE);   /* drained and dropped */
+        return;
+    }
+    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(FY_HTTP_IO_SIZE - c->in_len));
+}
+
+static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    fy_http_conn_t *c = s->data;
+    if (c->state == FY_CONN_LINGER) {
+        if (nread < 0)
+            close_conn(c, false);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        c->read_eof = true;
+        uv_read_stop(s);
+        c->reading = false;
+        if (nread != UV_EOF) {
+            close_conn(c, false);
+            return;
+        }
+        if (fy_http_request_eof(&c->req) == 0 && c->in_len == 0) {
+            close_conn(c, false);
+            return;
+        }
+        if (c->state == FY_CONN_HEAD || c->state == FY_CONN_BODY) {
+            fy_log(FY_LOG_INFO, "http", "peer=%s:%s: client closed inside a request",
+                   c->remote_addr, c->remote_port);
+            close_conn(c, false);
+        }
+        return;
+    }
+    c->in_len += (size_t)nread;
+    process_input(c);
+}
+
+static void start_reading(fy_http_conn_t *c)
+{
+    if (c->up != NULL && c->state == FY_CONN_UPSTREAM) {
+        if (!c->up->reading && !c->up->paused) {
+            c->up->reading = true;
+            uv_read_start((uv_stream_t *)&c->up->pipe, on_upstream_alloc, on_upstream_read);
+        }
+        return;
+    }
+    if (!c->reading && !c->read_eof) {
+        c->reading = true;
+        uv_read_start(&c->client.stream, on_client_alloc, on_client_read);
+    }
+}
+
+static void stop_client_reading(fy_http_conn_t *c)
+{
+    if (c->reading) {
+        uv_read_stop(&c->client.stream);
+        c->reading = false;
+    }
+}
+
+static void refuse(fy_http_conn_t *c)
+{
+    const fy_http_request_t *req = &c->req;
+    fy_log(FY_LOG_INFO, "http", "peer=%s:%s: %d: %s", c->remote_addr, c->remote_port,
+           req->error_status, req->error_reason ? req->error_reason : "refused");
+    const char *title;
+    switch (req->error_status) {
+    case 413: title = "The request body is too large."; break;
+    case 414: title = "The request target is too long."; break;
+    case 431: title = "The request headers are too large."; break;
+    case 500: title = "The request body could not be buffered."; break;
+    case 501: title = "This method is not supported."; break;
+    default: title = "The request is malformed."; break;
+    }
+    send_error(c, req->error_status, title, req->error_reason, true);
+}
+
+/* Parses buffered bytes until a request is complete (then dispatches it, leaving pipelined
+ * bytes in the buffer), the buffer is used up, or the request is refused. */
+static void process_input(fy_http_conn_t *c)
+{
+    size_t off = 0;
+    while (off < c->in_len) {
+        if (c->state == FY_CONN_IDLE) {
+            if (c->srv->stopping) {
+                close_conn(c, false);
+                return;
+            }
+            c->state = FY_CONN_HEAD;
+            c->started_ms = uv_now(c->srv->loop);
+            arm_timer(c, c->srv->opts.header_timeout_ms);
+        }
+        if (c->state != FY_CONN_HEAD && c->state != FY_CONN_BODY)
+            break;
+        size_t used = 0;
+        int rc = fy_http_request_feed(&c->req, c->in + off, c->in_len - off, &used);
+        off += used;
+        if (rc < 0) {
+            c->in_len = 0;
+            refuse(c);
+            return;
+        }
+        if (rc == FY_HTTP_FEED_HEADERS) {
+            c->state = FY_CONN_BODY;
+            arm_timer(c, c->srv->opts.body_timeout_ms);
+            if (c->req.expect_continue) {
+                static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+                if (write_client(c, NULL, &b, 1) < 0) {
+                    close_conn(c, false);
+                    return;
+                }
+            }
+            continue;
+        }
+        if (rc == FY_HTTP_FEED_DONE) {
+            memmove(c->in, c->in + off, c->in_len - off);
+            c->in_len -= off;
+            uv_timer_stop(&c->timer);
+            stop_client_reading(c);
+            dispatch(c);
+            return;
+        }
+    }
+    c->in_len = 0;
+    if (c->state == FY_CONN_BODY)
+        arm_timer(c, c->srv->opts.body_timeout_ms);
+    if (c->state == FY_CONN_IDLE || c->state == FY_CONN_HEAD || c->state == FY_CONN_BODY)
+        start_reading(c);
+}
+
+/* The response is fully written: log it, then close or go on to the next request. */
+static void finish_response(fy_http_conn_t *c)
+{
+    fy_http_access_log(c, uv_now(c->srv->loop));
+    uv_timer_stop(&c->req_timer);
+    bool keep = c->plan.keep_alive && !c->close_after && !c->srv->stopping && !c->read_eof;
+    fy_http_request_reset(&c->req);
+    c->response_done = false;
+    c->head_done = false;
+    c->status = 0;
+    c->out.len = 0;
+    c->resp.len = 0;
+    if (!keep) {
+        close_conn(c, !c->read_eof);
+        return;
+    }
+    c->state = FY_CONN_IDLE;
+    if (c->in_len > 0) {
+        process_input(c);
+        return;
+    }
+    arm_timer(c, c->srv->opts.keepalive_timeout_ms);
+    start_reading(c);
+}
+
+/* ---- accept ----------------------------------------------------------------------------- */
+
+static bool peer_trusted(const fy_http_server_t *srv, const char *addr)
+{
+    const char *list = srv->opts.trusted_proxies;
+    if (list == NULL || list[0] == '\0')
+        return false;
+    size_t addr_len = strlen(addr);
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',' && *end != ' ')
+            end++;
+        size_t n = (size_t)(end - p);
+        if (n == 1 && p[0] == '*')
+            return true;
+        if (n == addr_len && memcmp(p, addr, n) == 0)
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+void fy_http_conn_accept(fy_http_listener_t *lst)
+{
+    fy_http_server_t *srv = lst->srv;
+    fy_http_conn_t *c = fy_xcalloc(1, sizeof *c);
+    c->srv = srv;
+    c->listener = lst;
+    if (lst->is_unix)
+        uv_pipe_init(srv->loop, &c->client.pipe, 0);
+    else
+        uv_tcp_init(srv->loop, &c->client.tcp);
+    c->client.handle.data = c;
+    uv_timer_init(srv->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_init(srv->loop, &c->req_timer);
+    c->req_timer.data = c;
+    c->open_handles = 3;
+    c->in = fy_xmalloc(FY_HTTP_IO_SIZE);
+    fy_http_request_init(&c->req, &srv->opts);
+    /* link before anything can close it */
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->conn_count++;
+
+    if (uv_accept(&lst->h.stream, &c->client.stream) != 0) {
+        close_conn(c, false);
+        return;
+    }
+    strcpy(c->remote_addr, "127.0.0.1");
+    strcpy(c->remote_port, "0");
+    if (!lst->is_unix) {
+        struct sockaddr_storage ss;
+        int len = sizeof ss;
+        if (uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
+            if (ss.ss_family == AF_INET) {
+                struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+                uv_ip4_name(in, c->remote_addr, sizeof c->remote_addr);
+                snprintf(c->remote_port, sizeof c->remote_port, "%u", ntohs(in->sin_port));
+            } else if (ss.ss_family == AF_INET6) {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+                uv_ip6_name(in6, c->remote_addr, sizeof c->remote_addr);
+                snprintf(c->remote_port, sizeof c->remote_port, "%u", ntohs(in6->sin6_port));
+            }
+        }
+        uv_tcp_nodelay(&c->client.tcp, 1);
+        c->trusted_peer = peer_trusted(srv, c->remote_addr);
+    } else {
+        c->trusted_peer = peer_trusted(srv, "unix");
+    }
+    if (srv->stopping) {
+        close_conn(c, false);
+        return;
+    }
+    c->state = FY_CONN_IDLE;
+    arm_timer(c, srv->opts.keepalive_timeout_ms);
+    start_reading(c);
+}

@@ -1,0 +1,80 @@
+/* The HTTP/1.1 front end (DESIGN.md §6): listeners, client connections, strict request parsing
+ * with limits, request-body buffering, forwarding one request at a time to a worker checked out
+ * of the pool, response framing with backpressure, and the access log.
+ *
+ * One fy_http_server per `ferry start` process. Owned by the caller (cmd_start); loop thread
+ * only. The server borrows the pool: it checks workers out and back in (src/pool/pool.h) but
+ * never spawns or stops them. */
+#ifndef FY_HTTP_HTTP_H
+#define FY_HTTP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "pool/pool.h"
+
+typedef struct fy_http_server fy_http_server_t;
+
+/* Limits and behaviour of the front. Every field has a documented default (FY_HTTP_DEFAULT_*)
+ * that fy_http_options_init fills in. Times in milliseconds; 0 means "no limit" only where said. */
+typedef struct fy_http_options {
+    unsigned header_timeout_ms;     /* from a request's first byte to its empty line: 408 */
+    unsigned body_timeout_ms;       /* longest pause between two reads of a body: 408 */
+    unsigned keepalive_timeout_ms;  /* an idle keep-alive connection is closed silently */
+    unsigned max_request_time_ms;   /* from checkout to the end of the response: 504; 0 = none */
+    uint64_t max_body_size;         /* bytes of (de-chunked) request body: 413; 0 = none */
+    size_t max_uri_length;          /* bytes of request target: 414 */
+    size_t max_header_size;         /* bytes of header names + values: 431 */
+    unsigned max_header_count;      /* header lines: 431 */
+    size_t body_buffer_threshold;   /* bodies past this go to an unlinked temp file */
+    const char *tmp_dir;            /* where those temp files live; borrowed; NULL = $TMPDIR */
+    const char *trusted_proxies;    /* comma-separated peer IPs, or "*"; NULL/"" = none */
+    const char *environment;        /* "development" shows boot errors in 503 pages */
+    bool powered_by;                /* add X-Powered-By: ferry/<version> */
+    int access_log_fd;              /* combined format + request time; -1 = off; borrowed */
+} fy_http_options_t;
+
+#define FY_HTTP_DEFAULT_HEADER_TIMEOUT_MS 30000u
+#define FY_HTTP_DEFAULT_BODY_TIMEOUT_MS 60000u
+#define FY_HTTP_DEFAULT_KEEPALIVE_TIMEOUT_MS 15000u
+#define FY_HTTP_DEFAULT_MAX_BODY_SIZE (1024ull * 1024 * 1024)
+#define FY_HTTP_DEFAULT_MAX_URI_LENGTH 8192u
+#define FY_HTTP_DEFAULT_MAX_HEADER_SIZE 32768u
+#define FY_HTTP_DEFAULT_MAX_HEADER_COUNT 100u
+#define FY_HTTP_DEFAULT_BODY_BUFFER_THRESHOLD 65536u
+
+/* The response-side write queue size above which the worker socket is no longer read. */
+#define FY_HTTP_WRITE_QUEUE_HIGH (256u * 1024)
+
+/* Fills <opts> with the defaults above. */
+void fy_http_options_init(fy_http_options_t *opts);
+
+/* Creates a server on <loop> that serves requests with workers of <pool> (borrowed; must
+ * outlive the server). Copies <opts> (the strings it points to are borrowed). Returns 0 or a
+ * negative errno. Nothing listens until fy_http_server_listen_*. */
+int fy_http_server_new(uv_loop_t *loop, fy_pool_t *pool, const fy_http_options_t *opts,
+                       fy_http_server_t **out);
+
+/* Listens on TCP <host>:<port> (an IPv4 or IPv6 literal). Returns 0, -EADDRINUSE, -EINVAL for
+ * a bad address, or another negative errno. May be called more than once. */
+int fy_http_server_listen_tcp(fy_http_server_t *srv, const char *host, unsigned port);
+
+/* Listens on the Unix socket file <path> (mode 0666, a stale file replaced; removed again by
+ * fy_http_server_stop). Returns 0 or a negative errno. */
+int fy_http_server_listen_unix(fy_http_server_t *srv, const char *path);
+
+/* Graceful stop: closes the listeners, closes idle connections, lets requests in flight
+ * finish (their connections close afterwards), and after <timeout_ms> closes whatever is left.
+ * <done> runs once, from the loop, when no connection remains. */
+void fy_http_server_stop(fy_http_server_t *srv, unsigned timeout_ms,
+                         void (*done)(fy_http_server_t *srv, void *data), void *data);
+
+/* Frees a stopped server (after its <done> ran). */
+void fy_http_server_free(fy_http_server_t *srv);
+
+/* Number of open client connections (for logs and tests). */
+size_t fy_http_server_connection_count(const fy_http_server_t *srv);
+
+#endif

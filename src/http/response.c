@@ -1,0 +1,207 @@
+/* Response framing for the client: the worker's head (DESIGN.md §2) becomes an HTTP/1.1 head with
+ * the framing the client can parse (Content-Length, chunked, or close), Date and X-Powered-By;
+ * and the front's own error responses. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "http/http_internal.h"
+
+const char *fy_http_status_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+const char *fy_http_date_now(void)
+{
+    static char cached[32];
+    static time_t cached_at = -1;
+    time_t now = time(NULL);
+    if (now != cached_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached_at = now;
+    }
+    return cached;
+}
+
+void fy_http_html_escape(const char *s, fy_http_buf_t *out)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': fy_http_buf_append(out, "&lt;", 4); break;
+        case '>': fy_http_buf_append(out, "&gt;", 4); break;
+        case '&': fy_http_buf_append(out, "&amp;", 5); break;
+        case '"': fy_http_buf_append(out, "&quot;", 6); break;
+        case '\'': fy_http_buf_append(out, "&#39;", 5); break;
+        default: fy_http_buf_append(out, s, 1); break;
+        }
+    }
+}
+
+static bool hdr_is(const fy_resphead_header_t *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+}
+
+/* Parses a Content-Length value: digits only, no sign, no overflow. */
+static int parse_length(const char *s, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 19)
+        return -EPROTO;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -EPROTO;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int fy_http_response_head(const fy_resphead_t *head, const fy_http_request_t *req,
+                          bool keep_alive, bool powered_by, fy_http_buf_t *out,
+                          fy_http_resp_plan_t *plan)
+{
+    memset(plan, 0, sizeof *plan);
+    int status = head->status;
+    if (status < 200 || status > 999)
+        return -EPROTO;
+    bool has_length = false, has_date = false, has_powered = false;
+    uint64_t length = 0;
+    for (size_t i = 0; i < head->header_count; i++) {
+        const fy_resphead_header_t *h = &head->headers[i];
+        if (hdr_is(h, "content-length")) {
+            uint64_t v;
+            if (parse_length(h->value, h->value_len, &v) < 0)
+                return -EPROTO;
+            if (has_length && v != length)
+                return -EPROTO;
+            has_length = true;
+            length = v;
+        } else if (hdr_is(h, "date")) {
+            has_date = true;
+        } else if (hdr_is(h, "x-powered-by")) {
+            has_powered = true;
+        }
+    }
+
+    bool no_body = req->is_head || status == 204 || status == 304;
+    if (no_body) {
+        plan->framing = FY_HTTP_FRAME_NONE;
+    } else if (has_length) {
+        plan->framing = FY_HTTP_FRAME_LENGTH;
+        plan->content_length = length;
+    } else if (req->http_minor >= 1) {
+        plan->framing = FY_HTTP_FRAME_CHUNKED;
+    } else {
+        plan->framing = FY_HTTP_FRAME_CLOSE;
+        keep_alive = false;
+    }
+    plan->keep_alive = keep_alive;
+    plan->status = status;
+
+    const char *reason = head->reason;
+    size_t reason_len = head->reason_len;
+    if (reason_len == 0) {
+        reason = fy_http_status_reason(status);
+        reason_len = strlen(reason);
+    }
+    fy_http_buf_appendf(out, "HTTP/1.1 %03d %.*s\r\n", status, (int)reason_len, reason);
+    for (size_t i = 0; i < head->header_count; i++) {
+        const fy_resphead_header_t *h = &head->headers[i];
+        /* hop-by-hop and framing headers are the front's business */
+        if (hdr_is(h, "connection") || hdr_is(h, "keep-alive") ||
+            hdr_is(h, "transfer-encoding") || hdr_is(h, "content-length") ||
+            hdr_is(h, "status"))
+            continue;
+        fy_http_buf_append(out, h->name, h->name_len);
+        fy_http_buf_append(out, ": ", 2);
+        fy_http_buf_append(out, h->value, h->value_len);
+        fy_http_buf_append(out, "\r\n", 2);
+    }
+    if (!has_date)
+        fy_http_buf_appendf(out, "Date: %s\r\n", fy_http_date_now());
+    if (powered_by && !has_powered)
+        fy_http_buf_append(out, "X-Powered-By: ferry/" FERRY_VERSION "\r\n",
+                           strlen("X-Powered-By: ferry/" FERRY_VERSION "\r\n"));
+    if (has_length && status != 204 && !(status == 304 && !req->is_head))
+        fy_http_buf_appendf(out, "Content-Length: %llu\r\n", (unsigned long long)length);
+    if (plan->framing == FY_HTTP_FRAME_CHUNKED)
+        fy_http_buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+    if (!keep_alive)
+        fy_http_buf_append(out, "Connection: close\r\n", 19);
+    else if (req->http_minor == 0)
+        fy_http_buf_append(out, "Connection: keep-alive\r\n", 24);
+    fy_http_buf_append(out, "\r\n", 2);
+    return 0;
+}
+
+void fy_http_error_response(int status, bool is_head, bool keep_alive, bool powered_by,
+                            const char *title, const char *detail, fy_http_buf_t *out)
+{
+    const char *reason = fy_http_status_reason(status);
+    fy_http_buf_t body = {0};
+    fy_http_buf_appendf(&body, "<!DOCTYPE html>\n<html><head><title>%d %s</title></head>\n"
+                        "<body><h1>%d %s</h1>\n", status, reason, status, reason);
+    if (title != NULL) {
+        fy_http_buf_append(&body, "<p>", 3);
+        fy_http_html_escape(title, &body);
+        fy_http_buf_append(&body, "</p>\n", 5);
+    }
+    if (detail != NULL && detail[0] != '\0') {
+        fy_http_buf_append(&body, "<pre>", 5);
+        fy_http_html_escape(detail, &body);
+        fy_http_buf_append(&body, "</pre>\n", 7);
+    }
+    fy_http_buf_append(&body, "<hr><address>ferry</address></body></html>\n", 43);
+
+    fy_http_buf_appendf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason, fy_http_date_now());
+    if (powered_by)
+        fy_http_buf_append(out, "X-Powered-By: ferry/" FERRY_VERSION "\r\n",
+                           strlen("X-Powered-By: ferry/" FERRY_VERSION "\r\n"));
+    fy_http_buf_appendf(out, "Content-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n",
+                        body.len);
+    fy_http_buf_append(out, keep_alive ? "" : "Connection: close\r\n", keep_alive ? 0 : 19);
+    fy_http_buf_append(out, "\r\n", 2);
+    if (!is_head)
+        fy_http_buf_append(out, body.data, body.len);
+    fy_http_buf_dispose(&body);
+}

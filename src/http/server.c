@@ -1,0 +1,255 @@
+/* Listeners, the connection list, the write-buffer cache and graceful stop. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "http/http_conn.h"
+
+void fy_http_options_init(fy_http_options_t *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->header_timeout_ms = FY_HTTP_DEFAULT_HEADER_TIMEOUT_MS;
+    opts->body_timeout_ms = FY_HTTP_DEFAULT_BODY_TIMEOUT_MS;
+    opts->keepalive_timeout_ms = FY_HTTP_DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    opts->max_body_size = FY_HTTP_DEFAULT_MAX_BODY_SIZE;
+    opts->max_uri_length = FY_HTTP_DEFAULT_MAX_URI_LENGTH;
+    opts->max_header_size = FY_HTTP_DEFAULT_MAX_HEADER_SIZE;
+    opts->max_header_count = FY_HTTP_DEFAULT_MAX_HEADER_COUNT;
+    opts->body_buffer_threshold = FY_HTTP_DEFAULT_BODY_BUFFER_THRESHOLD;
+    opts->environment = "production";
+    opts->powered_by = true;
+    opts->access_log_fd = -1;
+}
+
+int fy_http_server_new(uv_loop_t *loop, fy_pool_t *pool, const fy_http_options_t *opts,
+                       fy_http_server_t **out)
+{
+    if (opts->max_uri_length == 0 || opts->max_header_size == 0 || opts->max_header_count == 0)
+        return -EINVAL;
+    fy_http_server_t *srv = fy_xcalloc(1, sizeof *srv);
+    srv->loop = loop;
+    srv->pool = pool;
+    srv->opts = *opts;
+    *out = srv;
+    return 0;
+}
+
+fy_http_wbuf_t *fy_http_wbuf_get(fy_http_server_t *srv, fy_http_conn_t *c)
+{
+    fy_http_wbuf_t *w = srv->free_wbufs;
+    if (w != NULL) {
+        srv->free_wbufs = w->next;
+        srv->free_wbuf_count--;
+    } else {
+        w = fy_xmalloc(sizeof *w);
+    }
+    w->conn = c;
+    w->next = NULL;
+    return w;
+}
+
+void fy_http_wbuf_put(fy_http_server_t *srv, fy_http_wbuf_t *w)
+{
+    if (srv->free_wbuf_count >= FY_HTTP_WBUF_CACHE) {
+        free(w);
+        return;
+    }
+    w->next = srv->free_wbufs;
+    srv->free_wbufs = w;
+    srv->free_wbuf_count++;
+}
+
+static void on_listener_connection(uv_stream_t *s, int status)
+{
+    fy_http_listener_t *lst = s->data;
+    if (status < 0) {
+        fy_log(FY_LOG_WARN, "http", "accept: %s", uv_strerror(status));
+        return;
+    }
+    fy_http_conn_accept(lst);
+}
+
+static fy_http_listener_t *new_listener(fy_http_server_t *srv)
+{
+    if (srv->listener_count >= FY_ARRAY_SIZE(srv->listeners))
+        return NULL;
+    fy_http_listener_t *lst = fy_xcalloc(1, sizeof *lst);
+    lst->srv = srv;
+    return lst;
+}
+
+static void on_listener_closed(uv_handle_t *h) { free(h->data); }
+
+int fy_http_server_listen_tcp(fy_http_server_t *srv, const char *host, unsigned port)
+{
+    if (port > 65535)
+        return -EINVAL;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&ss) != 0)
+        return -EINVAL;
+    fy_http_listener_t *lst = new_listener(srv);
+    if (lst == NULL)
+        return -ENOSPC;
+    uv_tcp_init(srv->loop, &lst->h.tcp);
+    lst->h.handle.data = lst;
+    int rc = uv_tcp_bind(&lst->h.tcp, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen(&lst->h.stream, 511, on_listener_connection);
+    if (rc < 0) {
+        uv_close(&lst->h.handle, on_listener_closed);
+        return rc;
+    }
+    snprintf(lst->host, sizeof lst->host, "%s", host);
+    snprintf(lst->port, sizeof lst->port, "%u", port);
+    lst->open = true;
+    srv->listeners[srv->listener_count++] = lst;
+    return 0;
+}
+
+int fy_http_server_listen_unix(fy_http_server_t *srv, const char *path)
+{
+    fy_http_listener_t *lst = new_listener(srv);
+    if (lst == NULL)
+        return -ENOSPC;
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            free(lst);
+            return -EEXIST;
+        }
+        unlink(path);   /* a stale socket file from an earlier run */
+    }
+    uv_pipe_init(srv->loop, &lst->h.pipe, 0);
+    lst->h.handle.data = lst;
+    lst->is_unix = true;
+    int rc = uv_pipe_bind(&lst->h.pipe, path);
+    if (rc == 0) {
+        chmod(path, 0666);
+        lst->unix_path = fy_xstrdup(path);
+        rc = uv_listen(&lst->h.stream, 511, on_listener_connection);
+    }
+    if (rc < 0) {
+        if (lst->unix_path) {
+            unlink(lst->unix_path);
+            free(lst->unix_path);
+            lst->unix_path = NULL;
+        }
+        uv_close(&lst->h.handle, on_listener_closed);
+        return rc;
+    }
+    snprintf(lst->host, sizeof lst->host, "localhost");
+    snprintf(lst->port, sizeof lst->port, "0");
+    lst->open = true;
+    srv->listeners[srv->listener_count++] = lst;
+    return 0;
+}
+
+size_t fy_http_server_connection_count(const fy_http_server_t *srv) { return srv->conn_count; }
+
+static void maybe_done(fy_http_server_t *srv)
+{
+    if (!srv->stopping || srv->conn_count > 0 || srv->done_called)
+        return;
+    srv->done_called = true;
+    if (srv->stop_timer_open) {
+        uv_timer_stop(&srv->stop_timer);
+    }
+    if (srv->done)
+        srv->done(srv, srv->done_data);
+}
+
+void fy_http_server_forget(fy_http_server_t *srv, fy_http_conn_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->conn_count--;
+    maybe_done(srv);
+}
+
+static void on_stop_timeout(uv_timer_t *t)
+{
+    fy_http_server_t *srv = t->data;
+    if (srv->conn_count > 0)
+        fy_log(FY_LOG_WARN, "http", "connections=%zu: shutdown timeout passed; closing them",
+               srv->conn_count);
+    for (fy_http_conn_t *c = srv->conns; c != NULL;) {
+        fy_http_conn_t *next = c->next;
+        fy_http_conn_abort(c);
+        c = next;
+    }
+    maybe_done(srv);
+}
+
+void fy_http_server_stop(fy_http_server_t *srv, unsigned timeout_ms,
+                         void (*done)(fy_http_server_t *srv, void *data), void *data)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    srv->done = done;
+    srv->done_data = data;
+    for (unsigned i = 0; i < srv->listener_count; i++) {
+        fy_http_listener_t *lst = srv->listeners[i];
+        if (lst->unix_path) {
+            unlink(lst->unix_path);
+            free(lst->unix_path);
+            lst->unix_path = NULL;
+        }
+        lst->open = false;
+        uv_close(&lst->h.handle, on_listener_closed);
+    }
+    srv->listener_count = 0;
+    for (fy_http_conn_t *c = srv->conns; c != NULL;) {
+        fy_http_conn_t *next = c->next;
+        fy_http_conn_stop(c);
+        c = next;
+    }
+    uv_timer_init(srv->loop, &srv->stop_timer);
+    srv->stop_timer.data = srv;
+    srv->stop_timer_open = true;
+    /* Runs at least once, so <done> is called from the loop even with no connection. */
+    uv_timer_start(&srv->stop_timer, srv->conn_count ? on_stop_timeout : on_stop_timeout,
+                   srv->conn_count ? timeout_ms : 0, 0);
+}
+
+static void on_stop_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void fy_http_server_free(fy_http_server_t *srv)
+{
+    if (srv == NULL)
+        return;
+    FY_ASSERT(srv->conn_count == 0);
+    while (srv->free_wbufs) {
+        fy_http_wbuf_t *w = srv->free_wbufs;
+        srv->free_wbufs = w->next;
+        free(w);
+    }
+    for (unsigned i = 0; i < srv->listener_count; i++) {
+        fy_http_listener_t *lst = srv->listeners[i];
+        if (lst->unix_path) {
+            unlink(lst->unix_path);
+            free(lst->unix_path);
+        }
+        uv_close(&lst->h.handle, on_listener_closed);
+    }
+    if (srv->stop_timer_open) {
+        srv->stop_timer.data = srv;
+        uv_close((uv_handle_t *)&srv->stop_timer, on_stop_timer_closed);
+    } else {
+        free(srv);
+    }
+}

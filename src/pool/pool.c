@@ -1,0 +1,659 @@
+/* The application pool: one app's workers, its FIFO queue and its policies. See pool.h for the
+ * contract with the HTTP front and README.md for the states and defaults. */
+#include "pool/pool.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "ipc/sock.h"
+#include "spawn/spawn.h"
+
+/* The 10-second rule: a failing app is retried at most once per this many ms. */
+#define BOOT_RETRY_PAUSE_MS 10000
+/* Policy ticks: queue time and idle time are checked this often. */
+#define TICK_MS 200
+/* Grace after SIGUSR1 (idle reaping, max requests) before SIGKILL. */
+#define SOFT_STOP_GRACE_MS 10000
+/* Grace after SIGQUIT (max request time) or SIGTERM (broken worker) before SIGKILL. */
+#define HARD_STOP_GRACE_MS 1000
+
+typedef enum worker_state {
+    W_SPAWNING = 0,
+    W_IDLE,
+    W_BUSY,
+    W_RETIRING,
+    W_GONE,
+} worker_state_t;
+
+static const char *const state_names[] = {"spawning", "idle", "busy", "retiring", "gone"};
+
+struct fy_worker {
+    fy_pool_t *pool;
+    fy_proc_t *proc;            /* NULL once its handles are closed */
+    worker_state_t state;
+    bool checked_out;           /* the front holds it: freed only after check-in */
+    pid_t pid;
+    char address[FY_ADDRESS_MAX];
+    char secret[FY_SECRET_HEX_LEN + 1];
+    unsigned requests;
+    uint64_t idle_since_ms;
+    const char *retire_reason;  /* why it was told to stop; NULL: any exit is unexpected */
+    fy_worker_t *prev, *next;
+};
+
+struct fy_pool {
+    uv_loop_t *loop;
+    fy_pool_options_t o;        /* strings point at the copies below */
+    char *app_root, *app_type, *environment, *ferry_bin, *instance_dir;
+
+    fy_worker_t *workers;       /* every worker not yet freed */
+    fy_pool_waiter_t *qhead, *qtail;
+    unsigned queued;
+
+    uv_timer_t kick_timer;      /* zero timer: runs process() on the next loop turn */
+    uv_timer_t tick_timer;      /* policies */
+    uv_timer_t shutdown_timer;  /* SIGKILL deadline of the shutdown */
+    int open_handles;
+
+    bool shutting_down;
+    bool closing;
+    bool closed;
+    void (*done)(fy_pool_t *pool, void *data);
+    void *done_data;
+    uint64_t shutdown_deadline_ms;
+
+    bool ever_ready;            /* a worker of this app has become ready at least once */
+    bool has_boot_error;
+    uint64_t pause_until_ms;
+    char *err_summary, *err_details;
+    char err_id[17];
+    fy_app_error_t err;
+
+    fy_pool_stats_t stats;
+};
+
+static void process(fy_pool_t *pool);
+static void kick(fy_pool_t *pool);
+
+/* --- helpers ----------------------------------------------------------------------------- */
+
+static uint64_t now_ms(const fy_pool_t *pool) { return uv_now(pool->loop); }
+
+static void count(const fy_pool_t *pool, unsigned n[5])
+{
+    memset(n, 0, 5 * sizeof n[0]);
+    for (fy_worker_t *w = pool->workers; w; w = w->next)
+        n[w->state]++;
+}
+
+static unsigned live_count(const fy_pool_t *pool)
+{
+    unsigned n[5];
+    count(pool, n);
+    return n[W_IDLE] + n[W_BUSY];
+}
+
+static bool in_boot_pause(const fy_pool_t *pool)
+{
+    return pool->has_boot_error && now_ms(pool) < pool->pause_until_ms;
+}
+
+/* The idle worker that has waited longest (least recently used), or NULL. */
+static fy_worker_t *pick_idle(fy_pool_t *pool)
+{
+    fy_worker_t *best = NULL;
+    for (fy_worker_t *w = pool->workers; w; w = w->next) {
+        if (w->state == W_IDLE && (best == NULL || w->idle_since_ms < best->idle_since_ms))
+            best = w;
+    }
+    return best;
+}
+
+static void worker_unlink(fy_pool_t *pool, fy_worker_t *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        pool->workers = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+}
+
+static void worker_free(fy_pool_t *pool, fy_worker_t *w)
+{
+    worker_unlink(pool, w);
+    free(w);
+}
+
+/* One line: control characters of <s> escaped, so multi-line details stay on one log line. */
+static char *one_line(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = fy_xmalloc(n * 4 + 1);
+    size_t k = 0;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '\n') {
+            out[k++] = '\\';
+            out[k++] = 'n';
+        } else if (*c == '\t') {
+            out[k++] = '\\';
+            out[k++] = 't';
+        } else if (*c < 0x20 || *c == 0x7f) {
+            k += (size_t)sprintf(out + k, "\\x%02x", *c);
+        } else {
+            out[k++] = (char)*c;
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
+/* --- the queue ----------------------------------------------------------------------------- */
+
+static void queue_push(fy_pool_t *pool, fy_pool_waiter_t *wt)
+{
+    wt->next = NULL;
+    wt->prev = pool->qtail;
+    if (pool->qtail)
+        pool->qtail->next = wt;
+    else
+        pool->qhead = wt;
+    pool->qtail = wt;
+    wt->queued = 1;
+    wt->queued_at_ms = now_ms(pool);
+    pool->queued++;
+}
+
+static void queue_remove(fy_pool_t *pool, fy_pool_waiter_t *wt)
+{
+    if (wt->prev)
+        wt->prev->next = wt->next;
+    else
+        pool->qhead = wt->next;
+    if (wt->next)
+        wt->next->prev = wt->prev;
+    else
+        pool->qtail = wt->prev;
+    wt->prev = wt->next = NULL;
+    wt->queued = 0;
+    pool->queued--;
+}
+
+/* Fails every queued waiter with <status>. A callback may queue a new waiter; those queued
+ * after this call began are left alone (they see the pool's new state in checkout). */
+static void fail_all(fy_pool_t *pool, int status)
+{
+    unsigned n = pool->queued;
+    while (n-- > 0 && pool->qhead) {
+        fy_pool_waiter_t *wt = pool->qhead;
+        queue_remove(pool, wt);
+        wt->cb(wt, NULL, status);
+    }
+}
+
+/* Hands idle workers to waiters, oldest waiter first. */
+static void dispatch(fy_pool_t *pool)
+{
+    fy_worker_t *w;
+    while (pool->qhead && (w = pick_idle(pool)) != NULL) {
+        fy_pool_waiter_t *wt = pool->qhead;
+        queue_remove(pool, wt);
+        w->state = W_BUSY;
+        w->checked_out = true;
+        wt->cb(wt, w, 0);
+    }
+}
+
+/* --- workers ------------------------------------------------------------------------------- */
+
+static void retire(fy_worker_t *w, int sig, unsigned kill_after_ms, const char *reason)
+{
+    w->state = W_RETIRING;
+    w->retire_reason = reason;
+    if (w->proc)
+        fy_proc_stop(w->proc, sig, kill_after_ms);
+}
+
+static unsigned shutdown_grace_left(const fy_pool_t *pool)
+{
+    uint64_t now = now_ms(pool);
+    return pool->shutdown_deadline_ms > now ? (unsigned)(pool->shutdown_deadline_ms - now) : 1;
+}
+
+static void record_boot_error(fy_pool_t *pool, fy_proc_t *proc)
+{
+    free(pool->err_summary);
+    free(pool->err_details);
+    pool->err_summary = fy_xstrdup(fy_proc_error_summary(proc));
+    pool->err_details = fy_xstrdup(fy_proc_error_details(proc));
+    uint8_t id[8];
+    if (fy_random_bytes(id, sizeof id) != 0) {
+        uint64_t t = uv_hrtime() ^ (uint64_t)fy_proc_pid(proc);
+        memcpy(id, &t, sizeof id);
+    }
+    for (size_t i = 0; i < sizeof id; i++)
+        snprintf(pool->err_id + 2 * i, 3, "%02x", id[i]);
+    pool->err.summary = pool->err_summary;
+    pool->err.details = pool->err_details;
+    pool->err.error_id = pool->err_id;
+    pool->has_boot_error = true;
+    pool->pause_until_ms = now_ms(pool) + BOOT_RETRY_PAUSE_MS;
+    pool->stats.boot_failures++;
+    char *details = one_line(pool->err_details);
+    fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d error_id=%s: could not spawn a worker: %s; "
+           "details: %s; next attempt in %d s at the earliest", pool->app_root,
+           (int)fy_proc_pid(proc), pool->err_id, pool->err_summary, details,
+           BOOT_RETRY_PAUSE_MS / 1000);
+    free(details);
+}
+
+static void on_worker_ready(fy_proc_t *proc, int status, void *data)
+{
+    fy_worker_t *w = data;
+    fy_pool_t *pool = w->pool;
+    if (status != 0) {
+        if (!pool->shutting_down)
+            record_boot_error(pool, proc);
+        w->state = W_GONE;
+        fy_proc_close(proc);
+        kick(pool);
+        return;
+    }
+    w->pid = fy_proc_pid(proc);
+    snprintf(w->address, sizeof w->address, "%s", fy_proc_address(proc));
+    snprintf(w->secret, sizeof w->secret, "%s", fy_proc_secret(proc));
+    w->state = W_IDLE;
+    w->idle_since_ms = now_ms(pool);
+    pool->ever_ready = true;
+    if (pool->has_boot_error) {
+        fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d: the app boots again (error_id=%s is over)",
+               pool->app_root, (int)w->pid, pool->err_id);
+        pool->has_boot_error = false;
+    }
+    fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d address=%s: worker ready", pool->app_root,
+           (int)w->pid, w->address);
+    if (pool->shutting_down)
+        retire(w, SIGUSR1, shutdown_grace_left(pool), "shutdown");
+    kick(pool);
+}
+
+static void on_worker_exit(fy_proc_t *proc, int64_t exit_status, int term_signal, void *data)
+{
+    fy_worker_t *w = data;
+    fy_pool_t *pool = w->pool;
+    if (strncmp(w->address, "unix:", 5) == 0)
+        fy_unix_address_unlink(w->address);
+    if (w->state == W_RETIRING) {
+        fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d status=%lld signal=%d: worker stopped (%s)",
+               pool->app_root, (int)w->pid, (long long)exit_status, term_signal,
+               w->retire_reason ? w->retire_reason : "retired");
+    } else {
+        fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d status=%lld signal=%d: worker died %s; "
+               "removed", pool->app_root, (int)w->pid, (long long)exit_status, term_signal,
+               w->state == W_BUSY ? "during a request" : "while idle");
+    }
+    w->state = W_GONE;
+    fy_proc_close(proc);
+    kick(pool);
+}
+
+static void maybe_close(fy_pool_t *pool);
+
+static void on_worker_closed(fy_proc_t *proc, void *data)
+{
+    fy_worker_t *w = data;
+    fy_pool_t *pool = w->pool;
+    (void)proc;
+    w->proc = NULL;
+    if (!w->checked_out)
+        worker_free(pool, w);
+    maybe_close(pool);
+}
+
+static int spawn_one(fy_pool_t *pool)
+{
+    fy_worker_t *w = fy_xcalloc(1, sizeof *w);
+    w->pool = pool;
+    w->state = W_SPAWNING;
+    fy_spawn_options_t so = {
+        .ferry_bin = pool->ferry_bin,
+        .app_root = pool->app_root,
+        .app_type = pool->app_type,
+        .environment = pool->environment,
+        .instance_dir = pool->instance_dir,
+        .start_timeout_ms = pool->o.start_timeout_s * 1000u,
+    };
+    static const fy_spawn_callbacks_t cbs = {
+        .on_ready = on_worker_ready,
+        .on_exit = on_worker_exit,
+        .on_closed = on_worker_closed,
+    };
+    int r = fy_proc_spawn(pool->loop, &so, &cbs, w, &w->proc);
+    if (r < 0) {
+        fy_log(FY_LOG_ALERT, "pool", "app=%s: fy_proc_spawn refused its options: %s",
+               pool->app_root, uv_strerror(r));
+        free(w);
+        return r;
+    }
+    w->pid = fy_proc_pid(w->proc);
+    w->next = pool->workers;
+    if (pool->workers)
+        pool->workers->prev = w;
+    pool->workers = w;
+    pool->stats.spawns_started++;
+    fy_log(FY_LOG_INFO, "pool", "app=%s pid=%d: spawning a worker", pool->app_root, (int)w->pid);
+    return 0;
+}
+
+/* Starts the spawns the app needs now: up to min instances, and one per waiter not covered by a
+ * spawn in flight, never past max pool size. A failing app gets one attempt at a time. */
+static void maybe_spawn(fy_pool_t *pool)
+{
+    for (;;) {
+        if (pool->shutting_down || in_boot_pause(pool))
+            return;
+        unsigned n[5];
+        count(pool, n);
+        unsigned alive = n[W_SPAWNING] + n[W_IDLE] + n[W_BUSY];
+        if (alive >= pool->o.max_pool_size)
+            return;
+        bool need = alive < pool->o.min_instances || pool->queued > n[W_SPAWNING];
+        if (!need)
+            return;
+        /* Until the app has booted once, and while it fails, one probe at a time: a broken
+         * app costs one failed worker, not max_pool_size of them. */
+        if ((pool->has_boot_error || !pool->ever_ready) && n[W_SPAWNING] > 0)
+            return;
+        if (spawn_one(pool) < 0)
+            return;
+    }
+}
+
+/* --- the loop side ------------------------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    fy_pool_t *pool = h->data;
+    if (--pool->open_handles > 0)
+        return;
+    pool->closed = true;
+    fy_log(FY_LOG_INFO, "pool", "app=%s: pool stopped", pool->app_root);
+    /* Last use of <pool>: done may free it. */
+    if (pool->done)
+        pool->done(pool, pool->done_data);
+}
+
+/* After a shutdown, once every worker is reaped and checked in: closes the timers, then runs
+ * the done callback. */
+static void maybe_close(fy_pool_t *pool)
+{
+    if (!pool->shutting_down || pool->closing || pool->workers != NULL || pool->queued > 0)
+        return;
+    pool->closing = true;
+    pool->open_handles = 3;
+    uv_close((uv_handle_t *)&pool->kick_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&pool->tick_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&pool->shutdown_timer, on_handle_closed);
+}
+
+static void process(fy_pool_t *pool)
+{
+    if (pool->closing)
+        return;
+    if (pool->shutting_down) {
+        fail_all(pool, -ESHUTDOWN);
+        maybe_close(pool);
+        return;
+    }
+    dispatch(pool);
+    if (in_boot_pause(pool) && live_count(pool) == 0)
+        fail_all(pool, -ENOEXEC);
+    maybe_spawn(pool);
+}
+
+static void on_kick(uv_timer_t *t) { process(t->data); }
+
+static void kick(fy_pool_t *pool)
+{
+    if (!pool->closing)
+        uv_timer_start(&pool->kick_timer, on_kick, 0, 0);
+}
+
+static void expire_waiters(fy_pool_t *pool)
+{
+    if (pool->o.max_queue_time_s == 0)
+        return;
+    uint64_t limit = (uint64_t)pool->o.max_queue_time_s * 1000u;
+    uint64_t now = now_ms(pool);
+    unsigned n = pool->queued;
+    /* FIFO: the oldest are at the head. Waiters queued by a callback are not looked at. */
+    while (n-- > 0 && pool->qhead && now - pool->qhead->queued_at_ms >= limit) {
+        fy_pool_waiter_t *wt = pool->qhead;
+        queue_remove(pool, wt);
+        fy_log(FY_LOG_INFO, "pool", "app=%s waited_ms=%llu: request waited past max queue "
+               "time", pool->app_root, (unsigned long long)(now - wt->queued_at_ms));
+        wt->cb(wt, NULL, -ETIMEDOUT);
+    }
+}
+
+static void reap_idle(fy_pool_t *pool)
+{
+    if (pool->o.pool_idle_time_s == 0)
+        return;
+    uint64_t limit = (uint64_t)pool->o.pool_idle_time_s * 1000u;
+    uint64_t now = now_ms(pool);
+    for (fy_worker_t *w = pool->workers; w; w = w->next) {
+        if (w->state != W_IDLE || now - w->idle_since_ms < limit)
+            continue;
+        unsigned n[5];
+        count(pool, n);
+        if (n[W_SPAWNING] + n[W_IDLE] + n[W_BUSY] <= pool->o.min_instances)
+            return;
+        fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d idle_s=%u: stopping an idle worker",
+               pool->app_root, (int)w->pid, pool->o.pool_idle_time_s);
+        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "idle");
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    fy_pool_t *pool = t->data;
+    if (pool->shutting_down)
+        return;
+    expire_waiters(pool);
+    reap_idle(pool);
+    process(pool);
+}
+
+static void on_shutdown_deadline(uv_timer_t *t)
+{
+    fy_pool_t *pool = t->data;
+    for (fy_worker_t *w = pool->workers; w; w = w->next) {
+        if (w->proc && !fy_proc_exited(w->proc)) {
+            fy_log(FY_LOG_WARN, "pool", "app=%s pid=%d state=%s: still running at the end of "
+                   "the shutdown; sending SIGKILL", pool->app_root, (int)w->pid,
+                   state_names[w->state]);
+            fy_proc_stop(w->proc, SIGKILL, 0);
+        }
+    }
+}
+
+/* --- API ----------------------------------------------------------------------------------- */
+
+int fy_pool_new(uv_loop_t *loop, const fy_pool_options_t *opts, fy_pool_t **out)
+{
+    if (loop == NULL || opts == NULL || out == NULL || opts->app_root == NULL ||
+        opts->ferry_bin == NULL || opts->max_pool_size == 0 ||
+        opts->min_instances > opts->max_pool_size)
+        return -EINVAL;
+    fy_pool_t *pool = fy_xcalloc(1, sizeof *pool);
+    pool->loop = loop;
+    pool->o = *opts;
+    pool->app_root = fy_xstrdup(opts->app_root);
+    pool->app_type = opts->app_type ? fy_xstrdup(opts->app_type) : NULL;
+    pool->environment = fy_xstrdup(opts->environment ? opts->environment : "production");
+    pool->ferry_bin = fy_xstrdup(opts->ferry_bin);
+    pool->instance_dir = opts->instance_dir ? fy_xstrdup(opts->instance_dir) : NULL;
+    pool->o.app_root = pool->app_root;
+    pool->o.app_type = pool->app_type;
+    pool->o.environment = pool->environment;
+    pool->o.ferry_bin = pool->ferry_bin;
+    pool->o.instance_dir = pool->instance_dir;
+    uv_timer_init(loop, &pool->kick_timer);
+    uv_timer_init(loop, &pool->tick_timer);
+    uv_timer_init(loop, &pool->shutdown_timer);
+    pool->kick_timer.data = pool->tick_timer.data = pool->shutdown_timer.data = pool;
+    *out = pool;
+    return 0;
+}
+
+int fy_pool_start(fy_pool_t *pool)
+{
+    if (pool->shutting_down)
+        return -ESHUTDOWN;
+    if (!uv_is_active((uv_handle_t *)&pool->tick_timer))
+        uv_timer_start(&pool->tick_timer, on_tick, TICK_MS, TICK_MS);
+    fy_log(FY_LOG_INFO, "pool", "app=%s type=%s max_pool_size=%u min_instances=%u: pool started",
+           pool->app_root, pool->app_type ? pool->app_type : "auto", pool->o.max_pool_size,
+           pool->o.min_instances);
+    kick(pool);
+    return 0;
+}
+
+int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **worker)
+{
+    FY_ASSERT(waiter != NULL && waiter->cb != NULL && worker != NULL && !waiter->queued);
+    if (pool->shutting_down)
+        return -ESHUTDOWN;
+    if (!uv_is_active((uv_handle_t *)&pool->tick_timer))
+        uv_timer_start(&pool->tick_timer, on_tick, TICK_MS, TICK_MS);
+    if (in_boot_pause(pool) && live_count(pool) == 0)
+        return -ENOEXEC;
+    if (pool->queued == 0) {
+        fy_worker_t *w = pick_idle(pool);
+        if (w) {
+            w->state = W_BUSY;
+            w->checked_out = true;
+            *worker = w;
+            return 1;
+        }
+    }
+    if (pool->o.max_request_queue_size && pool->queued >= pool->o.max_request_queue_size)
+        return -EBUSY;
+    queue_push(pool, waiter);
+    kick(pool);
+    return 0;
+}
+
+void fy_pool_cancel(fy_pool_t *pool, fy_pool_waiter_t *waiter)
+{
+    if (waiter->queued)
+        queue_remove(pool, waiter);
+}
+
+void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcome)
+{
+    FY_ASSERT(w->pool == pool && w->checked_out);
+    w->checked_out = false;
+    w->requests++;
+    pool->stats.requests_done++;
+    kick(pool);
+    if (w->proc == NULL) {
+        /* It died while checked out and is already reaped. */
+        worker_free(pool, w);
+        maybe_close(pool);
+        return;
+    }
+    if (w->state != W_BUSY)
+        return;   /* exited or retiring already; its exit callback finishes the job */
+    if (outcome == FY_WORKER_TIMED_OUT) {
+        fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d: request passed max request time; SIGQUIT "
+               "for a backtrace, SIGKILL in %d ms, then replaced", pool->app_root, (int)w->pid,
+               HARD_STOP_GRACE_MS);
+        retire(w, SIGQUIT, HARD_STOP_GRACE_MS, "max request time");
+        return;
+    }
+    if (outcome == FY_WORKER_BROKEN) {
+        fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d: worker broke a request (connect failed, bad "
+               "response or early close); replacing it", pool->app_root, (int)w->pid);
+        retire(w, SIGTERM, HARD_STOP_GRACE_MS, "broken");
+        return;
+    }
+    if (pool->shutting_down) {
+        retire(w, SIGUSR1, shutdown_grace_left(pool), "shutdown");
+        return;
+    }
+    if (pool->o.max_requests && w->requests >= pool->o.max_requests) {
+        fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d requests=%u: max requests reached; "
+               "replacing the worker", pool->app_root, (int)w->pid, w->requests);
+        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "max requests");
+        return;
+    }
+    w->state = W_IDLE;
+    w->idle_since_ms = now_ms(pool);
+}
+
+const char *fy_worker_address(const fy_worker_t *w) { return w->address; }
+const char *fy_worker_secret(const fy_worker_t *w) { return w->secret; }
+pid_t fy_worker_pid(const fy_worker_t *w) { return w->pid; }
+
+const fy_app_error_t *fy_pool_boot_error(const fy_pool_t *pool)
+{
+    return pool->has_boot_error ? &pool->err : NULL;
+}
+
+void fy_pool_shutdown(fy_pool_t *pool, unsigned timeout_ms,
+                      void (*done)(fy_pool_t *pool, void *data), void *data)
+{
+    if (pool->shutting_down)
+        return;
+    pool->shutting_down = true;
+    pool->done = done;
+    pool->done_data = data;
+    pool->shutdown_deadline_ms = now_ms(pool) + timeout_ms;
+    uv_timer_stop(&pool->tick_timer);
+    fy_log(FY_LOG_INFO, "pool", "app=%s timeout_ms=%u: shutting down", pool->app_root,
+           timeout_ms);
+    for (fy_worker_t *w = pool->workers; w; w = w->next) {
+        if (w->state == W_IDLE)
+            retire(w, SIGUSR1, timeout_ms ? timeout_ms : 1, "shutdown");
+        else if (w->state == W_SPAWNING)
+            retire(w, SIGTERM, timeout_ms ? timeout_ms : 1, "shutdown");
+    }
+    uv_timer_start(&pool->shutdown_timer, on_shutdown_deadline, timeout_ms, 0);
+    kick(pool);
+}
+
+void fy_pool_free(fy_pool_t *pool)
+{
+    if (pool == NULL)
+        return;
+    FY_ASSERT(pool->closed);
+    free(pool->app_root);
+    free(pool->app_type);
+    free(pool->environment);
+    free(pool->ferry_bin);
+    free(pool->instance_dir);
+    free(pool->err_summary);
+    free(pool->err_details);
+    free(pool);
+}
+
+void fy_pool_get_stats(const fy_pool_t *pool, fy_pool_stats_t *out)
+{
+    unsigned n[5];
+    count(pool, n);
+    *out = pool->stats;
+    out->spawning = n[W_SPAWNING];
+    out->idle = n[W_IDLE];
+    out->busy = n[W_BUSY];
+    out->retiring = n[W_RETIRING];
+    out->queued = pool->queued;
+}

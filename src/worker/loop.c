@@ -1,0 +1,342 @@
+/* The C worker's main loop (DESIGN.md §4, after Passenger's RequestHandler): load the app,
+ * listen, report ready, then accept → serve → close, one connection at a time.
+ *
+ * Stopping: SIGUSR1 sets a flag and wakes the loop through a self-pipe, so an idle worker exits
+ * at once and a busy one after its current request. SIGTERM removes the socket file and kills
+ * the process. A watcher thread blocks on the owner pipe and, at EOF, removes the socket file
+ * and calls _exit: that works even while the app is stuck inside a request. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __GLIBC__
+#include <execinfo.h>
+#endif
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "ipc/channel.h"
+#include "ipc/sock.h"
+#include "worker/worker.h"
+#include "worker/worker_internal.h"
+
+#define LISTEN_BACKLOG 50
+#define CONTROL_TIMEOUT_MS 5000
+/* Two errors outside a request closer than this end the worker (DESIGN.md §4). */
+#define ERROR_RETRY_WINDOW_S 10
+
+/* State the signal handlers and the owner watcher read. Written before they are installed. */
+static char socket_file[FY_ADDRESS_MAX]; /* "" for abstract sockets */
+static char busy_path[512];
+static int wake_pipe[2] = {-1, -1};
+static volatile sig_atomic_t soft_stop;
+static int owner_fd_watched = -1;
+
+int fy_worker_report_error(int control_fd, const char *summary, const char *details)
+{
+    fy_log(FY_LOG_ERROR, "worker", "pid=%d step=boot: %s", (int)getpid(), summary);
+    if (control_fd < 0)
+        return -EBADF;
+    fy_channel_t ch;
+    fy_channel_init(&ch, control_fd, CONTROL_TIMEOUT_MS);
+    int rc = fy_channel_write_strings(&ch, 3, "error", summary, details ? details : "");
+    if (rc != 0)
+        fy_log(FY_LOG_ERROR, "worker", "fd=%d: cannot write the error message: %s", control_fd,
+               strerror(-rc));
+    return rc;
+}
+
+/* Appends <s> to <buf> of <cap> at *len; async-signal-safe. */
+static void sig_append(char *buf, size_t cap, size_t *len, const char *s)
+{
+    while (*s && *len + 1 < cap)
+        buf[(*len)++] = *s++;
+    buf[*len] = '\0';
+}
+
+static void sig_append_int(char *buf, size_t cap, size_t *len, long v)
+{
+    char digits[24];
+    size_t n = 0;
+    unsigned long u = v < 0 ? (unsigned long)-v : (unsigned long)v;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0 && n < sizeof digits);
+    if (v < 0)
+        sig_append(buf, cap, len, "-");
+    while (n > 0 && *len + 1 < cap) {
+        buf[(*len)++] = digits[--n];
+        buf[*len] = '\0';
+    }
+}
+
+static void on_sigterm(int sig)
+{
+    if (socket_file[0] != '\0')
+        unlink(socket_file);
+    fy_log_sigsafe(FY_LOG_NOTICE, "worker", "SIGTERM: exiting now");
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    soft_stop = 1;
+    if (wake_pipe[1] != -1) {
+        ssize_t ignored = write(wake_pipe[1], "u", 1);
+        (void)ignored;
+    }
+    errno = saved;
+}
+
+static void on_sigquit(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    char line[700];
+    size_t len = 0;
+    line[0] = '\0';
+    sig_append(line, sizeof line, &len, "SIGQUIT: pid=");
+    sig_append_int(line, sizeof line, &len, (long)getpid());
+    sig_append(line, sizeof line, &len, " busy=");
+    sig_append(line, sizeof line, &len, busy_path[0] ? busy_path : "idle");
+    fy_log_sigsafe(FY_LOG_WARN, "worker", line);
+#ifdef __GLIBC__
+    void *frames[64];
+    int n = backtrace(frames, 64);
+    backtrace_symbols_fd(frames, n, fy_log_get_fd());
+#endif
+    errno = saved;
+}
+
+static void *owner_watch(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct pollfd pfd = {.fd = owner_fd_watched, .events = POLLIN};
+        if (poll(&pfd, 1, -1) == -1) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        char buf[64];
+        ssize_t n = read(owner_fd_watched, buf, sizeof buf);
+        if (n > 0 || (n == -1 && (errno == EINTR || errno == EAGAIN)))
+            continue;
+        break;
+    }
+    if (socket_file[0] != '\0')
+        unlink(socket_file);
+    fy_log_sigsafe(FY_LOG_NOTICE, "worker", "owner pipe closed: exiting");
+    _exit(0);
+    return NULL;
+}
+
+static int install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sa.sa_handler = on_sigterm;
+    if (sigaction(SIGTERM, &sa, NULL) == -1)
+        return -errno;
+    sa.sa_handler = on_sigusr1;
+    if (sigaction(SIGUSR1, &sa, NULL) == -1)
+        return -errno;
+    sa.sa_handler = on_sigquit;
+    if (sigaction(SIGQUIT, &sa, NULL) == -1)
+        return -errno;
+    sa.sa_handler = SIG_IGN;
+    if (sigaction(SIGHUP, &sa, NULL) == -1 || sigaction(SIGPIPE, &sa, NULL) == -1)
+        return -errno;
+    return 0;
+}
+
+/* Starts the owner watcher with every signal blocked, so signals reach the main thread. */
+static int start_owner_watch(int owner_fd)
+{
+    owner_fd_watched = owner_fd;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t tid;
+    int rc = pthread_create(&tid, NULL, owner_watch, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return -rc;
+    pthread_detach(tid);
+    return 0;
+}
+
+static void drain_wake_pipe(void)
+{
+    char buf[16];
+    while (read(wake_pipe[0], buf, sizeof buf) > 0) {
+    }
+}
+
+static bool transient_accept_error(int err)
+{
+    return err == EINTR || err == EAGAIN || err == EWOULDBLOCK || err == ECONNABORTED ||
+           err == EPROTO;
+}
+
+/* The serve loop. Returns the exit status. */
+static int serve(fy_worker_ctx_t *ctx, int listen_fd)
+{
+    time_t last_error = 0;
+    while (!soft_stop) {
+        struct pollfd pfds[2] = {
+            {.fd = listen_fd, .events = POLLIN},
+            {.fd = wake_pipe[0], .events = POLLIN},
+        };
+        int err = 0;
+        int fd = -1;
+        int n = poll(pfds, 2, -1);
+        if (n == -1) {
+            if (errno == EINTR)
+                continue;
+            err = errno;
+        } else {
+            if (pfds[1].revents != 0)
+                drain_wake_pipe();
+            if (soft_stop)
+                break;
+            if (pfds[0].revents == 0)
+                continue;
+            fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd == -1) {
+                if (transient_accept_error(errno))
+                    continue;
+                err = errno;
+            }
+        }
+        if (err != 0) {
+            time_t now = time(NULL);
+            if (last_error != 0 && now - last_error < ERROR_RETRY_WINDOW_S) {
+                fy_log(FY_LOG_ERROR, "worker",
+                       "pid=%d: %s (second error outside a request within %d s): exiting",
+                       (int)getpid(), strerror(err), ERROR_RETRY_WINDOW_S);
+                return 1;
+            }
+            fy_log(FY_LOG_WARN, "worker", "pid=%d: accept failed: %s; retrying", (int)getpid(),
+                   strerror(err));
+            last_error = now;
+            struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        fy_fd_set_nonblock(fd, false);
+        fy_worker_conn_serve(ctx, fd);
+        close(fd);
+    }
+    fy_log(FY_LOG_NOTICE, "worker", "pid=%d: SIGUSR1: exiting after the current request",
+           (int)getpid());
+    return 0;
+}
+
+int fy_worker_run(const fy_worker_config_t *cfg)
+{
+    int status = 1;
+    int listen_fd = -1;
+    fy_worker_app_t app;
+    memset(&app, 0, sizeof app);
+    fy_fd_set_cloexec(cfg->control_fd);
+    fy_fd_set_cloexec(cfg->owner_fd);
+#ifdef __GLIBC__
+    /* The first backtrace() loads libgcc; do it now, not inside the SIGQUIT handler. */
+    void *frame;
+    backtrace(&frame, 1);
+#endif
+
+    /* Signals first: a SIGTERM during a slow app boot must still work. */
+    int rc = install_signals();
+    if (rc == 0 && pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
+        rc = -errno;
+    if (rc == 0)
+        rc = start_owner_watch(cfg->owner_fd);
+    if (rc != 0) {
+        char *summary = fy_xasprintf("worker setup failed: %s", strerror(-rc));
+        fy_worker_report_error(cfg->control_fd, summary, "step=setup");
+        free(summary);
+        goto out;
+    }
+
+    char *summary = NULL, *details = NULL;
+    rc = fy_worker_app_load(cfg->app_path, cfg->app_root, cfg->environment, &app, &summary,
+                            &details);
+    if (rc != 0) {
+        fy_worker_report_error(cfg->control_fd, summary, details);
+        free(summary);
+        free(details);
+        goto out;
+    }
+
+    char address[FY_ADDRESS_MAX];
+    char secret[FY_SECRET_HEX_LEN + 1];
+    listen_fd = fy_unix_listen_auto(cfg->socket_dir, "ferry-worker", LISTEN_BACKLOG, address);
+    if (listen_fd < 0) {
+        summary = fy_xasprintf("cannot listen on a worker socket in %s: %s",
+                               fy_abstract_sockets_enabled() ? "the abstract namespace"
+                                                             : cfg->socket_dir,
+                               strerror(-listen_fd));
+        fy_worker_report_error(cfg->control_fd, summary, "step=listen");
+        free(summary);
+        goto out;
+    }
+    if (strncmp(address, "unix:", 5) == 0)
+        snprintf(socket_file, sizeof socket_file, "%s", address + 5);
+    rc = fy_secret_generate(secret);
+    if (rc != 0) {
+        summary = fy_xasprintf("cannot generate the connect password: %s", strerror(-rc));
+        fy_worker_report_error(cfg->control_fd, summary, "step=secret");
+        free(summary);
+        goto out;
+    }
+
+    char pid_text[24];
+    snprintf(pid_text, sizeof pid_text, "%d", (int)getpid());
+    fy_channel_t ch;
+    fy_channel_init(&ch, cfg->control_fd, CONTROL_TIMEOUT_MS);
+    rc = fy_channel_write_strings(&ch, 4, "ready", pid_text, address, secret);
+    if (rc != 0) {
+        fy_log(FY_LOG_ERROR, "worker", "pid=%d fd=%d: cannot send ready: %s", (int)getpid(),
+               cfg->control_fd, strerror(-rc));
+        goto out;
+    }
+    fy_log(FY_LOG_INFO, "worker", "pid=%d app=%s address=%s: ready", (int)getpid(),
+           cfg->app_path, address);
+
+    fy_worker_ctx_t ctx = {
+        .app = &app,
+        .secret = secret,
+        .header_timeout_ms = FY_WORKER_HEADER_TIMEOUT_MS,
+        .body_timeout_ms = FY_WORKER_BODY_TIMEOUT_MS,
+        .busy_path = busy_path,
+        .busy_path_cap = sizeof busy_path,
+    };
+    status = serve(&ctx, listen_fd);
+    fy_worker_app_dispose(&app, true);
+
+out:
+    if (app.dl_handle != NULL)
+        fy_worker_app_dispose(&app, false);
+    if (listen_fd >= 0)
+        close(listen_fd);
+    if (socket_file[0] != '\0') {
+        unlink(socket_file);
+        socket_file[0] = '\0';
+    }
+    return status;
+}

@@ -1,0 +1,635 @@
+/* Unit tests of src/pool: a real libuv loop and real `ferry worker` processes running the native
+ * test apps in apps/ (c_hello answers with its pid; c_boot_error fails in ferry_app_init). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ipc/sock.h"
+#include "pool/pool.h"
+#include "uvtest.h"
+
+#define MAX_PIDS 64
+
+typedef struct waiter {
+    fy_pool_waiter_t w;
+    int calls;
+    int status;
+    fy_worker_t *worker;
+    int order;
+} waiter_t;
+
+typedef struct ctx {
+    uv_loop_t loop;
+    fy_pool_t *pool;
+    bool done;
+    pid_t pids[MAX_PIDS];   /* every worker pid seen, checked gone at the end */
+    size_t npids;
+    int next_order;
+    bool in_checkout;
+    bool cb_inside_checkout;
+} ctx_t;
+
+static ctx_t C;
+
+static void remember(pid_t pid)
+{
+    for (size_t i = 0; i < C.npids; i++)
+        if (C.pids[i] == pid)
+            return;
+    if (C.npids < MAX_PIDS)
+        C.pids[C.npids++] = pid;
+}
+
+static void on_waiter(fy_pool_waiter_t *w, fy_worker_t *worker, int status)
+{
+    waiter_t *wt = w->data;
+    if (C.in_checkout)
+        C.cb_inside_checkout = true;
+    wt->calls++;
+    wt->status = status;
+    wt->worker = worker;
+    wt->order = ++C.next_order;
+    if (worker)
+        remember(fy_worker_pid(worker));
+}
+
+static void waiter_init(waiter_t *wt)
+{
+    memset(wt, 0, sizeof *wt);
+    wt->w.cb = on_waiter;
+    wt->w.data = wt;
+}
+
+static fy_pool_options_t default_opts(const char *app_env)
+{
+    const char *root = getenv(app_env);
+    const char *bin = getenv("FERRY_BIN");
+    cr_assert(root && bin, "run through meson test");
+    fy_pool_options_t o = {
+        .app_root = root,
+        .app_type = "c",
+        .environment = "development",
+        .ferry_bin = bin,
+        .instance_dir = "/tmp",
+        .max_pool_size = 6,
+        .min_instances = 1,
+        .pool_idle_time_s = 300,
+        .max_request_queue_size = 100,
+        .max_queue_time_s = 0,
+        .max_requests = 0,
+        .start_timeout_s = 20,
+    };
+    return o;
+}
+
+static void open_pool(const fy_pool_options_t *o)
+{
+    memset(&C, 0, sizeof C);
+    cr_assert_eq(uv_loop_init(&C.loop), 0);
+    cr_assert_eq(fy_pool_new(&C.loop, o, &C.pool), 0);
+}
+
+static fy_pool_stats_t stats(void)
+{
+    fy_pool_stats_t s;
+    fy_pool_get_stats(C.pool, &s);
+    return s;
+}
+
+/* Adds the pid of every "spawning a worker" log line to C.pids. */
+static void remember_spawned(void)
+{
+    const char *log = uvtest_log_text();
+    for (const char *p = log; (p = strstr(p, ": spawning a worker")) != NULL; p++) {
+        const char *q = p;
+        while (q > log && q[-1] != '=')
+            q--;
+        remember((pid_t)atoi(q));
+    }
+}
+
+static int checkout(waiter_t *wt, fy_worker_t **w)
+{
+    C.in_checkout = true;
+    int r = fy_pool_checkout(C.pool, &wt->w, w);
+    C.in_checkout = false;
+    if (r == 1)
+        remember(fy_worker_pid(*w));
+    return r;
+}
+
+static unsigned want_idle;
+static bool idle_reached(void *arg) { (void)arg; return stats().idle == want_idle; }
+static void wait_idle(unsigned n, unsigned ms)
+{
+    want_idle = n;
+    cr_assert(uvtest_run_until(&C.loop, idle_reached, NULL, ms), "idle=%u, wanted %u",
+              stats().idle, n);
+}
+
+static bool called(void *arg) { return ((waiter_t *)arg)->calls > 0; }
+static void wait_called(waiter_t *wt, unsigned ms)
+{
+    cr_assert(uvtest_run_until(&C.loop, called, wt, ms), "waiter callback never ran");
+    cr_assert_eq(wt->calls, 1);
+}
+
+static void on_done(fy_pool_t *pool, void *data)
+{
+    (void)pool;
+    (void)data;
+    C.done = true;
+}
+static bool is_done(void *arg) { (void)arg; return C.done; }
+
+/* Shuts the pool down, frees it, and checks that no process, handle or zombie is left. */
+static void close_pool(void)
+{
+    /* Every worker ever spawned, not only those checked out, must be gone at the end. */
+    remember_spawned();
+    fy_pool_shutdown(C.pool, 3000, on_done, NULL);
+    cr_assert(uvtest_run_until(&C.loop, is_done, NULL, 10000), "shutdown never completed");
+    fy_pool_free(C.pool);
+    uv_run(&C.loop, UV_RUN_NOWAIT);
+    cr_assert_eq(uvtest_open_handles(&C.loop), 0, "handles left open");
+    cr_assert_eq(uv_loop_close(&C.loop), 0);
+    for (size_t i = 0; i < C.npids; i++)
+        cr_assert(uvtest_pid_gone(C.pids[i]), "worker %d left behind", (int)C.pids[i]);
+}
+
+/* Takes a worker that must be idle now. */
+static fy_worker_t *take_idle(void)
+{
+    waiter_t wt;
+    waiter_init(&wt);
+    fy_worker_t *w = NULL;
+    cr_assert_eq(checkout(&wt, &w), 1);
+    cr_assert_not_null(w);
+    return w;
+}
+
+static void setup(void) { uvtest_capture_log(); }
+
+TestSuite(pool, .init = setup, .timeout = 60);
+
+Test(pool, refuses_invalid_options)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    fy_pool_t *p = NULL;
+    o.max_pool_size = 0;
+    cr_assert_eq(fy_pool_new(&loop, &o, &p), -EINVAL);
+    o.max_pool_size = 2;
+    o.min_instances = 3;
+    cr_assert_eq(fy_pool_new(&loop, &o, &p), -EINVAL);
+    o.min_instances = 1;
+    o.app_root = NULL;
+    cr_assert_eq(fy_pool_new(&loop, &o, &p), -EINVAL);
+    o = default_opts("POOL_APP_HELLO");
+    o.ferry_bin = NULL;
+    cr_assert_eq(fy_pool_new(&loop, &o, &p), -EINVAL);
+    cr_assert_null(p);
+    uv_loop_close(&loop);
+}
+
+Test(pool, start_spawns_a_ready_worker_with_address_and_secret)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    cr_assert_eq(fy_pool_start(C.pool), 0);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    const char *addr = fy_worker_address(w);
+    cr_assert(strncmp(addr, "abstract:", 9) == 0 || strncmp(addr, "unix:", 5) == 0, "%s", addr);
+    cr_assert_eq(strlen(fy_worker_secret(w)), 32);
+    cr_assert_gt(fy_worker_pid(w), 0);
+    int fd = fy_unix_connect(addr, 2000);
+    cr_assert_geq(fd, 0, "the worker listens on its address: %d", fd);
+    close(fd);
+    cr_assert_null(fy_pool_boot_error(C.pool));
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    close_pool();
+}
+
+Test(pool, keeps_min_instances)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.min_instances = 3;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(3, 20000);
+    uvtest_run_for(&C.loop, 300);
+    cr_assert_eq(stats().spawns_started, 3);
+    cr_assert_eq(stats().idle, 3);
+    close_pool();
+}
+
+Test(pool, checkout_hands_out_an_idle_worker_without_callback)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    waiter_t wt;
+    waiter_init(&wt);
+    fy_worker_t *w = NULL;
+    cr_assert_eq(checkout(&wt, &w), 1);
+    cr_assert_eq(stats().busy, 1);
+    uvtest_run_for(&C.loop, 100);
+    cr_assert_eq(wt.calls, 0);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert_eq(stats().idle, 1);
+    close_pool();
+}
+
+Test(pool, grows_on_demand_up_to_max_pool_size)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.min_instances = 0;
+    o.max_pool_size = 2;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    uvtest_run_for(&C.loop, 100);
+    cr_assert_eq(stats().spawns_started, 0, "min_instances 0 spawns nothing up front");
+    waiter_t a, b, c;
+    waiter_init(&a);
+    waiter_init(&b);
+    waiter_init(&c);
+    fy_worker_t *w = NULL;
+    cr_assert_eq(checkout(&a, &w), 0);
+    cr_assert_eq(checkout(&b, &w), 0);
+    cr_assert_eq(checkout(&c, &w), 0);
+    cr_assert(!C.cb_inside_checkout);
+    wait_called(&a, 20000);
+    wait_called(&b, 20000);
+    cr_assert_eq(a.status, 0);
+    cr_assert_eq(b.status, 0);
+    cr_assert_neq(fy_worker_pid(a.worker), fy_worker_pid(b.worker));
+    uvtest_run_for(&C.loop, 300);
+    cr_assert_eq(c.calls, 0, "no third worker past max pool size");
+    cr_assert_eq(stats().spawns_started, 2);
+    fy_pool_checkin(C.pool, a.worker, FY_WORKER_OK);
+    wait_called(&c, 2000);
+    cr_assert_eq(c.worker, a.worker, "the freed worker goes to the waiter");
+    fy_pool_checkin(C.pool, b.worker, FY_WORKER_OK);
+    fy_pool_checkin(C.pool, c.worker, FY_WORKER_OK);
+    close_pool();
+}
+
+Test(pool, full_queue_returns_ebusy)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    o.max_request_queue_size = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    waiter_t b, c;
+    waiter_init(&b);
+    waiter_init(&c);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&b, &x), 0);
+    cr_assert_eq(checkout(&c, &x), -EBUSY);
+    cr_assert_eq(stats().queued, 1);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    wait_called(&b, 2000);
+    fy_pool_checkin(C.pool, b.worker, FY_WORKER_OK);
+    cr_assert_eq(c.calls, 0);
+    close_pool();
+}
+
+Test(pool, serves_waiters_in_fifo_order)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    waiter_t q[4];
+    fy_worker_t *x = NULL;
+    for (int i = 0; i < 4; i++) {
+        waiter_init(&q[i]);
+        cr_assert_eq(checkout(&q[i], &x), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+        wait_called(&q[i], 2000);
+        cr_assert_eq(q[i].order, i + 1, "waiter %d served out of order", i);
+        w = q[i].worker;
+    }
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    close_pool();
+}
+
+Test(pool, cancelled_waiter_is_never_called)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    waiter_t b, c;
+    waiter_init(&b);
+    waiter_init(&c);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&b, &x), 0);
+    cr_assert_eq(checkout(&c, &x), 0);
+    fy_pool_cancel(C.pool, &b.w);
+    fy_pool_cancel(C.pool, &b.w);   /* no-op the second time */
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    wait_called(&c, 2000);
+    cr_assert_eq(b.calls, 0);
+    fy_pool_checkin(C.pool, c.worker, FY_WORKER_OK);
+    close_pool();
+}
+
+Test(pool, waiter_past_max_queue_time_gets_etimedout)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    o.max_queue_time_s = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    waiter_t b;
+    waiter_init(&b);
+    fy_worker_t *x = NULL;
+    uint64_t t0 = uv_hrtime();
+    cr_assert_eq(checkout(&b, &x), 0);
+    wait_called(&b, 5000);
+    uint64_t waited_ms = (uv_hrtime() - t0) / 1000000u;
+    cr_assert_eq(b.status, -ETIMEDOUT);
+    cr_assert_null(b.worker);
+    cr_assert_geq(waited_ms, 900);
+    cr_assert_lt(waited_ms, 2500);
+    cr_assert_eq(stats().queued, 0);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    close_pool();
+}
+
+Test(pool, stops_workers_idle_past_the_idle_time_down_to_min_instances)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.min_instances = 1;
+    o.max_pool_size = 2;
+    o.pool_idle_time_s = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    waiter_t b;
+    waiter_init(&b);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&b, &x), 0);
+    wait_called(&b, 20000);
+    pid_t pa = fy_worker_pid(w), pb = fy_worker_pid(b.worker);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    fy_pool_checkin(C.pool, b.worker, FY_WORKER_OK);
+    wait_idle(2, 1000);
+    uvtest_run_for(&C.loop, 2500);
+    fy_pool_stats_t s = stats();
+    cr_assert_eq(s.idle, 1, "one worker stays (min instances)");
+    cr_assert_eq(s.retiring, 0);
+    cr_assert(uvtest_pid_gone(pa) != uvtest_pid_gone(pb), "exactly one of the two was stopped");
+    cr_assert_eq(uvtest_log_count("stopping an idle worker"), 1);
+    close_pool();
+}
+
+Test(pool, min_instances_zero_lets_the_last_idle_worker_go)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.min_instances = 0;
+    o.pool_idle_time_s = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    waiter_t a;
+    waiter_init(&a);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&a, &x), 0);
+    wait_called(&a, 20000);
+    pid_t pid = fy_worker_pid(a.worker);
+    fy_pool_checkin(C.pool, a.worker, FY_WORKER_OK);
+    uvtest_run_for(&C.loop, 2500);
+    cr_assert_eq(stats().idle, 0);
+    cr_assert(uvtest_pid_gone(pid));
+    cr_assert_eq(stats().spawns_started, 1, "nothing respawned");
+    close_pool();
+}
+
+static bool idle_with_new_pid(void *arg)
+{
+    pid_t old = *(pid_t *)arg;
+    if (stats().idle != 1)
+        return false;
+    waiter_t wt;
+    waiter_init(&wt);
+    fy_worker_t *w = NULL;
+    if (fy_pool_checkout(C.pool, &wt.w, &w) != 1)
+        return false;
+    pid_t now = fy_worker_pid(w);
+    remember(now);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    return now != old;
+}
+
+Test(pool, replaces_a_worker_after_max_requests)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_requests = 3;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t first = fy_worker_pid(w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    w = take_idle();
+    cr_assert_eq(fy_worker_pid(w), first);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    w = take_idle();
+    cr_assert_eq(fy_worker_pid(w), first);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);   /* the third: retired */
+    cr_assert_eq(stats().retiring, 1);
+    wait_idle(1, 20000);
+    w = take_idle();
+    cr_assert_neq(fy_worker_pid(w), first);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    uvtest_run_for(&C.loop, 500);
+    cr_assert(uvtest_pid_gone(first));
+    cr_assert(strstr(uvtest_log_text(), "max requests reached") != NULL);
+    close_pool();
+}
+
+Test(pool, idle_worker_that_dies_is_removed_and_replaced)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t first = fy_worker_pid(w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert_eq(kill(first, SIGKILL), 0);
+    cr_assert(uvtest_run_until(&C.loop, idle_with_new_pid, &first, 20000));
+    char want[128];
+    snprintf(want, sizeof want, "[error] pool: app=%s pid=%d status=0 signal=9: worker died while "
+             "idle", o.app_root, (int)first);
+    cr_assert(strstr(uvtest_log_text(), want) != NULL, "%s", uvtest_log_text());
+    cr_assert(uvtest_pid_gone(first));
+    close_pool();
+}
+
+static bool pid_gone(void *arg) { return uvtest_pid_gone(*(pid_t *)arg); }
+
+static bool no_busy_and_idle(void *arg) { (void)arg; return stats().idle == 1; }
+
+Test(pool, busy_worker_that_dies_stays_valid_until_checked_in)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t first = fy_worker_pid(w);
+    cr_assert_eq(kill(first, SIGKILL), 0);
+    cr_assert(uvtest_run_until(&C.loop, no_busy_and_idle, NULL, 20000), "replacement spawned");
+    cr_assert_eq(fy_worker_pid(w), first, "the dead worker is still readable");
+    cr_assert(strstr(uvtest_log_text(), "worker died during a request") != NULL);
+    fy_pool_checkin(C.pool, w, FY_WORKER_BROKEN);
+    cr_assert_eq(stats().busy, 0);
+    cr_assert(uvtest_pid_gone(first));
+    close_pool();
+}
+
+Test(pool, timed_out_worker_gets_sigquit_then_sigkill_and_is_replaced)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t first = fy_worker_pid(w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_TIMED_OUT);
+    cr_assert(uvtest_run_until(&C.loop, idle_with_new_pid, &first, 20000));
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &first, 3000), "SIGKILL after 1 s");
+    cr_assert(strstr(uvtest_log_text(), "passed max request time; SIGQUIT") != NULL);
+    close_pool();
+}
+
+Test(pool, broken_worker_is_replaced)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t first = fy_worker_pid(w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_BROKEN);
+    cr_assert(uvtest_run_until(&C.loop, idle_with_new_pid, &first, 20000));
+    cr_assert(uvtest_pid_gone(first));
+    close_pool();
+}
+
+static bool has_boot_error(void *arg) { (void)arg; return fy_pool_boot_error(C.pool) != NULL; }
+
+Test(pool, boot_failure_fails_waiters_with_enoexec_and_records_the_error)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_BOOT_ERROR");
+    o.min_instances = 0;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    waiter_t a, b;
+    waiter_init(&a);
+    waiter_init(&b);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&a, &x), 0);
+    cr_assert_eq(checkout(&b, &x), 0);
+    wait_called(&a, 20000);
+    wait_called(&b, 2000);
+    cr_assert_eq(a.status, -ENOEXEC);
+    cr_assert_eq(b.status, -ENOEXEC);
+    const fy_app_error_t *e = fy_pool_boot_error(C.pool);
+    cr_assert_not_null(e);
+    cr_assert(strstr(e->summary, "deliberate boot failure") != NULL ||
+                  strstr(e->details, "deliberate boot failure") != NULL,
+              "summary=%s details=%s", e->summary, e->details);
+    cr_assert_eq(strlen(e->error_id), 16);
+    cr_assert_eq(strspn(e->error_id, "0123456789abcdef"), 16);
+    char want[64];
+    snprintf(want, sizeof want, "[error] pool: app=%s", o.app_root);
+    const char *line = strstr(uvtest_log_text(), want);
+    cr_assert_not_null(line);
+    cr_assert(strstr(line, e->error_id) != NULL, "the error id is in the log line");
+    waiter_t c;
+    waiter_init(&c);
+    cr_assert_eq(checkout(&c, &x), -ENOEXEC, "inside the pause");
+    cr_assert_eq(stats().spawns_started, 1, "one attempt for both waiters");
+    close_pool();
+}
+
+Test(pool, failing_app_is_retried_at_most_once_per_10_seconds, .timeout = 60)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_BOOT_ERROR");
+    o.min_instances = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    cr_assert(uvtest_run_until(&C.loop, has_boot_error, NULL, 20000));
+    uvtest_run_for(&C.loop, 9000);
+    cr_assert_eq(stats().spawns_started, 1, "no retry inside 10 s");
+    uvtest_run_for(&C.loop, 2500);
+    cr_assert_eq(stats().spawns_started, 2, "one retry after 10 s");
+    cr_assert_eq(stats().boot_failures, 2);
+    close_pool();
+}
+
+static bool waiter_a_done(void *arg) { return ((waiter_t *)arg)->calls > 0; }
+
+Test(pool, shutdown_fails_waiters_and_reaps_every_worker)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.min_instances = 2;
+    o.max_pool_size = 2;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(2, 20000);
+    fy_worker_t *w1 = take_idle();
+    fy_worker_t *w2 = take_idle();
+    waiter_t q;
+    waiter_init(&q);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&q, &x), 0);
+    fy_pool_shutdown(C.pool, 3000, on_done, NULL);
+    cr_assert(uvtest_run_until(&C.loop, waiter_a_done, &q, 2000));
+    cr_assert_eq(q.status, -ESHUTDOWN);
+    waiter_t late;
+    waiter_init(&late);
+    cr_assert_eq(checkout(&late, &x), -ESHUTDOWN);
+    uvtest_run_for(&C.loop, 200);
+    cr_assert(!C.done, "busy workers hold the shutdown");
+    fy_pool_checkin(C.pool, w1, FY_WORKER_OK);
+    fy_pool_checkin(C.pool, w2, FY_WORKER_OK);
+    cr_assert(uvtest_run_until(&C.loop, is_done, NULL, 5000));
+    fy_pool_free(C.pool);
+    remember_spawned();
+    uv_run(&C.loop, UV_RUN_NOWAIT);
+    cr_assert_eq(uvtest_open_handles(&C.loop), 0);
+    cr_assert_eq(uv_loop_close(&C.loop), 0);
+    for (size_t i = 0; i < C.npids; i++)
+        cr_assert(uvtest_pid_gone(C.pids[i]));
+}
+
+Test(pool, shutdown_of_a_pool_never_started_completes)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    close_pool();
+    cr_assert_eq(uvtest_log_count("spawning a worker"), 0);
+}

@@ -1,0 +1,409 @@
+"""In-process unit tests of loaders/python/wsgi_loader.py: wire formats, wsgi.input, the
+response side, the accept loop's error rule and app loading. One behaviour per test."""
+
+import errno
+import os
+import socket
+import struct
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import wsgi_loader_driver as driver  # noqa: E402
+
+wl = driver.load_module()
+
+
+# --- array messages ---------------------------------------------------------------------------
+
+def test_array_message_is_u16_length_then_nul_terminated_items():
+    assert wl.encode_array_message(["ready", "42", "", "x"]) == b"\x00\x0cready\x0042\x00\x00x\x00"
+
+
+def test_array_message_refuses_nul_inside_an_item():
+    with pytest.raises(ValueError):
+        wl.encode_array_message(["error", "a\0b"])
+
+
+def test_array_message_refuses_no_items():
+    with pytest.raises(ValueError):
+        wl.encode_array_message([])
+
+
+def test_array_message_refuses_payload_past_65535_bytes():
+    wl.encode_array_message(["x" * 65534])
+    with pytest.raises(ValueError):
+        wl.encode_array_message(["x" * 65535])
+
+
+def test_fit_message_text_escapes_nul_and_truncates_to_budget():
+    out = wl.fit_message_text("a\0" + "é" * 1000, 100)
+    assert "\0" not in out and out.startswith("a\\0")
+    assert len(out.encode("utf-8")) <= 100
+    assert out.endswith("[... truncated]")
+
+
+# --- request block ----------------------------------------------------------------------------
+
+def test_request_block_parses_pairs_with_empty_values():
+    assert wl.parse_request_block(b"A\0b\0QUERY_STRING\0\0") == [(b"A", b"b"),
+                                                                (b"QUERY_STRING", b"")]
+
+
+def test_request_block_empty_is_valid_and_has_no_pairs():
+    assert wl.parse_request_block(b"") == []
+
+
+def test_request_block_refuses_missing_final_nul():
+    with pytest.raises(wl.ProtocolError):
+        wl.parse_request_block(b"A\0b")
+
+
+def test_request_block_refuses_odd_item_count():
+    with pytest.raises(wl.ProtocolError):
+        wl.parse_request_block(b"A\0b\0C\0")
+
+
+def test_request_block_refuses_empty_name():
+    with pytest.raises(wl.ProtocolError):
+        wl.parse_request_block(b"\0b\0")
+
+
+def test_request_block_refuses_more_than_128_kib():
+    with pytest.raises(wl.ProtocolError):
+        wl.parse_request_block(b"A\0" + b"b" * 131072 + b"\0")
+
+
+# --- response head ----------------------------------------------------------------------------
+
+def test_response_head_is_status_line_headers_in_order_and_empty_line():
+    head = wl.encode_response_head("200 OK", [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+    assert head == b"Status: 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n"
+
+
+@pytest.mark.parametrize("status", ["200", "2000 OK", "abc OK", "200 OK\r\nX: y", "099 Low",
+                                    b"200 OK"])
+def test_check_status_refuses_malformed_status(status):
+    with pytest.raises((TypeError, ValueError)):
+        wl.check_status(status)
+
+
+@pytest.mark.parametrize("headers", [
+    [("X-A", "b\r\nInjected: yes")], [("X A", "b")], [("", "b")], [("X-A", "\0")],
+    [("X-A", "snowman ☃")], [("X-A",)], [["X-A", "b"]], (("X-A", "b"),), [("X-A", 1)]])
+def test_check_headers_refuses_injection_and_bad_types(headers):
+    with pytest.raises((TypeError, ValueError)):
+        wl.check_headers(headers)
+
+
+def test_check_headers_accepts_tab_and_latin1_values():
+    assert wl.check_headers([("X-A", "a\tb é")]) == [("X-A", "a\tb é")]
+
+
+# --- wsgi.input -------------------------------------------------------------------------------
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def make_body(pair, data, length=None, extra=b""):
+    reader, writer = pair
+    writer.sendall(data + extra)
+    writer.shutdown(socket.SHUT_WR)
+    return wl.RequestBody(reader, len(data) if length is None else length)
+
+
+def test_input_read_without_size_returns_exactly_content_length(pair):
+    body = make_body(pair, b"hello", extra=b"NEXT")
+    assert body.read() == b"hello"
+    assert body.read() == b""
+
+
+def test_input_read_with_size_returns_full_pieces_then_rest(pair):
+    body = make_body(pair, b"abcdefg")
+    assert body.read(3) == b"abc"
+    assert body.read(3) == b"def"
+    assert body.read(3) == b"g"
+    assert body.read(3) == b""
+
+
+def test_input_readline_splits_lines_and_honours_size(pair):
+    body = make_body(pair, b"one\ntwo\nthree")
+    assert body.readline() == b"one\n"
+    assert body.readline(2) == b"tw"
+    assert body.readline() == b"o\n"
+    assert body.readline() == b"three"
+    assert body.readline() == b""
+
+
+def test_input_readlines_and_iteration_yield_all_lines(pair):
+    body = make_body(pair, b"a\nb\nc")
+    assert body.readlines() == [b"a\n", b"b\n", b"c"]
+    reader, writer = socket.socketpair()
+    try:
+        writer.sendall(b"x\ny\n")
+        assert list(wl.RequestBody(reader, 4)) == [b"x\n", b"y\n"]
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_input_readlines_stops_after_hint(pair):
+    body = make_body(pair, b"a\nb\nc\n")
+    assert body.readlines(1) == [b"a\n"]
+
+
+def test_input_is_lazy_nothing_read_until_asked(pair):
+    reader, writer = pair
+    writer.sendall(b"abc")
+    body = wl.RequestBody(reader, 3)
+    assert body.unread_in_socket == 3
+    assert reader.recv(3, socket.MSG_PEEK) == b"abc"
+
+
+def test_input_cut_short_by_peer_returns_what_arrived(pair):
+    body = make_body(pair, b"abc", length=10)
+    assert body.read() == b"abc"
+    assert body.truncated
+
+
+def test_input_read_times_out_when_the_peer_sends_nothing(pair):
+    body = wl.RequestBody(pair[0], 5, timeout=0.05)
+    with pytest.raises(TimeoutError):
+        body.read(5)
+
+
+# --- the response side ------------------------------------------------------------------------
+
+def recv_all(sock):
+    sock.settimeout(5)
+    chunks = []
+    while True:
+        piece = sock.recv(65536)
+        if not piece:
+            return b"".join(chunks)
+        chunks.append(piece)
+
+
+def test_response_sends_head_with_first_non_empty_piece(pair):
+    resp = wl.Response(pair[0], is_head=False)
+    resp.start_response("200 OK", [("Content-Type", "text/plain")])
+    resp.send_piece(b"")
+    assert not resp.head_sent
+    resp.send_piece(b"hi")
+    assert resp.head_sent
+    pair[0].close()
+    assert recv_all(pair[1]) == b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nhi"
+
+
+def test_response_for_head_request_sends_no_body(pair):
+    resp = wl.Response(pair[0], is_head=True)
+    resp.start_response("200 OK", [("Content-Length", "2")])
+    resp.send_piece(b"hi")
+    resp.write(b"more")
+    pair[0].close()
+    assert recv_all(pair[1]) == b"Status: 200 OK\r\nContent-Length: 2\r\n\r\n"
+
+
+def test_start_response_twice_without_exc_info_is_an_error(pair):
+    resp = wl.Response(pair[0], is_head=False)
+    resp.start_response("200 OK", [])
+    with pytest.raises(RuntimeError):
+        resp.start_response("500 Oops", [])
+
+
+def test_start_response_with_exc_info_replaces_status_before_head_sent(pair):
+    resp = wl.Response(pair[0], is_head=False)
+    resp.start_response("200 OK", [])
+    try:
+        raise KeyError("x")
+    except KeyError:
+        resp.start_response("503 Busy", [("X-A", "b")], sys.exc_info())
+    assert resp.status == "503 Busy" and resp.headers == [("X-A", "b")]
+
+
+def test_start_response_with_exc_info_reraises_after_head_sent(pair):
+    resp = wl.Response(pair[0], is_head=False)
+    resp.start_response("200 OK", [])
+    resp.write(b"x")
+    try:
+        raise KeyError("original")
+    except KeyError:
+        info = sys.exc_info()
+    with pytest.raises(KeyError, match="original"):
+        resp.start_response("500 Oops", [], info)
+
+
+def test_write_before_start_response_is_an_error(pair):
+    with pytest.raises(RuntimeError):
+        wl.Response(pair[0], is_head=False).write(b"x")
+
+
+def test_body_piece_of_type_str_is_refused(pair):
+    resp = wl.Response(pair[0], is_head=False)
+    resp.start_response("200 OK", [])
+    with pytest.raises(TypeError):
+        resp.send_piece("text")
+
+
+def test_finish_without_start_response_is_an_error(pair):
+    with pytest.raises(RuntimeError):
+        wl.Response(pair[0], is_head=False).finish()
+
+
+def test_head_past_128_kib_is_refused(pair):
+    resp = wl.Response(pair[0], is_head=False)
+    resp.start_response("200 OK", [("X-Big", "a" * 131072)])
+    with pytest.raises(ValueError):
+        resp.finish()
+
+
+def test_send_to_closed_peer_raises_client_gone(pair):
+    resp = wl.Response(pair[0], is_head=False)
+    resp.start_response("200 OK", [])
+    pair[1].close()
+    with pytest.raises(wl.ClientGone):
+        resp.write(b"x" * 1000000)
+
+
+# --- the accept loop: errors outside a request ------------------------------------------------
+
+class FailingListener:
+    """A listening socket whose accept() always fails; poll() sees it readable."""
+
+    def __init__(self):
+        self.r, self.w = os.pipe()
+        os.write(self.w, b"x")
+        self.accepts = 0
+
+    def fileno(self):
+        return self.r
+
+    def accept(self):
+        self.accepts += 1
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    def close(self):
+        os.close(self.r)
+        os.close(self.w)
+
+
+def test_loop_exits_on_second_error_within_10_seconds(capfd):
+    listener = FailingListener()
+    try:
+        times = iter([100.0, 105.0])
+        worker = wl.Worker(lambda e, s: [], listener, "0" * 32, clock=lambda: next(times))
+        assert worker.serve() == 1
+        assert listener.accepts == 2
+    finally:
+        listener.close()
+    err = capfd.readouterr().err
+    assert "[error] wsgi:" in err and "retrying" in err and "exiting" in err
+
+
+def test_loop_retries_when_errors_are_more_than_10_seconds_apart():
+    listener = FailingListener()
+    try:
+        times = iter([100.0, 111.0, 122.0, 125.0])
+        worker = wl.Worker(lambda e, s: [], listener, "0" * 32, clock=lambda: next(times))
+        assert worker.serve() == 1
+        assert listener.accepts == 4
+    finally:
+        listener.close()
+
+
+def test_loop_returns_0_on_soft_stop_from_wake_pipe():
+    listener = FailingListener()
+    wake_r, wake_w = os.pipe()
+    try:
+        os.write(wake_w, b"U")
+        worker = wl.Worker(lambda e, s: [], listener, "0" * 32)
+        worker.wake_fd = wake_r
+        os.read(listener.r, 1)   # not readable: only the wake pipe is
+        assert worker.serve() == 0
+        assert listener.accepts == 0
+    finally:
+        listener.close()
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+# --- loading the app --------------------------------------------------------------------------
+
+@pytest.fixture
+def isolated(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    monkeypatch.chdir(os.getcwd())
+
+
+def write_app(tmp_path, name, source):
+    (tmp_path / name).write_text(source)
+    return str(tmp_path)
+
+
+def test_load_prefers_passenger_wsgi_then_wsgi_then_app(tmp_path, isolated):
+    write_app(tmp_path, "app.py", "application = 'app'.upper\n")
+    write_app(tmp_path, "wsgi.py", "application = 'wsgi'.upper\n")
+    assert wl.load_application(str(tmp_path))() == "WSGI"
+    write_app(tmp_path, "passenger_wsgi.py", "application = 'passenger'.upper\n")
+    assert wl.load_application(str(tmp_path))() == "PASSENGER"
+
+
+def test_load_puts_app_root_on_sys_path_and_cwd(tmp_path, isolated):
+    write_app(tmp_path, "helper_mod_for_test.py", "VALUE = 7\n")
+    write_app(tmp_path, "app.py", "import os, helper_mod_for_test\n"
+                                  "CWD = os.getcwd()\n"
+                                  "application = lambda e, s: helper_mod_for_test.VALUE\n")
+    assert wl.load_application(str(tmp_path))(None, None) == 7
+    assert os.getcwd() == str(tmp_path)
+
+
+def test_load_without_entry_file_names_the_files(tmp_path, isolated):
+    with pytest.raises(wl.BootError, match="no passenger_wsgi.py, wsgi.py or app.py in"):
+        wl.load_application(str(tmp_path))
+
+
+def test_load_of_non_callable_application_is_refused(tmp_path, isolated):
+    write_app(tmp_path, "wsgi.py", "application = 42\n")
+    with pytest.raises(wl.BootError, match="wsgi.py defines `application` but it is not callable"):
+        wl.load_application(str(tmp_path))
+
+
+def test_load_reports_exception_type_file_and_message(tmp_path, isolated):
+    write_app(tmp_path, "passenger_wsgi.py", "x = 1 / 0\n")
+    with pytest.raises(wl.BootError) as info:
+        wl.load_application(str(tmp_path))
+    assert info.value.summary == \
+        "ZeroDivisionError while loading passenger_wsgi.py: division by zero"
+    assert "Traceback" in info.value.details
+
+
+def test_load_reports_syntax_error_in_an_imported_module_by_its_file(tmp_path, isolated):
+    write_app(tmp_path, "broken_mod_for_test.py", "\ndef f(:\n")
+    write_app(tmp_path, "passenger_wsgi.py", "import broken_mod_for_test\n")
+    with pytest.raises(wl.BootError, match=r"^SyntaxError in broken_mod_for_test.py line 2: "):
+        wl.load_application(str(tmp_path))
+
+
+def test_load_reports_sys_exit_during_import(tmp_path, isolated):
+    write_app(tmp_path, "app.py", "import sys\nsys.exit(3)\n")
+    with pytest.raises(wl.BootError, match="SystemExit while loading app.py: 3"):
+        wl.load_application(str(tmp_path))
+
+
+def test_log_line_has_ferry_format():
+    line = wl.format_log_line("warn", "something happened", [("uri", "/a b"), ("n", 3)],
+                              now=0.5)
+    assert line == '1970-01-01T00:00:00.500Z [warn] wsgi: pid=%d uri="/a b" n=3: ' \
+                   'something happened\n' % os.getpid()
+
+
+def test_struct_prefix_matches_driver_encoding():
+    block = driver.encode_block([("A", "b")])
+    assert struct.unpack(">I", block[:4])[0] == len(block) - 4

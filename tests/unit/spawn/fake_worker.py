@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""A stand-in for `ferry worker` that misbehaves on purpose, so the spawn handshake's error paths
+can be tested. Invoked as `fake_worker.py worker APP_ROOT [--type TYPE]`; the last path component
+of APP_ROOT picks the behaviour. fd 3 is the owner pipe, fd 4 the control channel."""
+import os
+import struct
+import sys
+import time
+
+SECRET = "0123456789abcdef0123456789abcdef"
+
+
+def array(*items):
+    payload = b"".join(i.encode() + b"\0" for i in items)
+    return struct.pack(">H", len(payload)) + payload
+
+
+def send(data):
+    os.write(4, data)
+
+
+def wait_owner():
+    # Exits when the owner closes its end, like a real worker.
+    while os.read(3, 1):
+        pass
+    sys.exit(0)
+
+
+def main():
+    case = os.path.basename(sys.argv[2].rstrip("/"))
+    if case == "ready":
+        print("hello stdout", flush=True)
+        sys.stderr.write("hello stderr\n")
+        sys.stderr.flush()
+        print("env FERRY_ENV=%s FERRY_INSTANCE_DIR=%s FERRY_OWNER_FD=%s FERRY_CONTROL_FD=%s "
+              "FERRY_APP_ROOT=%s FERRY_APP_TYPE=%s argv=%s" % (
+                  os.environ.get("FERRY_ENV"), os.environ.get("FERRY_INSTANCE_DIR"),
+                  os.environ.get("FERRY_OWNER_FD"), os.environ.get("FERRY_CONTROL_FD"),
+                  os.environ.get("FERRY_APP_ROOT"), os.environ.get("FERRY_APP_TYPE"),
+                  ",".join(sys.argv[1:])), flush=True)
+        send(array("ready", str(os.getpid()), "abstract:fake.%d" % os.getpid(), SECRET))
+        wait_owner()
+    elif case == "longline":
+        sys.stdout.write("x" * 10000 + "\n")
+        sys.stdout.write("no newline at the end")
+        sys.stdout.flush()
+        send(array("ready", str(os.getpid()), "unix:/tmp/fake.sock", SECRET))
+        wait_owner()
+    elif case == "error":
+        sys.stderr.write("loading the app\n")
+        sys.stderr.flush()
+        send(array("error", "boom: the app failed", "line one\nline two"))
+        sys.exit(1)
+    elif case == "exit3":
+        sys.stderr.write("first line\nthe last words\n")
+        sys.stderr.flush()
+        sys.exit(3)
+    elif case == "hang":
+        time.sleep(30)
+    elif case == "badpid":
+        send(array("ready", "12x", "abstract:fake", SECRET))
+        time.sleep(30)
+    elif case == "badaddr":
+        send(array("ready", str(os.getpid()), "tcp:127.0.0.1:1", SECRET))
+        time.sleep(30)
+    elif case == "badsecret":
+        send(array("ready", str(os.getpid()), "abstract:fake", "0123"))
+        time.sleep(30)
+    elif case == "shortready":
+        send(array("ready", str(os.getpid()), "abstract:fake"))
+        time.sleep(30)
+    elif case == "unknown":
+        send(array("hello", "there"))
+        time.sleep(30)
+    elif case == "garbage":
+        send(struct.pack(">H", 3) + b"abc")
+        time.sleep(30)
+    elif case == "truncated":
+        send(struct.pack(">H", 10) + b"rea")
+        os.close(4)
+        sys.exit(0)
+    elif case == "closectl":
+        os.close(4)
+        time.sleep(30)
+    elif case == "ignore_usr1":
+        import signal
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        send(array("ready", str(os.getpid()), "abstract:fake.%d" % os.getpid(), SECRET))
+        time.sleep(30)
+    else:
+        sys.stderr.write("fake_worker: unknown case %s\n" % case)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

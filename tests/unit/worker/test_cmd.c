@@ -1,0 +1,178 @@
+/* `ferry worker` argument handling and type detection, run in a child process with its own fds
+ * 3 and 4 (so the test runner's fds are never touched). */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "ipc/channel.h"
+
+static int control[2] = {-1, -1};
+static char dir[] = "/tmp/fy-cmd-XXXXXX";
+
+static void setup(void)
+{
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    close(control[0]);
+}
+
+TestSuite(cmd, .init = setup, .fini = teardown, .timeout = 30);
+
+/* Runs `ferry worker <args>` in a child. With <with_fds>, fd 3 is a pipe read end whose write end
+ * the parent holds until the child ends (an owner EOF would end the worker with status 0 and hide
+ * the boot error) and fd 4 a socketpair end whose peer is kept in control[0]. Stdout and stderr go
+ * to /dev/null. Returns the exit status. */
+static int run(bool with_fds, int argc, char **argv)
+{
+    int owner[2];
+    cr_assert_eq(pipe(owner), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, control), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        int o = fcntl(owner[0], F_DUPFD, 10), c = fcntl(control[1], F_DUPFD, 10);
+        close(3);
+        close(4);
+        if (with_fds) {
+            dup2(o, 3);
+            dup2(c, 4);
+        }
+        close(owner[1]);
+        _exit(fy_cmd_worker(argc, argv));
+    }
+    close(owner[0]);
+    close(control[1]);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    close(owner[1]);
+    cr_assert(WIFEXITED(status), "status %d", status);
+    return WEXITSTATUS(status);
+}
+
+/* Reads the ["error", summary, details] the child wrote; returns the summary (static). */
+static const char *error_summary(void)
+{
+    fy_channel_t ch;
+    fy_channel_init(&ch, control[0], 2000);
+    fy_array_t msg;
+    memset(&msg, 0, sizeof msg);
+    cr_assert_eq(fy_channel_read_array(&ch, &msg), 1);
+    cr_assert_eq(msg.count, 3);
+    cr_assert_str_eq(msg.items[0], "error");
+    static char summary[1024];
+    snprintf(summary, sizeof summary, "%s", msg.items[1]);
+    fy_array_dispose(&msg);
+    return summary;
+}
+
+static void touch(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("not really\n", f);
+    fclose(f);
+}
+
+Test(cmd, help_exits_0)
+{
+    char *argv[] = {"worker", "--help", NULL};
+    cr_assert_eq(run(false, 2, argv), 0);
+}
+
+Test(cmd, refuses_an_unknown_type)
+{
+    char *argv[] = {"worker", dir, "--type", "php", NULL};
+    cr_assert_eq(run(true, 4, argv), 2);
+}
+
+Test(cmd, refuses_a_missing_app_argument)
+{
+    char *argv[] = {"worker", NULL};
+    cr_assert_eq(run(true, 1, argv), 2);
+}
+
+Test(cmd, fails_without_fds_3_and_4)
+{
+    char *argv[] = {"worker", dir, NULL};
+    cr_assert_eq(run(false, 2, argv), 1);
+}
+
+Test(cmd, reports_an_app_dir_that_does_not_exist)
+{
+    char *argv[] = {"worker", "/nonexistent/app", NULL};
+    cr_assert_eq(run(true, 2, argv), 1);
+    cr_assert(strstr(error_summary(), "/nonexistent/app") != NULL);
+}
+
+Test(cmd, reports_a_dir_of_unknown_type_listing_what_it_looked_for)
+{
+    touch("README");
+    char *argv[] = {"worker", dir, NULL};
+    cr_assert_eq(run(true, 2, argv), 1);
+    const char *s = error_summary();
+    cr_assert(strstr(s, "config.ru") != NULL && strstr(s, "wsgi.py") != NULL &&
+                  strstr(s, "*.so") != NULL, "%s", s);
+}
+
+Test(cmd, type_c_without_a_shared_object_is_an_error)
+{
+    char *argv[] = {"worker", dir, "--type", "c", NULL};
+    cr_assert_eq(run(true, 4, argv), 1);
+    cr_assert(strstr(error_summary(), "no app.so") != NULL);
+}
+
+Test(cmd, detects_a_c_app_and_prefers_app_so)
+{
+    touch("b.so");
+    touch("app.so"); /* not an ELF file: the load error names the file that was chosen */
+    char *argv[] = {"worker", dir, NULL};
+    cr_assert_eq(run(true, 2, argv), 1);
+    const char *s = error_summary();
+    cr_assert(strstr(s, "cannot load ") != NULL && strstr(s, "/app.so") != NULL, "%s", s);
+}
+
+Test(cmd, takes_the_first_so_when_there_is_no_app_so)
+{
+    touch("b.so");
+    touch("a.so");
+    char *argv[] = {"worker", dir, NULL};
+    cr_assert_eq(run(true, 2, argv), 1);
+    cr_assert(strstr(error_summary(), "/a.so") != NULL);
+}
+
+Test(cmd, accepts_the_path_of_a_so)
+{
+    touch("x.so");
+    char path[256];
+    snprintf(path, sizeof path, "%s/x.so", dir);
+    char *argv[] = {"worker", path, NULL};
+    cr_assert_eq(run(true, 2, argv), 1);
+    cr_assert(strstr(error_summary(), "/x.so: ") != NULL);
+}
+
+Test(cmd, reports_a_missing_loader)
+{
+    touch("config.ru");
+    setenv("FERRY_LOADERS_DIR", "/nonexistent-loaders", 1);
+    char *argv[] = {"worker", dir, NULL};
+    cr_assert_eq(run(true, 2, argv), 1);
+    cr_assert(strstr(error_summary(), "rack loader") != NULL);
+}
