@@ -121,7 +121,8 @@ def specs(ctx):
                 raise RuntimeError(ctx.get("ferry_c_reason") or "app not built")
             e = dict(env)
             e["TMPDIR"] = tmp
-            return [ctx["ferry_bin"], "start", app_dir, "--port", str(port),
+            return [ctx["ferry_bin"], "start", app_dir, "--address", "127.0.0.1",
+                    "--port", str(port), "--environment", "production",
                     "--max-pool-size", str(WORKERS), "--min-instances", str(WORKERS)], e, tmp
         return prepare
 
@@ -139,7 +140,7 @@ def specs(ctx):
     def uwsgi_rack(port, tmp):
         return ["uwsgi", "--plugins", "rack_ruby31", "--http-socket", "127.0.0.1:%d" % port,
                 "--master", "--processes", str(WORKERS), "--die-on-term", "--need-app",
-                "--disable-logging", "--listen", "1024", "--chdir", rack_dir,
+                "--disable-logging", "--listen", "1024", "--rb-gc-freq", "100", "--chdir", rack_dir,
                 "--rack", os.path.join(rack_dir, "config.ru")], env, tmp
 
     def puma(workers, threads):
@@ -187,7 +188,7 @@ def specs(ctx):
         Spec("uwsgi-python", "wsgi", "uWSGI --master --processes 2 --http-socket (python3 "
              "plugin)", [("uwsgi", "uwsgi"), ("/usr/lib/uwsgi/plugins/python3_plugin.so",
                                                "uwsgi-plugin-python3")], uwsgi_python),
-        Spec("uwsgi-rack", "rack", "uWSGI --master --processes 2 --http-socket (rack_ruby31 "
+        Spec("uwsgi-rack", "rack", "uWSGI --master --processes 2 --http-socket --rb-gc-freq 100 (rack_ruby31 "
              "plugin)", [("uwsgi", "uwsgi"), ("/usr/lib/uwsgi/plugins/rack_ruby31_plugin.so",
                                                "uwsgi-plugin-rack-ruby3.1")], uwsgi_rack),
         Spec("puma-2x1", "rack", "Puma cluster: -w 2 -t 1:1", [("puma", "puma")],

@@ -624,17 +624,20 @@ class Worker:
                 ("method", method), ("uri", uri))
             return
         if error is not None:
-            self.report_app_error(response, error, method, uri)
+            answered = self.report_app_error(response, error, method, uri)
             error = None
-            return
+            if not answered:
+                return   # closed mid-body: the core must see the truncation
         self.end_connection(conn, body)
 
     def report_app_error(self, response, error, method, uri):
+        """Logs the app's exception <error> and answers 500 when the head has not gone yet.
+        Returns True when the 500 was sent."""
         text = "".join(traceback.format_exception(*error))
         if response.head_sent:
             log("error", "exception in the application after the head was sent: closing the "
                 "connection", ("method", method), ("uri", uri), detail=text)
-            return
+            return False
         log("error", "exception in the application: answering 500", ("method", method),
             ("uri", uri), detail=text)
         if is_development():
@@ -644,7 +647,8 @@ class Worker:
         try:
             response.send_error(body)
         except ClientGone:
-            return
+            return False
+        return True
 
     def end_connection(self, conn, body):
         """After a complete response: EOF to the core, then drain the body the app left unread

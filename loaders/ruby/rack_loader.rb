@@ -30,8 +30,6 @@ module FerryLoader
   end
 
   class Loader
-    DEFAULT_READ_TIMEOUT_MS = 30_000
-
     def initialize(env = ENV)
       @env = env
       @listener = nil
@@ -45,7 +43,9 @@ module FerryLoader
         Log.error('the control channel fd is not open; cannot report', step: 'open_control_channel')
         return 1
       end
-      handler = RequestHandler.new(development: development?, read_timeout: read_timeout)
+      header_timeout, body_timeout = read_timeouts
+      handler = RequestHandler.new(development: development?, header_timeout: header_timeout,
+                                   body_timeout: body_timeout)
       begin
         owner = open_fd('FERRY_OWNER_FD', 3, 'rb')
         raise BootError, 'the owner pipe fd is not open' unless owner
@@ -93,15 +93,18 @@ module FerryLoader
       ferry_env == 'development'
     end
 
-    def read_timeout
+    # [header, body] read timeouts in seconds: 5 and 60, or both FERRY_WORKER_READ_TIMEOUT_MS.
+    def read_timeouts
       raw = @env['FERRY_WORKER_READ_TIMEOUT_MS']
-      ms = raw && Integer(raw, 10, exception: false)
-      if raw && (ms.nil? || ms <= 0)
+      return [5.0, 60.0] if raw.nil? || raw.empty?
+
+      ms = Integer(raw, 10, exception: false)
+      if ms.nil? || ms <= 0
         Log.warn("FERRY_WORKER_READ_TIMEOUT_MS=#{raw.inspect} is not a positive integer; " \
-                 "using #{DEFAULT_READ_TIMEOUT_MS}")
-        ms = nil
+                 'using the defaults (5 s for the header, 60 s for body reads)')
+        return [5.0, 60.0]
       end
-      (ms || DEFAULT_READ_TIMEOUT_MS) / 1000.0
+      [ms / 1000.0] * 2
     end
 
     # Opens the fd named by <var> (default <default>) without taking it over from the process
@@ -154,10 +157,11 @@ module FerryLoader
       %w[FERRY_OWNER_FD FERRY_CONTROL_FD].each { |k| @env.delete(k) }
       Process.setproctitle("ferry rack worker: #{app_root}")
       begin
-        Dir.chdir(app_root)
-        $LOAD_PATH.unshift(app_root) unless $LOAD_PATH.include?(app_root)
+        # Rack first, so that a file named rack.rb in the app root cannot shadow it.
         require 'rack'
         require 'rack/utils' # also loads uri, which Rack::Lint needs
+        Dir.chdir(app_root)
+        $LOAD_PATH.unshift(app_root) unless $LOAD_PATH.include?(app_root)
         result = Rack::Builder.parse_file(File.join(app_root, 'config.ru'))
       rescue Exception => e # rubocop:disable Lint/RescueException -- any boot failure is reported
         raise if e.is_a?(SignalException)

@@ -792,10 +792,10 @@ static void process_input(fy_http_conn_t *c)
             refuse(c);
             return;
         }
-        if (rc == FY_HTTP_FEED_HEADERS) {
+        if (c->state == FY_CONN_HEAD && c->req.headers_seen) {
             c->state = FY_CONN_BODY;
             arm_timer(c, c->srv->opts.body_timeout_ms);
-            if (c->req.expect_continue) {
+            if (c->req.expect_continue && rc != FY_HTTP_FEED_DONE) {
                 static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
                 uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
                 if (write_client(c, NULL, &b, 1) < 0) {
@@ -803,7 +803,6 @@ static void process_input(fy_http_conn_t *c)
                     return;
                 }
             }
-            continue;
         }
         if (rc == FY_HTTP_FEED_DONE) {
             memmove(c->in, c->in + off, c->in_len - off);

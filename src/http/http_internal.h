@@ -85,7 +85,7 @@ typedef struct fy_http_request {
     const char *exec_start;          /* the buffer of the running llhttp_execute */
     char prev_last_byte;             /* last byte of the previous fed buffer */
     bool any_bytes;                  /* a byte of this request has arrived */
-    bool headers_seen;               /* HEADERS was returned once */
+    bool headers_seen;               /* the head is complete */
     int host_count;
     /* filled at headers complete */
     const char *method;              /* static string */
@@ -104,8 +104,7 @@ typedef struct fy_http_request {
 
 enum {
     FY_HTTP_FEED_MORE = 0,      /* all bytes used; the message needs more */
-    FY_HTTP_FEED_HEADERS = 1,   /* the head is complete (once per request); feed the rest */
-    FY_HTTP_FEED_DONE = 2,      /* the message is complete; bytes after it are not consumed */
+    FY_HTTP_FEED_DONE = 1,      /* the message is complete; bytes after it are not consumed */
 };
 
 /* Starts a parser with <opts> (borrowed; must outlive it). */
@@ -114,8 +113,9 @@ void fy_http_request_init(fy_http_request_t *req, const fy_http_options_t *opts)
 void fy_http_request_reset(fy_http_request_t *req);
 void fy_http_request_dispose(fy_http_request_t *req);
 
-/* Feeds <len> bytes and sets *consumed. Returns FY_HTTP_FEED_MORE, FY_HTTP_FEED_HEADERS,
- * FY_HTTP_FEED_DONE, or -EPROTO when the request is refused: req->error_status says with what
+/* Feeds <len> bytes and sets *consumed. Returns FY_HTTP_FEED_MORE or FY_HTTP_FEED_DONE (state
+ * FY_HTTP_REQ_BODY after a call means the head is complete and the body is being read: the
+ * caller answers Expect: 100-continue then), or -EPROTO when the request is refused: req->error_status says with what
  * (400 malformed, 413 body too large, 414 target too long, 431 headers too large, 500 temp file
  * failure, 501 CONNECT) and req->error_reason why. After an error the connection must close. */
 int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, size_t *consumed);

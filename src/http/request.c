@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "core/alloc.h"
+#include "core/log.h"
 #include "http/http_internal.h"
 
 #define REQ(p) ((fy_http_request_t *)(p)->data)
@@ -158,7 +159,8 @@ static int on_headers_complete(llhttp_t *p)
     /* No protocol upgrades: an Upgrade request is an ordinary request to the app. */
     p->upgrade = 0;
     req->state = FY_HTTP_REQ_BODY;
-    return HPE_PAUSED;
+    req->headers_seen = true;
+    return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
@@ -277,10 +279,8 @@ int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, s
         *consumed = (size_t)(pos - data);
         if (*consumed > 0)
             req->prev_last_byte = data[*consumed - 1];
-        if (req->state == FY_HTTP_REQ_DONE)
-            return FY_HTTP_FEED_DONE;
-        req->headers_seen = true;
-        return FY_HTTP_FEED_HEADERS;
+        FY_ASSERT(req->state == FY_HTTP_REQ_DONE);
+        return FY_HTTP_FEED_DONE;
     }
     if (req->state != FY_HTTP_REQ_ERROR)
         fail(req, 400, llhttp_reason(err));

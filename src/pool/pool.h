@@ -66,9 +66,9 @@ int fy_pool_start(fy_pool_t *pool);
 /* Asks for an idle worker. Returns 1 and sets *worker when one is idle now (no callback then);
  * 0 when <waiter> was queued: its cb runs later exactly once, with a worker and status 0, or with
  * NULL and -ETIMEDOUT (max queue time), -ENOEXEC (the app failed to boot: see
- * fy_pool_boot_error), -ESHUTDOWN (the pool is stopping). Returns -EBUSY when the queue is full
- * and -ENOEXEC when the app is failing to boot and inside its 10-second retry pause. Callbacks
- * never run from inside this call. */
+ * fy_pool_boot_error), -ESHUTDOWN (the pool is stopping). Returns -EBUSY when the queue is full,
+ * -ENOEXEC when the app is failing to boot and inside its 10-second retry pause (and no worker is
+ * alive), -ESHUTDOWN after fy_pool_shutdown. Callbacks never run from inside this call. */
 int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **worker);
 
 /* Removes a queued <waiter> (its client went away); its cb will not run. No-op if not queued. */

@@ -5,13 +5,11 @@
 import os
 import shutil
 import stat
-import sys
 import tempfile
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
+from . import harness
 
 
 def selected_loaders():

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-import harness
+from . import harness
 
 
 def test_ready_message_carries_pid_address_and_secret(spawn):

@@ -4,7 +4,7 @@ and serves the next request. Every case checks the worker is the same process af
 import struct
 import time
 
-import harness
+from . import harness
 
 
 def assert_still_serving(w):

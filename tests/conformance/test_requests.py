@@ -3,7 +3,7 @@
 import hashlib
 import os
 
-import harness
+from . import harness
 
 
 def env_lines(resp):

@@ -24,16 +24,20 @@ module FerryLoader
 
     module_function
 
-    # Reads exactly <n> bytes from <io>, waiting at most <timeout> seconds for each piece.
-    # Returns the bytes; nil when EOF came before the first byte and <eof_ok> is set. Raises
-    # BadRequest on EOF inside the data or a stall past the timeout.
-    def read_exact(io, n, timeout, what, eof_ok: false)
+    # Reads exactly <n> bytes from <io>, waiting at most <timeout> seconds for each piece, and
+    # never past the monotonic <deadline> when one is given. Returns the bytes; nil when EOF came
+    # before the first byte and <eof_ok> is set. Raises BadRequest on EOF inside the data or a
+    # stall past the timeout.
+    def read_exact(io, n, timeout, what, eof_ok: false, deadline: nil)
       buf = String.new(capacity: n, encoding: Encoding::BINARY)
       while buf.bytesize < n
         chunk = io.read_nonblock([n - buf.bytesize, CHUNK].min, exception: false)
         case chunk
         when :wait_readable
-          raise BadRequest, "timed out after #{timeout}s reading the #{what}" unless io.wait_readable(timeout)
+          wait = deadline ? [deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC), timeout].min : timeout
+          unless wait.positive? && io.wait_readable(wait)
+            raise BadRequest, "timed out after #{timeout}s reading the #{what}"
+          end
         when nil
           return nil if eof_ok && buf.empty?
 
@@ -45,10 +49,13 @@ module FerryLoader
       buf
     end
 
-    # Reads the size prefix and the header block. Returns the pairs, or nil when the peer closed
-    # before sending anything. Raises BadRequest when the block is oversized or malformed.
+    # Reads the size prefix and the header block, all within <timeout> seconds (the core sends
+    # them at once; a connection that dawdles is not the core and must not hold the worker).
+    # Returns the pairs, or nil when the peer closed before sending anything. Raises BadRequest
+    # when the block is oversized, malformed, truncated or late.
     def read_pairs(io, timeout)
-      prefix = read_exact(io, 4, timeout, 'header size', eof_ok: true)
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+      prefix = read_exact(io, 4, timeout, 'header size', eof_ok: true, deadline: deadline)
       return nil if prefix.nil?
 
       size = prefix.unpack1('N')
@@ -56,7 +63,7 @@ module FerryLoader
         raise BadRequest, "header block of #{size} bytes is over the limit of #{MAX_HEADER_BLOCK}"
       end
 
-      parse_block(read_exact(io, size, timeout, 'header block'))
+      parse_block(read_exact(io, size, timeout, 'header block', deadline: deadline))
     end
 
     # Splits a header block into [name, value] pairs, in order. An empty block has no pairs.

@@ -13,13 +13,15 @@ module FerryLoader
 
     attr_reader :requests_served
 
-    # <read_timeout> is the seconds a request may stall; <development> shows errors in the 500.
-    def initialize(development: false, read_timeout: 30.0)
+    # <header_timeout> bounds reading the header block (seconds, in all), <body_timeout> each
+    # wait for more body bytes; <development> shows errors in the 500.
+    def initialize(development: false, header_timeout: 5.0, body_timeout: 60.0)
       @app = nil
       @listener = nil
       @secret = nil
       @development = development
-      @read_timeout = read_timeout
+      @header_timeout = header_timeout
+      @body_timeout = body_timeout
       @wake_r, @wake_w = IO.pipe
       @soft_stop = false
       @last_error_at = nil
@@ -134,14 +136,14 @@ module FerryLoader
     def serve(conn)
       input = nil
       begin
-        pairs = Request.read_pairs(conn, @read_timeout)
+        pairs = Request.read_pairs(conn, @header_timeout)
         if pairs.nil?
           Log.info('connection closed before a request was sent')
           return
         end
         check_password(pairs)
         cgi = Request.cgi_env(pairs)
-        input = Request.read_body(conn, cgi, @read_timeout)
+        input = Request.read_body(conn, cgi, @body_timeout)
       rescue BadRequest => e
         Log.warn("request refused: #{e.message}")
         return

@@ -116,6 +116,28 @@ class RequestBlockTest < Minitest::Test
   end
 end
 
+class HeaderDeadlineTest < Minitest::Test
+  def test_a_header_trickling_in_byte_by_byte_still_times_out_in_all
+    a, b = UNIXSocket.pair
+    trickle = Thread.new do
+      20.times do
+        b.write('x')
+        sleep 0.1
+      end
+    rescue IOError, SystemCallError
+      nil
+    end
+    b.write("\x00\x00\x01\x00")
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    assert_raises(FerryLoader::BadRequest) { FerryLoader::Request.read_pairs(a, 0.5) }
+    assert_operator Process.clock_gettime(Process::CLOCK_MONOTONIC) - started, :<, 1.0
+  ensure
+    a&.close
+    b&.close
+    trickle&.join
+  end
+end
+
 class RackEnvTest < Minitest::Test
   R = FerryLoader::Request
 

@@ -52,7 +52,7 @@ static void teardown(void)
         close(sv[1]);
     fy_log_set_fd(2);
     close(devnull);
-    cr_assert_eq(open_fds(), fds_before - 1, "no fd leaked");
+    fy_test_fini_require(open_fds() == fds_before - 1, "the test leaked a file descriptor");
     fy_test_leak_check();
 }
 

@@ -6,7 +6,6 @@ import glob
 import os
 import re
 import signal
-import socket
 import struct
 import sys
 import threading
@@ -597,3 +596,23 @@ def test_control_channel_closed_before_ready_exits_1(start, tmp_path):
     assert loader.wait(5) == 1
     assert "cannot send ready" in loader.stderr()
     assert glob.glob(str(tmp_path / "*.sock")) == []
+
+
+def test_500_with_unread_body_ends_with_a_clean_eof(start):
+    loader = start()
+    with loader.connect() as sock:
+        data = b"z" * (2 << 20)
+        block = driver.encode_block([
+            ("REQUEST_METHOD", "POST"), ("PATH_INFO", "/raise"), ("SERVER_NAME", "x"),
+            ("SERVER_PORT", "1"), ("CONTENT_LENGTH", str(len(data))),
+            ("FERRY_CONNECT_PASSWORD", loader.secret)])
+        sender = threading.Thread(target=sock.sendall, args=(block + data,))
+        sender.start()
+        chunks = []
+        while True:
+            piece = sock.recv(65536)   # ConnectionResetError here would fail the test
+            if not piece:
+                break
+            chunks.append(piece)
+        sender.join(10)
+    assert b"".join(chunks).startswith(b"Status: 500 Internal Server Error\r\n")

@@ -1,0 +1,1 @@
+"""ferry conformance suite (a package so its module names never clash with tests/e2e)."""
