@@ -338,9 +338,6 @@ class Runner:
             if server.tree():
                 self.leftovers.append("%s: pids %s still alive after stop" % (
                     spec.name, server.tree()))
-            keep = os.path.join(a.logdir, "%s-rep%d.log" % (spec.name, rep))
-            if os.path.exists(logp):
-                shutil.copy(logp, keep)
             shutil.rmtree(tmp, ignore_errors=True)
         return figures, notes
 
@@ -681,7 +678,14 @@ def main():
     host = socket.gethostname().split(".")[0]
     stamp = "%s-%s%s" % (started.strftime("%Y-%m-%d"), host, "-quick" if args.quick else "")
     os.makedirs(args.out, exist_ok=True)
-    args.logdir = tempfile.mkdtemp(prefix="ferry-bench-logs-")
+    args.workdir = tempfile.mkdtemp(prefix="ferry-bench-work-")
+    try:
+        return run(args, ap, started, stamp)
+    finally:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+
+
+def run(args, ap, started, stamp):
 
     ctx = {}
     log("building ferry (release) ...")
@@ -689,7 +693,7 @@ def main():
     if ctx.get("ferry_reason"):
         log("ferry rows will be skipped: " + ctx["ferry_reason"])
     build_apps(ctx, os.path.join(ROOT, "build-release", "bench-apps") if not args.ferry_bin
-               else os.path.join(args.logdir, "apps"))
+               else os.path.join(args.workdir, "apps"))
 
     all_specs = servers.specs(ctx)
     if args.only:
@@ -740,7 +744,6 @@ def main():
         json.dump({"args": {k: v for k, v in vars(args).items()}, "environment": env,
                    "rows": rows, "targets": targets, "leftovers": runner.leftovers}, f,
                   indent=1, default=str)
-    shutil.rmtree(args.logdir, ignore_errors=True)
     log("report: %s" % os.path.relpath(md, ROOT))
     for t in targets:
         log("  [%s] %s — %s" % (benchlib.met_label(t["met"]), t["target"], t["measured"]))

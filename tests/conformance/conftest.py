@@ -46,8 +46,15 @@ def socket_files(path):
     return found
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when == "call":
+        item.conformance_failed = outcome.get_result().failed
+
+
 @pytest.fixture
-def spawn(loader, sockdir):
+def spawn(request, loader, sockdir):
     """spawn(case="main", fallback=False, expect="ready", env=None) -> a started harness.Worker.
     Fails the test when the app directory is missing."""
     workers = []
@@ -67,6 +74,9 @@ def spawn(loader, sockdir):
 
     yield start
 
+    if getattr(request.node, "conformance_failed", False):
+        for w in workers:
+            print("---- log of worker pid %s (%s) ----\n%s" % (w.pid, w.app, w.log()))
     problems = []
     for w in workers:
         if w.alive():

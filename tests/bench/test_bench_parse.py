@@ -1,0 +1,231 @@
+"""The bench harness's pure functions (bench/benchlib.py): wrk parsing, medians, ratios, targets,
+tables. Fast (no process, no socket); runs in `make test` with the other pytest files."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+
+import benchlib  # noqa: E402
+
+WRK_LATENCY = """Running 1s test @ http://127.0.0.1:18600/hello
+  2 threads and 10 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   613.36us    1.32ms  16.09ms   88.16%
+    Req/Sec    64.17k    18.77k  126.11k    85.71%
+  Latency Distribution
+     50%   37.00us
+     75%  497.00us
+     90%    2.21ms
+     99%    5.80ms
+  134335 requests in 1.10s, 20.50MB read
+Requests/sec: 122050.83
+Transfer/sec:     18.62MB
+"""
+
+WRK_NON_2XX = """Running 1s test @ http://127.0.0.1:18600/boom
+  1 threads and 5 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   136.81us  321.93us   4.58ms   96.03%
+    Req/Sec    32.41k     3.89k   36.69k    63.64%
+  Latency Distribution
+     50%   85.00us
+     75%  104.00us
+     90%  116.00us
+     99%    1.78ms
+  35490 requests in 1.13s, 11.47MB read
+  Non-2xx or 3xx responses: 35490
+Requests/sec:  31302.67
+Transfer/sec:     10.12MB
+"""
+
+WRK_SOCKET_ERRORS = """Running 2s test @ http://127.0.0.1:18557/hello
+  2 threads and 100 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    17.59ms   10.48ms  68.43ms   65.25%
+    Req/Sec     2.72k   563.35     4.04k    65.00%
+  11049 requests in 2.04s, 830.83KB read
+  Socket errors: connect 0, read 10999, write 0, timeout 3
+Requests/sec:   5417.76
+Transfer/sec:    407.39KB
+"""
+
+WRK_NOTHING = "unable to connect to 127.0.0.1:18600 Connection refused\n"
+
+
+def test_parse_wrk_reads_rate_and_latency_percentiles():
+    r = benchlib.parse_wrk(WRK_LATENCY)
+    assert r["rps"] == pytest.approx(122050.83)
+    assert r["requests"] == 134335
+    assert r["duration_s"] == pytest.approx(1.10)
+    assert r["p50_ms"] == pytest.approx(0.037)
+    assert r["p75_ms"] == pytest.approx(0.497)
+    assert r["p90_ms"] == pytest.approx(2.21)
+    assert r["p99_ms"] == pytest.approx(5.80)
+    assert r["transfer_bps"] == pytest.approx(18.62 * 1024 * 1024)
+    assert r["non_2xx"] == 0
+    assert r["errors"] == {"connect": 0, "read": 0, "write": 0, "timeout": 0}
+
+
+def test_parse_wrk_counts_non_2xx_responses():
+    assert benchlib.parse_wrk(WRK_NON_2XX)["non_2xx"] == 35490
+
+
+def test_parse_wrk_reads_socket_errors_and_no_percentiles_without_latency_flag():
+    r = benchlib.parse_wrk(WRK_SOCKET_ERRORS)
+    assert r["errors"] == {"connect": 0, "read": 10999, "write": 0, "timeout": 3}
+    assert r["p99_ms"] is None
+    assert r["transfer_bps"] == pytest.approx(407.39 * 1024)
+
+
+def test_parse_wrk_refuses_output_without_requests_per_second():
+    with pytest.raises(benchlib.WrkParseError):
+        benchlib.parse_wrk(WRK_NOTHING)
+
+
+def test_parse_wrk_refuses_output_without_request_summary():
+    with pytest.raises(benchlib.WrkParseError):
+        benchlib.parse_wrk("Requests/sec: 12.0\n")
+
+
+@pytest.mark.parametrize("text,ms", [("812.00us", 0.812), ("1.20ms", 1.2), ("2.00s", 2000.0),
+                                     ("1.00m", 60000.0), ("3us", 0.003)])
+def test_parse_time_ms_converts_every_wrk_unit(text, ms):
+    assert benchlib.parse_time_ms(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("text", ["", "12", "1.2ns", "ms", "-1ms", "1.2 parsecs"])
+def test_parse_time_ms_refuses_garbage(text):
+    with pytest.raises(benchlib.WrkParseError):
+        benchlib.parse_time_ms(text)
+
+
+def test_parse_size_bytes_uses_powers_of_1024_and_refuses_garbage():
+    assert benchlib.parse_size_bytes("1.50MB") == pytest.approx(1.5 * 1024 * 1024)
+    assert benchlib.parse_size_bytes("512.00B") == 512.0
+    with pytest.raises(benchlib.WrkParseError):
+        benchlib.parse_size_bytes("12 bytes")
+
+
+def test_median_of_odd_and_even_counts_ignoring_none():
+    assert benchlib.median([3, 1, 2]) == 2
+    assert benchlib.median([4, 1, 3, 2]) == 2.5
+    assert benchlib.median([None, 5, None]) == 5
+    assert benchlib.median([]) is None
+    assert benchlib.median([None]) is None
+
+
+def test_ratio_is_none_when_a_side_is_missing_or_denominator_not_positive():
+    assert benchlib.ratio(10, 4) == 2.5
+    assert benchlib.ratio(None, 4) is None
+    assert benchlib.ratio(10, None) is None
+    assert benchlib.ratio(10, 0) is None
+
+
+def test_throughput_drop_pct():
+    assert benchlib.throughput_drop_pct(1000, 900) == pytest.approx(10.0)
+    assert benchlib.throughput_drop_pct(1000, 0) == pytest.approx(100.0)
+    assert benchlib.throughput_drop_pct(1000, 1100) == pytest.approx(-10.0)
+    assert benchlib.throughput_drop_pct(0, 5) is None
+
+
+def test_parse_loadavg_reads_three_averages_and_refuses_garbage():
+    assert benchlib.parse_loadavg("0.52 0.58 0.59 1/467 12345\n") == (0.52, 0.58, 0.59)
+    with pytest.raises(ValueError):
+        benchlib.parse_loadavg("0.5")
+
+
+def test_summarize_takes_medians_per_metric():
+    s = benchlib.summarize([{"rps_ka": 10, "p99_ka_ms": 3.0}, {"rps_ka": 30, "p99_ka_ms": None},
+                            {"rps_ka": 20}])
+    assert s == {"rps_ka": 20, "p99_ka_ms": 3.0, "reps": 3}
+
+
+def rows_fixture():
+    return [
+        {"name": "nginx-return200", "interface": "c", "status": "ok", "rps_ka": 100000.0,
+         "p99_ka_ms": 1.0},
+        {"name": "nginx-fastcgi-c", "interface": "c", "status": "ok", "rps_ka": 20000.0,
+         "p99_ka_ms": 8.0},
+        {"name": "ferry-c", "interface": "c", "status": "ok", "rps_ka": 60000.0,
+         "p99_ka_ms": 5.0, "idle_core_rss_mib": 6.0, "slowloris_drop_pct": 12.0},
+        {"name": "ferry-wsgi", "interface": "wsgi", "status": "ok", "rps_ka": 9000.0,
+         "p99_ka_ms": 30.0, "idle_core_rss_mib": 7.5, "slowloris_drop_pct": 3.0},
+        {"name": "gunicorn-sync", "interface": "wsgi", "status": "ok", "rps_ka": 5000.0,
+         "p99_ka_ms": 20.0},
+        {"name": "uwsgi-python", "interface": "wsgi", "status": "failed to start: boom"},
+        {"name": "puma-2x1", "interface": "rack", "status": "ok", "rps_ka": 4000.0},
+        {"name": "puma-0x16", "interface": "rack", "status": "ok", "rps_ka": 6000.0},
+        {"name": "ferry-rack", "interface": "rack", "status": "skipped: ruby missing"},
+    ]
+
+
+def test_versus_baseline_divides_by_nginx_and_leaves_failed_rows_empty():
+    v = benchlib.versus_baseline(rows_fixture(), "nginx-return200", "rps_ka")
+    assert v["nginx-return200"] == 1.0
+    assert v["ferry-c"] == pytest.approx(0.6)
+    assert v["uwsgi-python"] is None
+
+
+def test_versus_baseline_is_all_none_without_the_baseline():
+    rows = [r for r in rows_fixture() if r["name"] != "nginx-return200"]
+    assert set(benchlib.versus_baseline(rows, "nginx-return200", "rps_ka").values()) == {None}
+
+
+def test_ferry_vs_peers_pairs_only_rows_that_ran_with_the_same_interface():
+    pairs = benchlib.ferry_vs_peers(rows_fixture(), ["rps_ka"])
+    names = [(f, p) for f, p, _ in pairs]
+    assert names == [("ferry-c", "nginx-return200"), ("ferry-c", "nginx-fastcgi-c"),
+                     ("ferry-wsgi", "gunicorn-sync")]
+    assert pairs[1][2]["rps_ka"] == pytest.approx(3.0)
+
+
+def targets_by_name(rows):
+    return {t["target"]: t for t in benchlib.evaluate_targets(rows)}
+
+
+def test_targets_met_not_met_and_not_measured():
+    t = targets_by_name(rows_fixture())
+    assert t["C hello via ferry ≥ 0.5× nginx return 200 (keep-alive c100)"]["met"] is True
+    assert t["C hello via ferry ≥ 2× nginx + FastCGI"]["met"] is True
+    assert t["WSGI hello via ferry ≥ 1.5× gunicorn sync"]["met"] is True
+    assert t["WSGI hello via ferry ≥ 1.0× uWSGI"]["met"] is None
+    assert t["Rack hello via ferry ≥ 1.5× Puma's best config"]["met"] is None
+    assert t["ferry-c p99 ≤ best C peer's p99 (c100)"]["met"] is True
+    assert t["ferry-wsgi p99 ≤ best WSGI peer's p99 (c100)"]["met"] is False
+    assert t["ferry core RSS ≤ 10 MiB idle"]["met"] is True
+    assert "7.5 MiB" in t["ferry core RSS ≤ 10 MiB idle"]["measured"]
+    assert t["1 000 slowloris connections cost ferry-c ≤ 10 % of throughput"]["met"] is False
+    assert t["1 000 slowloris connections cost ferry-wsgi ≤ 10 % of throughput"]["met"] is True
+    assert t["1 000 slowloris connections cost ferry-rack ≤ 10 % of throughput"]["met"] is None
+
+
+def test_rack_target_uses_the_best_puma_config():
+    rows = rows_fixture()
+    rows[-1] = {"name": "ferry-rack", "interface": "rack", "status": "ok", "rps_ka": 8000.0}
+    t = targets_by_name(rows)["Rack hello via ferry ≥ 1.5× Puma's best config"]
+    assert t["met"] is False  # 8000 / 6000 = 1.33, below 1.5
+    assert t["measured"].startswith("1.33×")
+
+
+def test_met_label():
+    assert benchlib.met_label(True) == "met"
+    assert benchlib.met_label(False) == "not met"
+    assert benchlib.met_label(None) == "not met (not measured)"
+
+
+def test_markdown_table_pads_short_rows_escapes_pipes_and_refuses_long_rows():
+    t = benchlib.markdown_table(["a", "b"], [["x|y"], ["1", "2"]])
+    assert t.splitlines() == ["| a | b |", "|---|---|", "| x\\|y |  |", "| 1 | 2 |"]
+    with pytest.raises(ValueError):
+        benchlib.markdown_table(["a"], [["1", "2"]])
+
+
+def test_fmt_and_fmt_ratio():
+    assert benchlib.fmt(None) == "—"
+    assert benchlib.fmt(12345.6) == "12,346"
+    assert benchlib.fmt(1.234, 2, " %") == "1.23 %"
+    assert benchlib.fmt_ratio(0.534) == "0.53×"
+    assert benchlib.fmt_ratio(None) == "—"

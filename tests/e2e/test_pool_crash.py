@@ -1,0 +1,43 @@
+"""Pool e2e: a worker SIGKILLed in the middle of a request: that request gets 502, the death is
+logged at error level with the signal, and the next request is served (by a new worker)."""
+import os
+import signal
+import threading
+import time
+
+import requests
+
+from conftest import app
+
+BASIC = app("tests", "e2e", "apps", "wsgi", "pool_basic")
+
+
+def test_worker_killed_mid_request_gives_502_then_200(ferry):
+    f = ferry(BASIC)
+    pid = int(requests.get(f.url + "/pid", timeout=10).text)
+    results = {}
+
+    def slow():
+        results["r"] = requests.get(f.url + "/slow?ms=3000", timeout=10)
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    t.join()
+    assert results["r"].status_code == 502
+    r = requests.get(f.url + "/pid", timeout=15)
+    assert r.status_code == 200
+    assert int(r.text) != pid
+    assert "[error] pool: app=%s pid=%d status=0 signal=9: worker died" % (BASIC, pid) in f.log()
+
+
+def test_idle_worker_killed_is_replaced(ferry):
+    f = ferry(BASIC)
+    pid = int(requests.get(f.url + "/pid", timeout=10).text)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "worker died while idle" not in f.log():
+        time.sleep(0.05)
+    r = requests.get(f.url + "/pid", timeout=15)
+    assert r.status_code == 200
+    assert int(r.text) != pid

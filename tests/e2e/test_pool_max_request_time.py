@@ -1,0 +1,21 @@
+"""Pool e2e: a request past --max-request-time gets 504; the worker gets SIGQUIT (backtrace in
+the log) and is replaced, so the next request is served by another pid."""
+import requests
+
+from conftest import app
+
+BASIC = app("tests", "e2e", "apps", "wsgi", "pool_basic")
+
+
+def test_slow_request_gets_504_and_the_worker_is_replaced(ferry):
+    f = ferry(BASIC, "--max-request-time", "1")
+    before = requests.get(f.url + "/pid", timeout=10)
+    assert before.status_code == 200
+    r = requests.get(f.url + "/slow?ms=5000", timeout=10)
+    assert r.status_code == 504
+    after = requests.get(f.url + "/pid", timeout=15)
+    assert after.status_code == 200
+    assert after.text != before.text, "the timed-out worker was replaced"
+    log = f.log()
+    assert "pid=%s: request passed max request time; SIGQUIT" % before.text in log, log
+    assert "pid=%s status=" % before.text in log, "its exit was logged"
