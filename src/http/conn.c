@@ -91,7 +91,14 @@ static void close_conn(fy_http_conn_t *c, bool graceful)
     uv_close((uv_handle_t *)&c->req_timer, on_handle_closed);
 }
 
-void fy_http_conn_abort(fy_http_conn_t *c) { close_conn(c, false); }
+void fy_http_conn_abort(fy_http_conn_t *c)
+{
+    /* The request is cut at the shutdown deadline: the worker is still busy with it, so it is
+     * not fit to serve again and the pool may stop it hard. */
+    if (c->worker != NULL)
+        detach_upstream(c, FY_WORKER_BROKEN);
+    close_conn(c, false);
+}
 
 void fy_http_conn_stop(fy_http_conn_t *c)
 {

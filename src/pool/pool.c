@@ -44,6 +44,7 @@ struct fy_worker {
     unsigned requests;
     uint64_t idle_since_ms;
     const char *retire_reason;  /* why it was told to stop; NULL: any exit is unexpected */
+    bool retire_lost_request;   /* retired because a request failed (broken, timed out) */
     fy_worker_t *prev, *next;
 };
 
@@ -291,8 +292,11 @@ static void on_worker_exit(fy_proc_t *proc, int64_t exit_status, int term_signal
     if (strncmp(w->address, "unix:", 5) == 0)
         fy_unix_address_unlink(w->address);
     if (w->state == W_RETIRING) {
-        fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d status=%lld signal=%d: worker stopped (%s)",
-               pool->app_root, (int)w->pid, (long long)exit_status, term_signal,
+        /* A worker removed for a lost request is an error; a planned stop is a state change. */
+        fy_log(w->retire_lost_request ? FY_LOG_ERROR : FY_LOG_NOTICE, "pool",
+               "app=%s pid=%d status=%lld signal=%d: worker %s (%s)", pool->app_root,
+               (int)w->pid, (long long)exit_status, term_signal,
+               w->retire_lost_request ? "removed" : "stopped",
                w->retire_reason ? w->retire_reason : "retired");
     } else {
         fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d status=%lld signal=%d: worker died %s; "
@@ -578,12 +582,14 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
                "for a backtrace, SIGKILL in %d ms, then replaced", pool->app_root, (int)w->pid,
                HARD_STOP_GRACE_MS);
         retire(w, SIGQUIT, HARD_STOP_GRACE_MS, "max request time");
+        w->retire_lost_request = true;
         return;
     }
     if (outcome == FY_WORKER_BROKEN) {
         fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d: worker broke a request (connect failed, bad "
                "response or early close); replacing it", pool->app_root, (int)w->pid);
         retire(w, SIGTERM, HARD_STOP_GRACE_MS, "broken");
+        w->retire_lost_request = true;
         return;
     }
     if (pool->shutting_down) {

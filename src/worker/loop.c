@@ -192,8 +192,7 @@ static bool transient_accept_error(int err)
            err == EPROTO;
 }
 
-/* The serve loop. Returns the exit status. */
-static int serve(fy_worker_ctx_t *ctx, int listen_fd)
+int fy_worker_serve_loop(fy_worker_ctx_t *ctx, int listen_fd)
 {
     time_t last_error = 0;
     while (!soft_stop) {
@@ -226,7 +225,8 @@ static int serve(fy_worker_ctx_t *ctx, int listen_fd)
             time_t now = time(NULL);
             if (last_error != 0 && now - last_error < ERROR_RETRY_WINDOW_S) {
                 fy_log(FY_LOG_ERROR, "worker",
-                       "pid=%d: %s (second error outside a request within %d s): exiting",
+                       "pid=%d: accept failed again: %s; second error outside a request "
+                       "within %d s: exiting",
                        (int)getpid(), strerror(err), ERROR_RETRY_WINDOW_S);
                 return 1;
             }
@@ -326,7 +326,7 @@ int fy_worker_run(const fy_worker_config_t *cfg)
         .busy_path = busy_path,
         .busy_path_cap = sizeof busy_path,
     };
-    status = serve(&ctx, listen_fd);
+    status = fy_worker_serve_loop(&ctx, listen_fd);
     fy_worker_app_dispose(&app, true);
 
 out:

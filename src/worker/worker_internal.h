@@ -63,6 +63,10 @@ struct ferry_request {
  * closed without a reply (a bad CONTENT_LENGTH gets 400) and logged. */
 int fy_worker_conn_serve(fy_worker_ctx_t *ctx, int fd);
 
+/* The accept loop over <listen_fd> (borrowed): serves connections one at a time until SIGUSR1
+ * (returns 0) or until a second error outside a request within 10 s (returns 1, logged). */
+int fy_worker_serve_loop(fy_worker_ctx_t *ctx, int listen_fd);
+
 /* Loads the app .so at <path> with dlopen(RTLD_NOW | RTLD_LOCAL), looks up ferry_app_init and
  * calls it with <app_root> and <environment>. Returns 0 and fills <app>, or a negative errno
  * (-ENOEXEC cannot load, -ENOENT no entry point, -ECANCELED init failed, -EINVAL init set no

@@ -36,12 +36,6 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(request, conformance_app, tmp_path_factory):
-    # one server for the whole set: started through the function-scoped factory per test below
-    return None
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_malformed_request_gets_exactly_one_400(ferry, conformance_app, raw_request, name):
     f = ferry(conformance_app("wsgi"))

@@ -176,3 +176,75 @@ Test(cmd, reports_a_missing_loader)
     cr_assert_eq(run(true, 2, argv), 1);
     cr_assert(strstr(error_summary(), "rack loader") != NULL);
 }
+
+/* Writes <text> to <dir>/<name>, creating the parent directories named in <name>. */
+static void write_file(const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')) != NULL; p++) {
+        *p = '\0';
+        mkdir(path, 0700);
+        *p = '/';
+    }
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static const char *read_out(void)
+{
+    static char buf[4096];
+    char path[512];
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "the fake loader did not run");
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+Test(cmd, execs_the_rack_loader_with_the_handshake_environment_and_fds)
+{
+    write_file("app/config.ru", "run nil\n");
+    write_file("loaders/ruby/rack_loader.rb",
+               "keys = %w[FERRY_APP_ROOT FERRY_APP_TYPE FERRY_ENV FERRY_OWNER_FD FERRY_CONTROL_FD]\n"
+               "out = keys.map { |k| \"#{k}=#{ENV[k]}\\n\" }.join\n"
+               "out += \"fds=#{File.exist?('/proc/self/fd/3')},#{File.exist?('/proc/self/fd/4')}\\n\"\n"
+               "File.write(ENV['FY_TEST_OUT'], out)\n");
+    char loaders[256], out[256], app[256];
+    snprintf(loaders, sizeof loaders, "%s/loaders", dir);
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    snprintf(app, sizeof app, "%s/app/../app", dir);
+    setenv("FERRY_LOADERS_DIR", loaders, 1);
+    setenv("FY_TEST_OUT", out, 1);
+    char *argv[] = {"worker", app, "--environment", "staging", NULL};
+    cr_assert_eq(run(true, 4, argv), 0);
+    char expected[1024];
+    snprintf(expected, sizeof expected,
+             "FERRY_APP_ROOT=%s/app\nFERRY_APP_TYPE=rack\nFERRY_ENV=staging\nFERRY_OWNER_FD=3\n"
+             "FERRY_CONTROL_FD=4\nfds=true,true\n", dir);
+    cr_assert_str_eq(read_out(), expected);
+}
+
+Test(cmd, execs_the_wsgi_loader_with_ferry_env_defaulting_to_production)
+{
+    write_file("app/wsgi.py", "application = None\n");
+    write_file("loaders/python/wsgi_loader.py",
+               "import os\n"
+               "keys = ['FERRY_APP_TYPE', 'FERRY_ENV']\n"
+               "with open(os.environ['FY_TEST_OUT'], 'w') as f:\n"
+               "    f.write(''.join('%s=%s\\n' % (k, os.environ.get(k)) for k in keys))\n");
+    char loaders[256], out[256], app[256];
+    snprintf(loaders, sizeof loaders, "%s/loaders", dir);
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    snprintf(app, sizeof app, "%s/app", dir);
+    setenv("FERRY_LOADERS_DIR", loaders, 1);
+    setenv("FY_TEST_OUT", out, 1);
+    unsetenv("FERRY_ENV");
+    char *argv[] = {"worker", app, NULL};
+    cr_assert_eq(run(true, 2, argv), 0);
+    cr_assert_str_eq(read_out(), "FERRY_APP_TYPE=wsgi\nFERRY_ENV=production\n");
+}

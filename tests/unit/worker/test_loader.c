@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "worker/worker_internal.h"
 
@@ -83,4 +85,34 @@ Test(loader, reports_an_init_without_on_request)
     char *path = app_path("FERRY_TEST_UNIT_APPS", "no_on_request.so");
     cr_assert_eq(fy_worker_app_load(path, "/srv", "test", &app, &summary, &details), -EINVAL);
     cr_assert(strstr(summary, "set no on_request") != NULL, "%s", summary);
+}
+
+Test(loader, hello_c_example_answers_hello_world)
+{
+    int rc = fy_worker_app_load(app_path("FERRY_TEST_EXAMPLES", "hello-c/app.so"), "/srv", "test",
+                                &app, &summary, &details);
+    cr_assert_eq(rc, 0, "%s", summary ? summary : "");
+    int fds[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    fy_reqblock_builder_t b;
+    memset(&b, 0, sizeof b);
+    fy_reqblock_add_str(&b, "PATH_INFO", "/");
+    fy_reqblock_add_str(&b, "FERRY_CONNECT_PASSWORD", "pw");
+    const uint8_t *wire;
+    size_t len;
+    fy_reqblock_finish(&b, &wire, &len);
+    cr_assert_eq(write(fds[1], wire, len), (ssize_t)len);
+    fy_reqblock_builder_dispose(&b);
+    shutdown(fds[1], SHUT_WR);
+    fy_worker_ctx_t ctx = {.app = &app, .secret = "pw", .header_timeout_ms = 1000,
+                           .body_timeout_ms = 1000};
+    cr_assert_eq(fy_worker_conn_serve(&ctx, fds[0]), 0);
+    close(fds[0]);
+    char buf[256];
+    ssize_t n = read(fds[1], buf, sizeof buf - 1);
+    close(fds[1]);
+    cr_assert_gt(n, 0);
+    buf[n] = '\0';
+    cr_assert_str_eq(buf, "Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\n"
+                          "hello world\n");
 }

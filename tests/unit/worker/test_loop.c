@@ -13,7 +13,9 @@
 #include "ipc/channel.h"
 #include "ipc/sock.h"
 #include "proto/reqblock.h"
+#include "core/log.h"
 #include "worker/worker.h"
+#include "worker/worker_internal.h"
 
 static pid_t child = -1;
 static int owner[2] = {-1, -1};
@@ -146,4 +148,36 @@ Test(loop, boot_error_is_reported_on_the_control_channel)
 Test(loop, report_error_without_a_channel_only_logs)
 {
     cr_assert_eq(fy_worker_report_error(-1, "summary", "details"), -EBADF);
+}
+
+static int never_called(ferry_request_t *req)
+{
+    (void)req;
+    return FERRY_ERROR;
+}
+
+Test(loop, second_error_outside_a_request_within_10s_exits_1)
+{
+    /* A pipe with data polls readable, and accept4 on it fails with ENOTSOCK every time. */
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    int logs[2];
+    cr_assert_eq(pipe(logs), 0);
+    fy_log_set_fd(logs[1]);
+    fy_worker_app_t app = {.callbacks = {.on_request = never_called}};
+    fy_worker_ctx_t ctx = {.app = &app, .secret = "s", .header_timeout_ms = 100,
+                           .body_timeout_ms = 100};
+    cr_assert_eq(fy_worker_serve_loop(&ctx, p[0]), 1);
+    fy_log_set_fd(2);
+    close(logs[1]);
+    char buf[4096];
+    ssize_t n = read(logs[0], buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    cr_assert(strstr(buf, "accept failed") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "second error outside a request within 10 s: exiting") != NULL, "%s",
+              buf);
+    close(logs[0]);
+    close(p[0]);
+    close(p[1]);
 }
