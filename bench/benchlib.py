@@ -274,3 +274,30 @@ def met_label(met):
     if met is False:
         return "not met"
     return "not met (not measured)"
+
+
+def callgrind_fn(line):
+    """The function name of one line of callgrind_annotate's flat listing
+    ('176,132,032 (81.51%)  file.c:func [obj]' -> 'func'), or None when it has none."""
+    m = re.match(r"\s*[0-9,]+\s+\(\s*[0-9.]+%\)\s+(?:\*\s+)?(\S+)", line)
+    if not m:
+        return None
+    return m.group(1).rsplit(":", 1)[-1]
+
+
+def callgrind_callers(tree_text, functions):
+    """From `callgrind_annotate --tree=caller` output, the blocks (callers + the '*' line) of
+    each name in <functions> (None entries ignored), in that order, at most 8 callers each."""
+    blocks = [b for b in re.split(r"\n\s*\n", tree_text) if "*" in b]
+    out = []
+    for fn in functions:
+        if not fn:
+            continue
+        for b in blocks:
+            lines = b.strip("\n").splitlines()
+            star = [ln for ln in lines if re.search(r"\*\s+\S*:%s(\s|$)" % re.escape(fn), ln)]
+            if star:
+                callers = [ln for ln in lines if "<" in ln.split("%)", 1)[-1][:6]][:8]
+                out.append("\n".join(callers + star))
+                break
+    return out

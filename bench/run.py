@@ -434,14 +434,20 @@ def profile_ferry(runner, ctx, spec_by_name, rows, outdir, stamp):
                 continue
             if started and len(top) < 25:
                 top.append(ln)
+        rc, tree = sh(["callgrind_annotate", "--inclusive=no", "--tree=caller", out_file], 120)
+        callers = benchlib.callgrind_callers(tree, [benchlib.callgrind_fn(ln) for ln in top[:3]])
         keep = os.path.join(outdir, "%s-callgrind-%s.txt" % (stamp, name))
         with open(keep, "w") as f:
-            f.write(ann)
+            f.write(ann + "\n\n# Callers (callgrind_annotate --tree=caller)\n\n" + tree)
         text.append("Callgrind on the %s core (workers not traced), %s under a 5 s "
-                    "wrk -c10 load; self cost, top functions (full annotation: `%s`):" % (
+                    "wrk -c10 load; instructions by function, self cost (full annotation: `%s`):" % (
                         name, "served %d requests" % res["requests"] if res else
-                        "load failed: %s" % err, os.path.relpath(keep, ROOT)))
+                        "load failed: %s" % err, os.path.basename(keep)))
         text.append("```\n" + "\n".join(top) + "\n```")
+        if callers:
+            text.append("Who calls the three most expensive functions (inclusive cost of each "
+                        "call site, `<` lines are callers):")
+            text.append("```\n" + "\n\n".join(callers) + "\n```")
     except RuntimeError as e:
         text.append("Profiling run failed: %s" % e)
     finally:

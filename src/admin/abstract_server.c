@@ -171,12 +171,12 @@ static void serve_client(fy_abstract_server_t *srv, int fd)
         return;
     }
     if (rc < 0 && rc != -EMSGSIZE) {
-        fy_log(FY_LOG_WARN, MODULE, "server=%s peer_pid=%ld: reading the password: %s",
-               srv->name, (long)peer_pid, strerror(-rc));
+        fy_log(FY_LOG_WARN, MODULE, "server=%s peer_pid=%ld: reading the password: %s", srv->name,
+               (long)peer_pid, strerror(-rc));
         return;
     }
-    bool ok = rc == 1 && fy_secret_equal(password, password_len, srv->password,
-                                         strlen(srv->password));
+    bool ok =
+        rc == 1 && fy_secret_equal(password, password_len, srv->password, strlen(srv->password));
     free(password);
     if (!ok) {
         fy_log(FY_LOG_WARN, MODULE, "server=%s peer_pid=%ld: wrong password; closing connection",
@@ -189,8 +189,8 @@ static void serve_client(fy_abstract_server_t *srv, int fd)
     if (rc == 0)
         return;
     if (rc < 0) {
-        fy_log(FY_LOG_WARN, MODULE, "server=%s peer_pid=%ld: reading the request: %s",
-               srv->name, (long)peer_pid, strerror(-rc));
+        fy_log(FY_LOG_WARN, MODULE, "server=%s peer_pid=%ld: reading the request: %s", srv->name,
+               (long)peer_pid, strerror(-rc));
         return;
     }
     const fy_abstract_server_handler_t *h = find_handler(srv, msg.items[0]);
@@ -298,8 +298,7 @@ static bool owner_says_exit(fy_abstract_server_t *srv)
     } else {
         char shown[68];
         printable(msg.items[0], msg.lens[0], shown);
-        fy_log(FY_LOG_WARN, MODULE, "server=%s: ignoring owner message name=%s", srv->name,
-               shown);
+        fy_log(FY_LOG_WARN, MODULE, "server=%s: ignoring owner message name=%s", srv->name, shown);
     }
     fy_array_dispose(&msg);
     return exit_now;
@@ -402,8 +401,8 @@ __attribute__((noreturn)) static void child_main(fy_abstract_server_t *srv)
     clients_active = 0;
     if (srv->initialize_server != NULL)
         srv->initialize_server(srv);
-    fy_log(FY_LOG_DEBUG, MODULE, "server=%s pid=%ld address=%s: serving", srv->name,
-           (long)srv->pid, srv->address);
+    fy_log(FY_LOG_DEBUG, MODULE, "server=%s pid=%ld address=%s: serving", srv->name, (long)srv->pid,
+           srv->address);
     main_loop(srv);
     close(srv->listen_fd);
     srv->listen_fd = -1;

@@ -68,22 +68,22 @@ typedef struct fy_abstract_server_signal {
 
 struct fy_abstract_server {
     /* Configuration: fy_abstract_server_init sets the defaults; change before start. */
-    char name[32];               /* logs and socket name; letters, digits, '-', '_' */
-    const char *socket_dir;      /* socket file directory when abstract sockets are disabled;
-                                    borrowed; NULL means abstract only (start: -EINVAL) */
-    int client_timeout_ms;       /* per message of a client connection; default 10000 */
-    unsigned max_clients;        /* concurrent connections; more are closed; default 64 */
-    const int *keep_fds;         /* also kept open in the child; borrowed; at most 32 */
+    char name[32];          /* logs and socket name; letters, digits, '-', '_' */
+    const char *socket_dir; /* socket file directory when abstract sockets are disabled;
+                               borrowed; NULL means abstract only (start: -EINVAL) */
+    int client_timeout_ms;  /* per message of a client connection; default 10000 */
+    unsigned max_clients;   /* concurrent connections; more are closed; default 64 */
+    const int *keep_fds;    /* also kept open in the child; borrowed; at most 32 */
     size_t keep_fd_count;
     fy_abstract_server_hook_fn before_fork;       /* in the owner, just before fork */
     fy_abstract_server_hook_fn initialize_server; /* in the child, before the main loop */
     fy_abstract_server_hook_fn finalize_server;   /* in the child, after the main loop */
-    void *data;                  /* for the hooks and handlers */
+    void *data;                                   /* for the hooks and handlers */
 
     /* Read-only: set by start, cleared by stop. */
-    pid_t pid;                                /* the child; 0 when not started */
-    char address[FY_ADDRESS_MAX];             /* "abstract:NAME" or "unix:PATH" */
-    char password[FY_SECRET_HEX_LEN + 1];     /* what clients send first */
+    pid_t pid;                            /* the child; 0 when not started */
+    char address[FY_ADDRESS_MAX];         /* "abstract:NAME" or "unix:PATH" */
+    char password[FY_SECRET_HEX_LEN + 1]; /* what clients send first */
     /* In the owner: its end of the owner socket. In the child: the child's end. */
     int owner_fd;
     /* In the child: the listening socket. -1 in the owner. */

@@ -59,8 +59,8 @@ static bool fd_is_open(int fd)
 /* Reports a failure before the worker runs: on fd 4 when it is open, always on stderr. */
 static int fail(const char *summary, const char *details)
 {
+    /* fy_worker_report_error also logs <summary> on stderr. */
     fy_worker_report_error(fd_is_open(CONTROL_FD) ? CONTROL_FD : -1, summary, details);
-    fprintf(stderr, "ferry worker: %s\n", summary);
     if (details != NULL && *details != '\0')
         fprintf(stderr, "ferry worker: %s\n", details);
     return 1;
@@ -133,8 +133,8 @@ static int exec_loader(const char *type)
         snprintf(script, sizeof script, "%s/ruby/rack_loader.rb", loaders);
     }
     if (access(script, R_OK) != 0) {
-        char *summary = fy_xasprintf("the %s loader %s is missing: %s", type, script,
-                                     strerror(errno));
+        char *summary =
+            fy_xasprintf("the %s loader %s is missing: %s", type, script, strerror(errno));
         int rc = fail(summary, "step=exec_loader: set FERRY_LOADERS_DIR to the loaders/ directory "
                                "of a ferry source tree");
         free(summary);
@@ -142,8 +142,8 @@ static int exec_loader(const char *type)
     }
     char *const argv[] = {(char *)interp, script, NULL};
     execvp(interp, argv);
-    char *summary = fy_xasprintf("cannot run the %s loader: %s %s: %s", type, interp, script,
-                                 strerror(errno));
+    char *summary =
+        fy_xasprintf("cannot run the %s loader: %s %s: %s", type, interp, script, strerror(errno));
     int rc = fail(summary, "step=exec_loader");
     free(summary);
     return rc;
@@ -203,8 +203,8 @@ int fy_cmd_worker(int argc, char **argv)
     if (stat(root, &st) == 0 && S_ISREG(st.st_mode)) {
         /* APP_DIR is the .so itself. */
         if (type != NULL && strcmp(type, "c") != 0) {
-            char *summary = fy_xasprintf("app %s is a file; --type %s needs a directory", root,
-                                         type);
+            char *summary =
+                fy_xasprintf("app %s is a file; --type %s needs a directory", root, type);
             int rc = fail(summary, "step=find_app");
             free(summary);
             return rc;
@@ -219,9 +219,10 @@ int fy_cmd_worker(int argc, char **argv)
     } else if (type == NULL) {
         type = detect_type(root);
         if (type == NULL) {
-            char *summary = fy_xasprintf(
-                "cannot tell the type of the app in %s: found no config.ru (rack), "
-                "passenger_wsgi.py, wsgi.py or app.py (wsgi), nor a *.so (c)", root);
+            char *summary =
+                fy_xasprintf("cannot tell the type of the app in %s: found no config.ru (rack), "
+                             "passenger_wsgi.py, wsgi.py or app.py (wsgi), nor a *.so (c)",
+                             root);
             int rc = fail(summary, "step=detect_type: pass --type rack|wsgi|c");
             free(summary);
             return rc;

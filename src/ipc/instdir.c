@@ -66,8 +66,8 @@ int fy_instdir_create(fy_instdir_t *dir)
 /* A file name inside the directory: non-empty, no '/', not "." or "..". */
 static bool valid_name(const char *name)
 {
-    return name != NULL && name[0] != '\0' && strchr(name, '/') == NULL &&
-           strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+    return name != NULL && name[0] != '\0' && strchr(name, '/') == NULL && strcmp(name, ".") != 0 &&
+           strcmp(name, "..") != 0;
 }
 
 static int write_all(int fd, const void *data, size_t len)
@@ -86,8 +86,8 @@ static int write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-int fy_instdir_write_file(const fy_instdir_t *dir, const char *name, const void *data,
-                          size_t len, mode_t mode)
+int fy_instdir_write_file(const fy_instdir_t *dir, const char *name, const void *data, size_t len,
+                          mode_t mode)
 {
     if (dir == NULL || dir->path[0] == '\0' || !valid_name(name) || (data == NULL && len > 0) ||
         (mode & ~(mode_t)0777) != 0)
@@ -98,8 +98,7 @@ int fy_instdir_write_file(const fy_instdir_t *dir, const char *name, const void 
         return rc;
     char final_path[512], tmp_path[512];
     int n = snprintf(final_path, sizeof final_path, "%s/%s", dir->path, name);
-    int m = snprintf(tmp_path, sizeof tmp_path, "%s/.%s.%08x.tmp", dir->path, name,
-                     (unsigned)rnd);
+    int m = snprintf(tmp_path, sizeof tmp_path, "%s/.%s.%08x.tmp", dir->path, name, (unsigned)rnd);
     if (n < 0 || (size_t)n >= sizeof final_path || m < 0 || (size_t)m >= sizeof tmp_path)
         return -ENAMETOOLONG;
     int fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
@@ -215,12 +214,11 @@ int fy_instdir_clean_stale(void)
             continue;
         int rc = remove_tree(path);
         if (rc < 0) {
-            fy_log(FY_LOG_WARN, "ipc", "dir=%s pid=%ld: cannot remove stale instance dir: %s",
-                   path, (long)pid, strerror(-rc));
+            fy_log(FY_LOG_WARN, "ipc", "dir=%s pid=%ld: cannot remove stale instance dir: %s", path,
+                   (long)pid, strerror(-rc));
             continue;
         }
-        fy_log(FY_LOG_INFO, "ipc", "dir=%s pid=%ld: removed stale instance dir", path,
-               (long)pid);
+        fy_log(FY_LOG_INFO, "ipc", "dir=%s pid=%ld: removed stale instance dir", path, (long)pid);
         removed++;
     }
     closedir(d);

@@ -411,7 +411,7 @@ int fy_close_fds_except(const int *keep, size_t keep_count)
     }
     if (i == n && close_range(lo, ~0u, 0) == 0)
         return 0;
-    /* close_range refused (ENOSYS on an old kernel): the portable way closes what is left. */
+        /* close_range refused (ENOSYS on an old kernel): the portable way closes what is left. */
 #endif
     return close_iterate(sorted, n);
 }

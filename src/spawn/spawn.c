@@ -68,6 +68,7 @@ struct fy_proc {
     char address[FY_ADDRESS_MAX];
     char secret[FY_SECRET_HEX_LEN + 1];
 
+    const char *overdue_summary; /* static: why a worker that should have exited is killed */
     bool closing;
     bool closing_all;            /* close_all ran: the last close callback frees the proc */
     int pending_closes;
@@ -395,6 +396,25 @@ static void on_process_exit(uv_process_t *proc, int64_t exit_status, int term_si
     maybe_finish(p);
 }
 
+static void on_exit_overdue(uv_timer_t *t)
+{
+    fy_proc_t *p = t->data;
+    set_failure(p, -ENOEXEC, p->overdue_summary, NULL);
+    fy_log(FY_LOG_WARN, "spawn", "app=%s pid=%d step=handshake: %s; killing it", p->app_root,
+           (int)p->pid, p->summary);
+    kill_now(p);
+}
+
+/* The handshake is over without ready: the worker should exit now. If it has not within
+ * FY_SPAWN_EXIT_GRACE_MS, it is killed, and <summary> (static) is the failure unless one is
+ * known already. */
+static void expect_exit(fy_proc_t *p, const char *summary)
+{
+    p->overdue_summary = summary ? summary : "worker did not exit after its handshake ended";
+    if (!p->exited)
+        uv_timer_start(&p->start_timer, on_exit_overdue, FY_SPAWN_EXIT_GRACE_MS, 0);
+}
+
 static void on_start_timeout(uv_timer_t *t)
 {
     fy_proc_t *p = t->data;
@@ -460,8 +480,9 @@ static void handle_message(fy_proc_t *p, fy_array_t *msg)
                     details);
         fy_log(FY_LOG_DEBUG, "spawn", "app=%s pid=%d step=handshake: worker reported: %s",
                p->app_root, (int)p->pid, msg->items[1]);
-        /* It exits by itself; the start timer kills it if it does not. */
+        /* It exits by itself; if it does not, it is killed. */
         close_ctl(p);
+        expect_exit(p, NULL);
         return;
     }
     char buf[160];
@@ -480,8 +501,10 @@ static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                    (int)p->pid, uv_strerror((int)nread));
         else if (fy_msgparser_eof(&p->parser) != 0)
             set_failure(p, -EPROTO, "the control channel closed inside a message", NULL);
-        /* Without ready: wait for the exit (the start timer bounds the wait). */
+        /* Without ready: give it a moment to exit by itself (its exit status is the better
+         * summary), then kill it. */
         close_ctl(p);
+        expect_exit(p, "worker closed the control channel before it was ready");
         return;
     }
     const uint8_t *data = (const uint8_t *)buf->base;

@@ -26,6 +26,9 @@
 #define FY_SPAWN_LINE_MAX 4096
 /* How much of the worker's stderr is kept for the details of a boot failure. */
 #define FY_SPAWN_STDERR_TAIL 4096
+/* How long a worker may take to exit after it ended the handshake without ready (an error
+ * message, or its control channel closed) before it is killed. */
+#define FY_SPAWN_EXIT_GRACE_MS 2000
 /* How long after the exit of a child its output pipes may still be drained. */
 #define FY_SPAWN_DRAIN_MS 300
 

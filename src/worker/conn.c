@@ -55,12 +55,18 @@ static int read_exact(int fd, void *buf, size_t len, int64_t deadline_ms)
 static const char *refusal_name(int rc)
 {
     switch (rc) {
-    case -EMSGSIZE: return "request block over 128 KiB";
-    case -EPROTO: return "malformed request block";
-    case -EACCES: return "wrong or missing connect password";
-    case -ETIMEDOUT: return "request block did not arrive in time";
-    case -ECONNRESET: return "connection ended inside the request block";
-    default: return "cannot read the request block";
+    case -EMSGSIZE:
+        return "request block over 128 KiB";
+    case -EPROTO:
+        return "malformed request block";
+    case -EACCES:
+        return "wrong or missing connect password";
+    case -ETIMEDOUT:
+        return "request block did not arrive in time";
+    case -ECONNRESET:
+        return "connection ended inside the request block";
+    default:
+        return "cannot read the request block";
     }
 }
 

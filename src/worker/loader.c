@@ -57,9 +57,9 @@ int fy_worker_app_load(const char *path, const char *app_root, const char *envir
     if (rc != FERRY_OK) {
         *summary = fy_xasprintf("ferry_app_init of %s failed: %s", path,
                                 init.error ? init.error : ferry_strerror(rc));
-        *details = fy_xasprintf("step=init_app: ferry_app_init returned %d (%s)%s%s", rc,
-                                ferry_strerror(rc), init.error ? ": " : "",
-                                init.error ? init.error : "");
+        *details =
+            fy_xasprintf("step=init_app: ferry_app_init returned %d (%s)%s%s", rc,
+                         ferry_strerror(rc), init.error ? ": " : "", init.error ? init.error : "");
         dlclose(handle);
         return -ECANCELED;
     }

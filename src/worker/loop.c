@@ -287,10 +287,10 @@ int fy_worker_run(const fy_worker_config_t *cfg)
     char secret[FY_SECRET_HEX_LEN + 1];
     listen_fd = fy_unix_listen_auto(cfg->socket_dir, "ferry-worker", LISTEN_BACKLOG, address);
     if (listen_fd < 0) {
-        summary = fy_xasprintf("cannot listen on a worker socket in %s: %s",
-                               fy_abstract_sockets_enabled() ? "the abstract namespace"
-                                                             : cfg->socket_dir,
-                               strerror(-listen_fd));
+        summary =
+            fy_xasprintf("cannot listen on a worker socket in %s: %s",
+                         fy_abstract_sockets_enabled() ? "the abstract namespace" : cfg->socket_dir,
+                         strerror(-listen_fd));
         fy_worker_report_error(cfg->control_fd, summary, "step=listen");
         free(summary);
         goto out;
@@ -315,8 +315,8 @@ int fy_worker_run(const fy_worker_config_t *cfg)
                cfg->control_fd, strerror(-rc));
         goto out;
     }
-    fy_log(FY_LOG_INFO, "worker", "pid=%d app=%s address=%s: ready", (int)getpid(),
-           cfg->app_path, address);
+    fy_log(FY_LOG_INFO, "worker", "pid=%d app=%s address=%s: ready", (int)getpid(), cfg->app_path,
+           address);
 
     fy_worker_ctx_t ctx = {
         .app = &app,

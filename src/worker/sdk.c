@@ -23,67 +23,122 @@ static const char password_var[] = "FERRY_CONNECT_PASSWORD";
 const char *fy_worker_status_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 418: return "I'm a teapot";
-    case 422: return "Unprocessable Content";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
+    case 204:
+        return "No Content";
+    case 205:
+        return "Reset Content";
+    case 206:
+        return "Partial Content";
+    case 300:
+        return "Multiple Choices";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 418:
+        return "I'm a teapot";
+    case 422:
+        return "Unprocessable Content";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
 const char *ferry_strerror(int rc)
 {
     switch (rc) {
-    case FERRY_OK: return "success";
-    case FERRY_ERROR: return "error";
-    case FERRY_EINVAL: return "invalid argument";
-    case FERRY_ESTATE: return "not allowed in the response's current state";
-    case FERRY_EIO: return "connection failed";
-    case FERRY_ETOOBIG: return "response head too large";
-    case FERRY_ETIMEDOUT: return "timed out";
-    default: return "unknown error code";
+    case FERRY_OK:
+        return "success";
+    case FERRY_ERROR:
+        return "error";
+    case FERRY_EINVAL:
+        return "invalid argument";
+    case FERRY_ESTATE:
+        return "not allowed in the response's current state";
+    case FERRY_EIO:
+        return "connection failed";
+    case FERRY_ETOOBIG:
+        return "response head too large";
+    case FERRY_ETIMEDOUT:
+        return "timed out";
+    default:
+        return "unknown error code";
     }
 }
 
@@ -91,11 +146,21 @@ void ferry_log(ferry_log_level_t level, const char *fmt, ...)
 {
     fy_log_level_t lvl;
     switch (level) {
-    case FERRY_LOG_ERROR: lvl = FY_LOG_ERROR; break;
-    case FERRY_LOG_WARN: lvl = FY_LOG_WARN; break;
-    case FERRY_LOG_NOTICE: lvl = FY_LOG_NOTICE; break;
-    case FERRY_LOG_DEBUG: lvl = FY_LOG_DEBUG; break;
-    default: lvl = FY_LOG_INFO; break;
+    case FERRY_LOG_ERROR:
+        lvl = FY_LOG_ERROR;
+        break;
+    case FERRY_LOG_WARN:
+        lvl = FY_LOG_WARN;
+        break;
+    case FERRY_LOG_NOTICE:
+        lvl = FY_LOG_NOTICE;
+        break;
+    case FERRY_LOG_DEBUG:
+        lvl = FY_LOG_DEBUG;
+        break;
+    default:
+        lvl = FY_LOG_INFO;
+        break;
     }
     va_list ap;
     va_start(ap, fmt);
@@ -199,14 +264,38 @@ void fy_worker_request_dispose(struct ferry_request *req)
 
 /* ---- request view ---- */
 
-const char *ferry_request_method(const ferry_request_t *req) { return req->method; }
-const char *ferry_request_path(const ferry_request_t *req) { return req->path; }
-const char *ferry_request_query(const ferry_request_t *req) { return req->query; }
-const char *ferry_request_uri(const ferry_request_t *req) { return req->uri; }
-const char *ferry_request_remote_addr(const ferry_request_t *req) { return req->remote_addr; }
-uint64_t ferry_request_content_length(const ferry_request_t *req) { return req->content_length; }
-void *ferry_request_data(const ferry_request_t *req) { return req->app_data; }
-size_t ferry_request_var_count(const ferry_request_t *req) { return req->var_count; }
+const char *ferry_request_method(const ferry_request_t *req)
+{
+    return req->method;
+}
+const char *ferry_request_path(const ferry_request_t *req)
+{
+    return req->path;
+}
+const char *ferry_request_query(const ferry_request_t *req)
+{
+    return req->query;
+}
+const char *ferry_request_uri(const ferry_request_t *req)
+{
+    return req->uri;
+}
+const char *ferry_request_remote_addr(const ferry_request_t *req)
+{
+    return req->remote_addr;
+}
+uint64_t ferry_request_content_length(const ferry_request_t *req)
+{
+    return req->content_length;
+}
+void *ferry_request_data(const ferry_request_t *req)
+{
+    return req->app_data;
+}
+size_t ferry_request_var_count(const ferry_request_t *req)
+{
+    return req->var_count;
+}
 
 const char *ferry_request_var(const ferry_request_t *req, const char *name)
 {
@@ -278,8 +367,9 @@ ssize_t ferry_request_read(ferry_request_t *req, void *buf, size_t len)
             return n;
         }
         if (n == 0) {
-            fy_log(FY_LOG_WARN, "worker", "path=%s body_missing=%" PRIu64
-                   ": connection ended inside the request body", req->path, req->body_left);
+            fy_log(FY_LOG_WARN, "worker",
+                   "path=%s body_missing=%" PRIu64 ": connection ended inside the request body",
+                   req->path, req->body_left);
             return FERRY_EIO;
         }
         if (errno == EINTR)
@@ -288,8 +378,8 @@ ssize_t ferry_request_read(ferry_request_t *req, void *buf, size_t len)
             return FERRY_EIO;
         int64_t left = deadline - now_ms();
         if (left <= 0) {
-            fy_log(FY_LOG_WARN, "worker", "path=%s timeout_ms=%d: request body stalled",
-                   req->path, req->body_timeout_ms);
+            fy_log(FY_LOG_WARN, "worker", "path=%s timeout_ms=%d: request body stalled", req->path,
+                   req->body_timeout_ms);
             return FERRY_ETIMEDOUT;
         }
         struct pollfd pfd = {.fd = req->fd, .events = POLLIN};

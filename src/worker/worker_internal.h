@@ -26,8 +26,8 @@ typedef struct fy_worker_app {
 /* What one connection is served with. Borrowed by fy_worker_conn_serve. */
 typedef struct fy_worker_ctx {
     const fy_worker_app_t *app;
-    const char *secret;     /* the connect password */
-    int header_timeout_ms;  /* FY_WORKER_HEADER_TIMEOUT_MS unless a test shortens it */
+    const char *secret;    /* the connect password */
+    int header_timeout_ms; /* FY_WORKER_HEADER_TIMEOUT_MS unless a test shortens it */
     int body_timeout_ms;
     /* Set while a request runs (the path, for the SIGQUIT line); "" when idle. */
     char *busy_path;

@@ -229,3 +229,36 @@ def test_fmt_and_fmt_ratio():
     assert benchlib.fmt(1.234, 2, " %") == "1.23 %"
     assert benchlib.fmt_ratio(0.534) == "0.53×"
     assert benchlib.fmt_ratio(None) == "—"
+
+
+CALLGRIND_FLAT_LINE = ("176,132,032 (81.51%)  ./string/../sysdeps/x86_64/multiarch/memset-vec-"
+                       "unaligned-erms.S:__memset_avx2_unaligned_erms [/usr/lib/libc.so.6]")
+
+CALLGRIND_TREE = """--------------------------------------------------------------------------------
+Ir                file:function
+--------------------------------------------------------------------------------
+
+144,637 (19.74%)  < ./elf/./elf/dl-lookup.c:_dl_lookup_symbol_x (362x) [/usr/lib/ld.so]
+100,992 (13.79%)  *  ./elf/./elf/dl-lookup.c:do_lookup_x [/usr/lib/ld.so]
+
+ 31,728 ( 4.33%)  < ./malloc/./malloc/malloc.c:malloc (237x) [/usr/lib/libc.so.6]
+    346 ( 0.05%)  < ./malloc/./malloc/malloc.c:tcache_init.part.0 (1x) [/usr/lib/libc.so.6]
+ 30,903 ( 4.22%)  *  ./malloc/./malloc/malloc.c:_int_malloc [/usr/lib/libc.so.6]
+"""
+
+
+def test_callgrind_fn_takes_the_function_name_of_a_flat_line():
+    assert benchlib.callgrind_fn(CALLGRIND_FLAT_LINE) == "__memset_avx2_unaligned_erms"
+    assert benchlib.callgrind_fn("  2,624,201 ( 1.21%)  ???:fy_reqblock_add [ferry]") == \
+        "fy_reqblock_add"
+    assert benchlib.callgrind_fn("-----------") is None
+
+
+def test_callgrind_callers_returns_the_block_of_each_function_in_order():
+    blocks = benchlib.callgrind_callers(CALLGRIND_TREE, ["_int_malloc", None, "do_lookup_x",
+                                                         "absent_fn"])
+    assert len(blocks) == 2
+    assert blocks[0].splitlines()[0].endswith("malloc.c:malloc (237x) [/usr/lib/libc.so.6]")
+    assert blocks[0].splitlines()[-1].strip().endswith("_int_malloc [/usr/lib/libc.so.6]")
+    assert len(blocks[0].splitlines()) == 3
+    assert "do_lookup_x" in blocks[1].splitlines()[-1]

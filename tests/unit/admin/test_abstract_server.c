@@ -74,8 +74,7 @@ static int on_hello(fy_abstract_server_t *srv, fy_channel_t *client, const fy_ar
     if (msg->count != 3)
         return -EPROTO;
     char greeting[256];
-    snprintf(greeting, sizeof greeting, "Hello %s %s, how are you?", msg->items[1],
-             msg->items[2]);
+    snprintf(greeting, sizeof greeting, "Hello %s %s, how are you?", msg->items[1], msg->items[2]);
     return fy_channel_write_strings(client, 2, greeting, "1234");
 }
 
@@ -150,8 +149,7 @@ static int on_signals(fy_abstract_server_t *srv, fy_channel_t *client, const fy_
         struct sigaction sa;
         if (sigaction(sig, NULL, &sa) == -1)
             return -errno;
-        disp[sig - 1] =
-            sa.sa_handler == SIG_DFL ? 'd' : sa.sa_handler == SIG_IGN ? 'i' : 'h';
+        disp[sig - 1] = sa.sa_handler == SIG_DFL ? 'd' : sa.sa_handler == SIG_IGN ? 'i' : 'h';
     }
     disp[31] = '\0';
     char ign[64] = "?", line[256];
@@ -370,8 +368,8 @@ Test(abstract_server, wrong_password_closes_without_reply_and_logs_one_line)
     init_server(&srv);
     cr_assert_eq(fy_abstract_server_start(&srv), 0);
     const char *items[] = {"hello", "Joe", "Dalton"};
-    int fd = fy_abstract_client_call(srv.address, "00000000000000000000000000000000",
-                                     TIMEOUT_MS, items, 3);
+    int fd = fy_abstract_client_call(srv.address, "00000000000000000000000000000000", TIMEOUT_MS,
+                                     items, 3);
     cr_assert_geq(fd, 0);
     assert_closed_without_reply(fd);
     close(fd);
@@ -725,9 +723,7 @@ Test(abstract_server, server_lives_while_any_owner_holds_the_owner_socket)
         ;
 }
 
-static void on_int(int sig)
-{
-}
+static void on_int(int sig) {}
 
 Test(abstract_server, child_resets_signals_ignores_sighup_and_installs_its_handlers)
 {
@@ -751,8 +747,7 @@ Test(abstract_server, child_resets_signals_ignores_sighup_and_installs_its_handl
     const char *disp = reply.items[1];
     for (int sig = 1; sig < 32; sig++) {
         char want = sig == SIGHUP ? 'i' : sig == SIGUSR1 ? 'h' : 'd';
-        cr_assert_eq(disp[sig - 1], want, "signal %d (%s): %c", sig, strsignal(sig),
-                     disp[sig - 1]);
+        cr_assert_eq(disp[sig - 1], want, "signal %d (%s): %c", sig, strsignal(sig), disp[sig - 1]);
     }
     cr_assert_str_eq(reply.items[2], "0 blocked", "main thread mask");
     cr_assert_str_eq(reply.items[3], "0000000000000001", "only SIGHUP ignored");
@@ -790,7 +785,7 @@ Test(abstract_server, child_runs_its_registered_signal_handler)
 Test(abstract_server, child_keeps_exactly_stdio_its_sockets_the_log_and_the_given_fds)
 {
     int kept[2], dropped[2];
-    cr_assert_eq(pipe(kept), 0);    /* not CLOEXEC: close-on-exec is no help after fork */
+    cr_assert_eq(pipe(kept), 0); /* not CLOEXEC: close-on-exec is no help after fork */
     cr_assert_eq(pipe(dropped), 0);
     fy_abstract_server_t srv;
     init_server(&srv);
@@ -947,8 +942,8 @@ Test(abstract_server, init_and_registration_refuse_bad_input)
     cr_assert_eq(fy_abstract_server_add_signal(&srv, SIGUSR1, on_int), 0);
     cr_assert_eq(fy_abstract_server_add_signal(&srv, SIGUSR1, on_usr1), 0, "replaces");
     cr_assert_eq(srv.signal_count, 1);
-    int sigs[] = {SIGUSR2, SIGTERM, SIGINT, SIGQUIT, SIGALRM, SIGCHLD, SIGWINCH, SIGTTIN,
-                  SIGTTOU, SIGURG, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGIO};
+    int sigs[] = {SIGUSR2, SIGTERM, SIGINT,  SIGQUIT, SIGALRM,   SIGCHLD, SIGWINCH, SIGTTIN,
+                  SIGTTOU, SIGURG,  SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGIO};
     for (size_t i = 0; i < FY_ARRAY_SIZE(sigs); i++)
         cr_assert_eq(fy_abstract_server_add_signal(&srv, sigs[i], SIG_DFL), 0);
     cr_assert_eq(fy_abstract_server_add_signal(&srv, SIGPWR, SIG_DFL), -ENOSPC);

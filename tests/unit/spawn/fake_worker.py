@@ -51,6 +51,9 @@ def main():
         sys.stderr.flush()
         send(array("error", "boom: the app failed", "line one\nline two"))
         sys.exit(1)
+    elif case == "error_stay":
+        send(array("error", "stays after its error", ""))
+        time.sleep(30)
     elif case == "exit3":
         sys.stderr.write("first line\nthe last words\n")
         sys.stderr.flush()

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "spawn/spawn.h"
 #include "uvtest.h"
@@ -232,11 +233,72 @@ Test(spawn, start_timeout_kills_the_worker)
     finish(&c);
 }
 
-Test(spawn, closed_control_channel_without_ready_waits_for_the_timeout)
+Test(spawn, closed_control_channel_without_ready_is_a_boot_failure)
 {
     ctx_t c;
-    spawn_fake(&c, "closectl", 700);
-    cr_assert_eq(c.ready_status, -ETIMEDOUT);
+    uint64_t t0 = uv_hrtime();
+    spawn_fake(&c, "closectl", 30000);
+    cr_assert_lt((uv_hrtime() - t0) / 1000000u, 5000, "not the start timeout");
+    cr_assert_eq(c.ready_status, -ENOEXEC);
+    cr_assert_str_eq(c.summary, "worker closed the control channel before it was ready");
+    cr_assert(c.proc_exited_at_ready);
+    finish(&c);
+}
+
+Test(spawn, worker_that_stays_after_its_error_is_killed)
+{
+    ctx_t c;
+    spawn_fake(&c, "error_stay", 30000);
+    cr_assert_eq(c.ready_status, -ENOEXEC);
+    cr_assert_str_eq(c.summary, "stays after its error");
+    cr_assert(strstr(uvtest_log_text(), "did not exit after its handshake ended") != NULL);
+    finish(&c);
+}
+
+/* Fills every free fd slot below a lowered RLIMIT_NOFILE but <leave>, so the next fd-creating
+ * calls fail with EMFILE. */
+static void exhaust_fds(int leave)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = 256;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    int fds[256];
+    int n = 0;
+    int fd;
+    while ((fd = dup(0)) >= 0)
+        fds[n++] = fd;
+    cr_assert_eq(errno, EMFILE);
+    for (int i = 0; i < leave && n > 0; i++)
+        close(fds[--n]);
+}
+
+Test(spawn, reports_a_failed_owner_pipe)
+{
+    ctx_t c;
+    memset(&c, 0, sizeof c);
+    uvtest_capture_log();
+    exhaust_fds(0);
+    cr_assert_eq(uv_loop_init(&c.loop), 0);
+    fy_spawn_options_t o = {.ferry_bin = fake_bin(), .app_root = "/fake/ready"};
+    cr_assert_eq(fy_proc_spawn(&c.loop, &o, &cbs, &c, &c.proc), 0);
+    cr_assert(uvtest_run_until(&c.loop, ready_called, &c, 5000));
+    cr_assert_eq(c.ready_status, -EMFILE);
+    cr_assert(strstr(c.summary, "could not start the worker") != NULL, "%s", c.summary);
+    finish(&c);
+}
+
+Test(spawn, reports_a_failed_control_socketpair)
+{
+    ctx_t c;
+    memset(&c, 0, sizeof c);
+    uvtest_capture_log();
+    cr_assert_eq(uv_loop_init(&c.loop), 0);
+    exhaust_fds(2);   /* room for the owner pipe, none for the socketpair */
+    fy_spawn_options_t o = {.ferry_bin = fake_bin(), .app_root = "/fake/ready"};
+    cr_assert_eq(fy_proc_spawn(&c.loop, &o, &cbs, &c, &c.proc), 0);
+    cr_assert(uvtest_run_until(&c.loop, ready_called, &c, 5000));
+    cr_assert_eq(c.ready_status, -EMFILE);
     finish(&c);
 }
 

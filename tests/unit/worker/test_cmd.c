@@ -129,7 +129,8 @@ Test(cmd, reports_a_dir_of_unknown_type_listing_what_it_looked_for)
     cr_assert_eq(run(true, 2, argv), 1);
     const char *s = error_summary();
     cr_assert(strstr(s, "config.ru") != NULL && strstr(s, "wsgi.py") != NULL &&
-                  strstr(s, "*.so") != NULL, "%s", s);
+                  strstr(s, "*.so") != NULL,
+              "%s", s);
 }
 
 Test(cmd, type_c_without_a_shared_object_is_an_error)
@@ -209,11 +210,12 @@ static const char *read_out(void)
 Test(cmd, execs_the_rack_loader_with_the_handshake_environment_and_fds)
 {
     write_file("app/config.ru", "run nil\n");
-    write_file("loaders/ruby/rack_loader.rb",
-               "keys = %w[FERRY_APP_ROOT FERRY_APP_TYPE FERRY_ENV FERRY_OWNER_FD FERRY_CONTROL_FD]\n"
-               "out = keys.map { |k| \"#{k}=#{ENV[k]}\\n\" }.join\n"
-               "out += \"fds=#{File.exist?('/proc/self/fd/3')},#{File.exist?('/proc/self/fd/4')}\\n\"\n"
-               "File.write(ENV['FY_TEST_OUT'], out)\n");
+    write_file(
+        "loaders/ruby/rack_loader.rb",
+        "keys = %w[FERRY_APP_ROOT FERRY_APP_TYPE FERRY_ENV FERRY_OWNER_FD FERRY_CONTROL_FD]\n"
+        "out = keys.map { |k| \"#{k}=#{ENV[k]}\\n\" }.join\n"
+        "out += \"fds=#{File.exist?('/proc/self/fd/3')},#{File.exist?('/proc/self/fd/4')}\\n\"\n"
+        "File.write(ENV['FY_TEST_OUT'], out)\n");
     char loaders[256], out[256], app[256];
     snprintf(loaders, sizeof loaders, "%s/loaders", dir);
     snprintf(out, sizeof out, "%s/out.txt", dir);
@@ -225,7 +227,8 @@ Test(cmd, execs_the_rack_loader_with_the_handshake_environment_and_fds)
     char expected[1024];
     snprintf(expected, sizeof expected,
              "FERRY_APP_ROOT=%s/app\nFERRY_APP_TYPE=rack\nFERRY_ENV=staging\nFERRY_OWNER_FD=3\n"
-             "FERRY_CONTROL_FD=4\nfds=true,true\n", dir);
+             "FERRY_CONTROL_FD=4\nfds=true,true\n",
+             dir);
     cr_assert_str_eq(read_out(), expected);
 }
 

@@ -87,8 +87,8 @@ static void send_raw(const void *data, size_t len)
 
 Test(conn, serves_a_request_with_a_body)
 {
-    static const char *const pairs[] = {"PATH_INFO", "/p", "CONTENT_LENGTH", "4",
-                                        "FERRY_CONNECT_PASSWORD", secret, NULL};
+    static const char *const pairs[] = {
+        "PATH_INFO", "/p", "CONTENT_LENGTH", "4", "FERRY_CONNECT_PASSWORD", secret, NULL};
     send_request(pairs, "body");
     cr_assert_eq(fy_worker_conn_serve(&ctx, fds[0]), 0);
     cr_assert_str_eq(response(), "Status: 200 OK\r\nX-Path: /p\r\n\r\nbody");
@@ -98,8 +98,8 @@ Test(conn, serves_a_request_with_a_body)
 
 Test(conn, drains_a_body_the_app_did_not_read)
 {
-    static const char *const pairs[] = {"PATH_INFO", "/p", "CONTENT_LENGTH", "1000",
-                                        "FERRY_CONNECT_PASSWORD", secret, NULL};
+    static const char *const pairs[] = {
+        "PATH_INFO", "/p", "CONTENT_LENGTH", "1000", "FERRY_CONNECT_PASSWORD", secret, NULL};
     static char body[1001];
     memset(body, 'b', 1000);
     send_request(pairs, body);
@@ -143,14 +143,21 @@ Test(conn, refuses_a_block_over_128_kib_from_its_prefix)
 
 Test(conn, refuses_an_odd_item_count)
 {
-    static const char block[] = "\0\0\0\x0a" "A\0" "1\0" "B\0" "2\0" "C\0";
+    static const char block[] = "\0\0\0\x0a"
+                                "A\0"
+                                "1\0"
+                                "B\0"
+                                "2\0"
+                                "C\0";
     send_raw(block, 4 + 10);
     cr_assert_eq(fy_worker_conn_serve(&ctx, fds[0]), -EPROTO);
 }
 
 Test(conn, refuses_a_truncated_block)
 {
-    static const char block[] = "\0\0\0\x20" "A\0" "1\0";
+    static const char block[] = "\0\0\0\x20"
+                                "A\0"
+                                "1\0";
     send_raw(block, 8);
     cr_assert_eq(fy_worker_conn_serve(&ctx, fds[0]), -ECONNRESET);
 }
@@ -163,7 +170,11 @@ Test(conn, refuses_a_truncated_prefix)
 
 Test(conn, gives_up_on_a_block_that_stalls)
 {
-    cr_assert_eq(write(fds[1], "\0\0\0\x20" "A\0", 6), 6);
+    cr_assert_eq(write(fds[1],
+                       "\0\0\0\x20"
+                       "A\0",
+                       6),
+                 6);
     cr_assert_eq(fy_worker_conn_serve(&ctx, fds[0]), -ETIMEDOUT);
 }
 

@@ -32,8 +32,8 @@ TestSuite(loader, .fini = teardown);
 
 Test(loader, loads_an_app_and_gets_its_callbacks)
 {
-    int rc = fy_worker_app_load(app_path("FERRY_TEST_C_APPS", "main/app.so"), "/srv", "test",
-                                &app, &summary, &details);
+    int rc = fy_worker_app_load(app_path("FERRY_TEST_C_APPS", "main/app.so"), "/srv", "test", &app,
+                                &summary, &details);
     cr_assert_eq(rc, 0, "%s", summary ? summary : "");
     cr_assert_not_null(app.callbacks.on_request);
     cr_assert_not_null(app.dl_handle);
@@ -104,8 +104,8 @@ Test(loader, hello_c_example_answers_hello_world)
     cr_assert_eq(write(fds[1], wire, len), (ssize_t)len);
     fy_reqblock_builder_dispose(&b);
     shutdown(fds[1], SHUT_WR);
-    fy_worker_ctx_t ctx = {.app = &app, .secret = "pw", .header_timeout_ms = 1000,
-                           .body_timeout_ms = 1000};
+    fy_worker_ctx_t ctx = {
+        .app = &app, .secret = "pw", .header_timeout_ms = 1000, .body_timeout_ms = 1000};
     cr_assert_eq(fy_worker_conn_serve(&ctx, fds[0]), 0);
     close(fds[0]);
     char buf[256];

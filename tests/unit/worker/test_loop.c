@@ -166,8 +166,8 @@ Test(loop, second_error_outside_a_request_within_10s_exits_1)
     cr_assert_eq(pipe(logs), 0);
     fy_log_set_fd(logs[1]);
     fy_worker_app_t app = {.callbacks = {.on_request = never_called}};
-    fy_worker_ctx_t ctx = {.app = &app, .secret = "s", .header_timeout_ms = 100,
-                           .body_timeout_ms = 100};
+    fy_worker_ctx_t ctx = {
+        .app = &app, .secret = "s", .header_timeout_ms = 100, .body_timeout_ms = 100};
     cr_assert_eq(fy_worker_serve_loop(&ctx, p[0]), 1);
     fy_log_set_fd(2);
     close(logs[1]);

@@ -57,10 +57,25 @@ static char *peer_output(size_t *len_out)
     return buf;
 }
 
-static const char *const basic[] = {
-    "REQUEST_METHOD", "GET", "PATH_INFO", "/a b", "QUERY_STRING", "x=1", "REQUEST_URI",
-    "/a%20b?x=1", "REMOTE_ADDR", "10.0.0.1", "HTTP_USER_AGENT", "t/1", "HTTP_X_EMPTY", "",
-    "CONTENT_TYPE", "text/x", "FERRY_CONNECT_PASSWORD", "secret", NULL};
+static const char *const basic[] = {"REQUEST_METHOD",
+                                    "GET",
+                                    "PATH_INFO",
+                                    "/a b",
+                                    "QUERY_STRING",
+                                    "x=1",
+                                    "REQUEST_URI",
+                                    "/a%20b?x=1",
+                                    "REMOTE_ADDR",
+                                    "10.0.0.1",
+                                    "HTTP_USER_AGENT",
+                                    "t/1",
+                                    "HTTP_X_EMPTY",
+                                    "",
+                                    "CONTENT_TYPE",
+                                    "text/x",
+                                    "FERRY_CONNECT_PASSWORD",
+                                    "secret",
+                                    NULL};
 
 TestSuite(sdk, .init = setup, .fini = teardown);
 
@@ -207,7 +222,8 @@ Test(sdk, keeps_repeated_headers_in_order)
     cr_assert_eq(ferry_response_add_header(&req, "Set-Cookie", "a=1"), FERRY_OK);
     cr_assert_eq(ferry_response_add_header(&req, "Set-Cookie", "b=2"), FERRY_OK);
     cr_assert_eq(ferry_response_end(&req), FERRY_OK);
-    cr_assert_str_eq(peer_output(NULL), "Status: 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n");
+    cr_assert_str_eq(peer_output(NULL),
+                     "Status: 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n");
 }
 
 Test(sdk, head_request_sends_the_head_and_drops_the_body)

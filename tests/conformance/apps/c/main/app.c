@@ -65,10 +65,10 @@ static int compare_names(const void *a, const void *b)
 
 static int route_env(ferry_request_t *req)
 {
-    static const char *const listed[] = {
-        "REQUEST_METHOD", "PATH_INFO",   "QUERY_STRING", "SCRIPT_NAME",  "SERVER_NAME",
-        "SERVER_PORT",    "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT", "CONTENT_TYPE",
-        "CONTENT_LENGTH"};
+    static const char *const listed[] = {"REQUEST_METHOD",  "PATH_INFO",     "QUERY_STRING",
+                                         "SCRIPT_NAME",     "SERVER_NAME",   "SERVER_PORT",
+                                         "SERVER_PROTOCOL", "REMOTE_ADDR",   "REMOTE_PORT",
+                                         "CONTENT_TYPE",    "CONTENT_LENGTH"};
     size_t count = ferry_request_var_count(req);
     const char **names = calloc(count + 1, sizeof *names);
     if (names == NULL)

@@ -1,0 +1,219 @@
+/* Unit tests of the llhttp glue: strict parsing, limits, pipelining, de-chunking. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "http/http_internal.h"
+
+static fy_http_options_t opts;
+static fy_http_request_t req;
+
+static void setup(void)
+{
+    fy_http_options_init(&opts);
+    opts.max_uri_length = 64;
+    opts.max_header_size = 256;
+    opts.max_header_count = 4;
+    opts.max_body_size = 100;
+    opts.body_buffer_threshold = 16;
+    fy_http_request_init(&req, &opts);
+}
+
+static void teardown(void) { fy_http_request_dispose(&req); }
+
+static int feed_str(const char *s, size_t *used)
+{
+    size_t u;
+    int rc = fy_http_request_feed(&req, s, strlen(s), used ? used : &u);
+    return rc;
+}
+
+TestSuite(http_request, .init = setup, .fini = teardown);
+
+Test(http_request, parses_a_simple_get)
+{
+    cr_assert_eq(feed_str("GET /a?b HTTP/1.1\r\nHost: x\r\nX-Y: z\r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+    cr_assert_str_eq(req.method, "GET");
+    cr_assert_eq(req.url_len, 4);
+    cr_assert(memcmp(fy_http_request_url(&req), "/a?b", 4) == 0);
+    size_t len;
+    const char *v = fy_http_request_header(&req, "x-y", &len);
+    cr_assert(v != NULL && len == 1 && v[0] == 'z');
+    cr_assert(req.keep_alive);
+    cr_assert(!req.has_body);
+}
+
+Test(http_request, needs_more_for_a_partial_head)
+{
+    size_t used;
+    cr_assert_eq(feed_str("GET / HTTP/1.1\r\nHo", &used), FY_HTTP_FEED_MORE);
+    cr_assert_eq(used, strlen("GET / HTTP/1.1\r\nHo"));
+    cr_assert_eq(feed_str("st: x\r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+}
+
+Test(http_request, stops_after_one_message_of_a_pipeline)
+{
+    const char *two = "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t used;
+    cr_assert_eq(feed_str(two, &used), FY_HTTP_FEED_DONE);
+    cr_assert_eq(used, strlen(two) / 2);
+    fy_http_request_reset(&req);
+    size_t used2;
+    cr_assert_eq(fy_http_request_feed(&req, two + used, strlen(two) - used, &used2), FY_HTTP_FEED_DONE);
+    cr_assert(memcmp(fy_http_request_url(&req), "/2", 2) == 0);
+}
+
+Test(http_request, dechunks_a_body_into_a_temp_file_past_the_threshold)
+{
+    cr_assert_eq(feed_str("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "a\r\n0123456789\r\n14\r\nabcdefghijklmnopqrst\r\n0\r\n\r\n", NULL),
+                 FY_HTTP_FEED_DONE);
+    cr_assert(req.chunked && req.has_body);
+    cr_assert_eq(req.body.len, 30);
+    cr_assert(!fy_http_body_in_memory(&req.body));
+    char buf[64];
+    cr_assert_eq(fy_http_body_read(&req.body, 0, buf, sizeof buf), 30);
+    cr_assert(memcmp(buf, "0123456789abcdefghijklmnopqrst", 30) == 0);
+}
+
+Test(http_request, flags_expect_continue_once_the_head_is_in)
+{
+    cr_assert_eq(feed_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                          "Expect: 100-continue\r\n\r\n", NULL), FY_HTTP_FEED_MORE);
+    cr_assert(req.headers_seen);
+    cr_assert(req.expect_continue);
+    cr_assert_eq(req.state, FY_HTTP_REQ_BODY);
+    cr_assert_eq(feed_str("abc", NULL), FY_HTTP_FEED_DONE);
+}
+
+static void expect_refused(const char *wire, int status)
+{
+    size_t used;
+    int rc = fy_http_request_feed(&req, wire, strlen(wire), &used);
+    cr_assert_eq(rc, -EPROTO, "wire: %s", wire);
+    cr_assert_eq(req.error_status, status, "wire: %s status %d", wire, req.error_status);
+}
+
+Test(http_request, refuses_content_length_with_transfer_encoding)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_duplicate_content_length)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400);
+}
+
+Test(http_request, refuses_a_bad_chunk_size)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400);
+}
+
+Test(http_request, refuses_obs_fold)
+{
+    expect_refused("GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_obs_fold_split_across_reads)
+{
+    size_t used;
+    cr_assert_eq(feed_str("GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n", &used), FY_HTTP_FEED_MORE);
+    expect_refused(" b\r\n\r\n", 400);
+}
+
+Test(http_request, accepts_a_value_split_across_reads)
+{
+    cr_assert_eq(feed_str("GET / HTTP/1.1\r\nHost: x\r\nX: ab", NULL), FY_HTTP_FEED_MORE);
+    cr_assert_eq(feed_str("cd\r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+    size_t len;
+    const char *v = fy_http_request_header(&req, "x", &len);
+    cr_assert(len == 4 && memcmp(v, "abcd", 4) == 0);
+}
+
+Test(http_request, refuses_nul_in_a_header)
+{
+    static const char wire[] = "GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n";
+    size_t used;
+    cr_assert_eq(fy_http_request_feed(&req, wire, sizeof wire - 1, &used), -EPROTO);
+    cr_assert_eq(req.error_status, 400);
+}
+
+Test(http_request, refuses_a_bare_cr)
+{
+    expect_refused("GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_space_before_the_colon)
+{
+    expect_refused("GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_http_2_and_0_9_versions)
+{
+    expect_refused("GET / HTTP/2.0\r\nHost: x\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_an_invalid_method)
+{
+    expect_refused("G@T / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_http_11_without_host)
+{
+    expect_refused("GET / HTTP/1.1\r\n\r\n", 400);
+}
+
+Test(http_request, accepts_http_10_without_host)
+{
+    cr_assert_eq(feed_str("GET / HTTP/1.0\r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+    cr_assert(!req.keep_alive);
+}
+
+Test(http_request, refuses_connect_with_501)
+{
+    expect_refused("CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n", 501);
+}
+
+Test(http_request, refuses_a_long_target_with_414)
+{
+    char wire[256];
+    snprintf(wire, sizeof wire, "GET /%0100d HTTP/1.1\r\nHost: x\r\n\r\n", 0);
+    expect_refused(wire, 414);
+}
+
+Test(http_request, refuses_large_headers_with_431)
+{
+    char wire[600];
+    snprintf(wire, sizeof wire, "GET / HTTP/1.1\r\nHost: x\r\nX: %0300d\r\n\r\n", 0);
+    expect_refused(wire, 431);
+}
+
+Test(http_request, refuses_too_many_headers_with_431)
+{
+    expect_refused("GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\n\r\n", 431);
+}
+
+Test(http_request, refuses_a_declared_body_over_the_limit_with_413)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n", 413);
+}
+
+Test(http_request, refuses_a_chunked_body_over_the_limit_with_413)
+{
+    char wire[400];
+    snprintf(wire, sizeof wire, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "65\r\n%0101d\r\n0\r\n\r\n", 0);
+    expect_refused(wire, 413);
+}
+
+Test(http_request, eof_between_requests_is_clean)
+{
+    cr_assert_eq(fy_http_request_eof(&req), 0);
+}
+
+Test(http_request, eof_inside_a_request_is_an_error)
+{
+    cr_assert_eq(feed_str("GET / HT", NULL), FY_HTTP_FEED_MORE);
+    cr_assert_eq(fy_http_request_eof(&req), -EPROTO);
+    cr_assert_eq(req.error_status, 400);
+}

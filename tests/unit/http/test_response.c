@@ -1,0 +1,134 @@
+/* Unit tests of response framing and error pages. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "http/http_internal.h"
+
+static fy_http_options_t opts;
+static fy_http_request_t req;
+static fy_http_buf_t out;
+
+static void setup(void)
+{
+    fy_http_options_init(&opts);
+    fy_http_request_init(&req, &opts);
+    memset(&out, 0, sizeof out);
+}
+
+static void teardown(void)
+{
+    fy_http_request_dispose(&req);
+    fy_http_buf_dispose(&out);
+}
+
+TestSuite(http_response, .init = setup, .fini = teardown);
+
+static void request(const char *wire)
+{
+    size_t used;
+    cr_assert_eq(fy_http_request_feed(&req, wire, strlen(wire), &used), FY_HTTP_FEED_DONE);
+}
+
+static int frame(const char *head_text, fy_http_resp_plan_t *plan)
+{
+    fy_resphead_t head;
+    cr_assert_eq(fy_resphead_parse(head_text, strlen(head_text), &head), 1);
+    int rc = fy_http_response_head(&head, &req, req.keep_alive, true, &out, plan);
+    fy_resphead_dispose(&head);
+    fy_http_buf_append(&out, "", 1);
+    return rc;
+}
+
+Test(http_response, keeps_the_workers_content_length)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n", &plan), 0);
+    cr_assert_eq(plan.framing, FY_HTTP_FRAME_LENGTH);
+    cr_assert_eq(plan.content_length, 5);
+    cr_assert(plan.keep_alive);
+    cr_assert(strncmp(out.data, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    cr_assert(strstr(out.data, "Content-Length: 5\r\n") != NULL);
+    cr_assert(strstr(out.data, "X-A: 1\r\n") != NULL);
+    cr_assert(strstr(out.data, "Date: ") != NULL);
+    cr_assert(strstr(out.data, "X-Powered-By: ferry/") != NULL);
+}
+
+Test(http_response, chunks_a_body_without_length_for_http_11)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: x\r\n\r\n", &plan), 0);
+    cr_assert_eq(plan.framing, FY_HTTP_FRAME_CHUNKED);
+    cr_assert(strstr(out.data, "Transfer-Encoding: chunked\r\n") != NULL);
+    cr_assert(strstr(out.data, "Connection: x") == NULL);
+}
+
+Test(http_response, closes_after_a_body_without_length_for_http_10)
+{
+    request("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 200 OK\r\n\r\n", &plan), 0);
+    cr_assert_eq(plan.framing, FY_HTTP_FRAME_CLOSE);
+    cr_assert(!plan.keep_alive);
+    cr_assert(strstr(out.data, "Connection: close\r\n") != NULL);
+}
+
+Test(http_response, sends_no_body_for_head)
+{
+    request("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 200 OK\r\nContent-Length: 12\r\n\r\n", &plan), 0);
+    cr_assert_eq(plan.framing, FY_HTTP_FRAME_NONE);
+    cr_assert(strstr(out.data, "Content-Length: 12\r\n") != NULL);
+}
+
+Test(http_response, sends_no_body_for_204)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 204 No Content\r\n\r\n", &plan), 0);
+    cr_assert_eq(plan.framing, FY_HTTP_FRAME_NONE);
+    cr_assert(strstr(out.data, "Transfer-Encoding") == NULL);
+}
+
+Test(http_response, refuses_a_bad_content_length)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 200 OK\r\nContent-Length: -1\r\n\r\n", &plan), -EPROTO);
+}
+
+Test(http_response, refuses_conflicting_content_lengths)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", &plan), -EPROTO);
+}
+
+Test(http_response, refuses_an_interim_status)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 101 Switching\r\n\r\n", &plan), -EPROTO);
+}
+
+Test(http_response, error_page_escapes_its_detail_and_closes)
+{
+    fy_http_error_response(400, false, false, true, "bad", "<script>", &out);
+    fy_http_buf_append(&out, "", 1);
+    cr_assert(strncmp(out.data, "HTTP/1.1 400 Bad Request\r\n", 26) == 0);
+    cr_assert(strstr(out.data, "Connection: close\r\n") != NULL);
+    cr_assert(strstr(out.data, "&lt;script&gt;") != NULL);
+    cr_assert(strstr(out.data, "<script>") == NULL);
+}
+
+Test(http_response, error_page_for_head_has_no_body)
+{
+    fy_http_error_response(503, true, true, false, "busy", NULL, &out);
+    fy_http_buf_append(&out, "", 1);
+    const char *end = strstr(out.data, "\r\n\r\n");
+    cr_assert(end != NULL && end[4] == '\0');
+    cr_assert(strstr(out.data, "X-Powered-By") == NULL);
+}
