@@ -279,25 +279,42 @@ def met_label(met):
 def callgrind_fn(line):
     """The function name of one line of callgrind_annotate's flat listing
     ('176,132,032 (81.51%)  file.c:func [obj]' -> 'func'), or None when it has none."""
-    m = re.match(r"\s*[0-9,]+\s+\(\s*[0-9.]+%\)\s+(?:\*\s+)?(\S+)", line)
+    m = re.match(r"\s*[0-9,]+\s+\(\s*[0-9.]+%\)\s+(?:[*<]\s+)?(\S+)", line)
     if not m:
         return None
     return m.group(1).rsplit(":", 1)[-1]
 
 
-def callgrind_callers(tree_text, functions):
+def callgrind_callers(tree_text, functions, depth=3):
     """From `callgrind_annotate --tree=caller` output, the blocks (callers + the '*' line) of
-    each name in <functions> (None entries ignored), in that order, at most 8 callers each."""
+    each name in <functions> (None entries ignored), in that order, at most 8 callers each.
+    When a block's costliest caller is a C library function (its file starts with './', as
+    glibc's do: calloc calling memset), that caller's block follows, up to <depth> levels, so
+    the chain reaches the program's own code."""
     blocks = [b for b in re.split(r"\n\s*\n", tree_text) if "*" in b]
-    out = []
-    for fn in functions:
-        if not fn:
-            continue
+
+    def block_of(fn):
         for b in blocks:
             lines = b.strip("\n").splitlines()
             star = [ln for ln in lines if re.search(r"\*\s+\S*:%s(\s|$)" % re.escape(fn), ln)]
             if star:
-                callers = [ln for ln in lines if "<" in ln.split("%)", 1)[-1][:6]][:8]
-                out.append("\n".join(callers + star))
+                callers = [ln for ln in lines if "<" in ln.split("%)", 1)[-1][:6]]
+                return callers, star
+        return None
+
+    out = []
+    for fn in functions:
+        level = 0
+        while fn and level < depth:
+            found = block_of(fn)
+            if not found:
                 break
+            callers, star = found
+            out.append("\n".join(callers[:8] + star))
+            level += 1
+            top = callers[0] if callers else ""
+            m = re.search(r"<\s+(\S+)", top)
+            if not (m and m.group(1).startswith("./")):
+                break
+            fn = callgrind_fn(top)
     return out

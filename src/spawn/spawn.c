@@ -401,7 +401,7 @@ static void on_exit_overdue(uv_timer_t *t)
     fy_proc_t *p = t->data;
     set_failure(p, -ENOEXEC, p->overdue_summary, NULL);
     fy_log(FY_LOG_WARN, "spawn", "app=%s pid=%d step=handshake: %s; killing it", p->app_root,
-           (int)p->pid, p->summary);
+           (int)p->pid, p->overdue_summary);
     kill_now(p);
 }
 

@@ -262,3 +262,27 @@ def test_callgrind_callers_returns_the_block_of_each_function_in_order():
     assert blocks[0].splitlines()[-1].strip().endswith("_int_malloc [/usr/lib/libc.so.6]")
     assert len(blocks[0].splitlines()) == 3
     assert "do_lookup_x" in blocks[1].splitlines()[-1]
+
+
+CALLGRIND_CHAIN = """
+243,375,737 (81.50%)  < ./malloc/./malloc/malloc.c:calloc (3,705x) [/usr/lib/libc.so.6]
+         96 ( 0.00%)  < ./time/./time/strftime_l.c:__strftime_internal (6x) [/usr/lib/libc.so.6]
+243,375,894 (81.50%)  *  ./string/memset-vec-unaligned-erms.S:__memset_avx2 [/usr/lib/libc.so.6]
+
+243,000,000 (81.40%)  < ???:fy_xcalloc (3,705x) [ferry]
+243,000,001 (81.40%)  *  ./malloc/./malloc/malloc.c:calloc [/usr/lib/libc.so.6]
+
+243,000,000 (81.40%)  < ???:fy_http_conn_new (3,705x) [ferry]
+     12,000 ( 0.00%)  *  ???:fy_xcalloc [ferry]
+"""
+
+
+def test_callgrind_callers_follows_a_libc_caller_up_to_the_program():
+    blocks = benchlib.callgrind_callers(CALLGRIND_CHAIN, ["__memset_avx2"])
+    assert len(blocks) == 2
+    assert "calloc (3,705x)" in blocks[0]
+    assert "fy_xcalloc (3,705x)" in blocks[1]  # calloc's caller; fy_xcalloc is ours: stop
+
+
+def test_callgrind_callers_stops_at_depth():
+    assert len(benchlib.callgrind_callers(CALLGRIND_CHAIN, ["__memset_avx2"], depth=1)) == 1

@@ -575,19 +575,82 @@ Test(pool, boot_failure_fails_waiters_with_enoexec_and_records_the_error)
     close_pool();
 }
 
-Test(pool, failing_app_is_retried_at_most_once_per_10_seconds, .timeout = 60)
+/* The app dir holds a symlink app.so → the failing app; the test repoints it at the good one
+ * while the pool pauses, so the retry after 10 s succeeds. */
+Test(pool, failing_app_is_retried_at_most_once_per_10_seconds_and_recovers, .timeout = 60)
 {
+    char dir[] = "/tmp/fy-pool-test-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char link[sizeof dir + 16], target[4096];
+    snprintf(link, sizeof link, "%s/app.so", dir);
+    snprintf(target, sizeof target, "%s/app.so", getenv("POOL_APP_BOOT_ERROR"));
+    cr_assert_eq(symlink(target, link), 0);
     fy_pool_options_t o = default_opts("POOL_APP_BOOT_ERROR");
-    o.min_instances = 1;
+    o.app_root = dir;
     open_pool(&o);
     fy_pool_start(C.pool);
     cr_assert(uvtest_run_until(&C.loop, has_boot_error, NULL, 20000));
+    cr_assert_eq(unlink(link), 0);
+    snprintf(target, sizeof target, "%s/app.so", getenv("POOL_APP_HELLO"));
+    cr_assert_eq(symlink(target, link), 0);
     uvtest_run_for(&C.loop, 9000);
     cr_assert_eq(stats().spawns_started, 1, "no retry inside 10 s");
-    uvtest_run_for(&C.loop, 2500);
+    cr_assert_not_null(fy_pool_boot_error(C.pool));
+    wait_idle(1, 4000);
     cr_assert_eq(stats().spawns_started, 2, "one retry after 10 s");
-    cr_assert_eq(stats().boot_failures, 2);
+    cr_assert_eq(stats().boot_failures, 1);
+    cr_assert_null(fy_pool_boot_error(C.pool), "a successful spawn clears the boot error");
+    cr_assert(strstr(uvtest_log_text(), "the app boots again") != NULL);
     close_pool();
+    unlink(link);
+    rmdir(dir);
+}
+
+Test(pool, start_after_shutdown_is_refused)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    fy_pool_shutdown(C.pool, 1000, on_done, NULL);
+    cr_assert_eq(fy_pool_start(C.pool), -ESHUTDOWN);
+    fy_pool_shutdown(C.pool, 1000, on_done, NULL);   /* a second call is a no-op */
+    cr_assert(uvtest_run_until(&C.loop, is_done, NULL, 5000));
+    fy_pool_free(C.pool);
+    cr_assert_eq(uv_loop_close(&C.loop), 0);
+}
+
+static bool spawning_one(void *arg) { (void)arg; return stats().spawning == 1; }
+
+Test(pool, shutdown_while_spawning_reaps_the_new_worker)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.min_instances = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    cr_assert(uvtest_run_until(&C.loop, spawning_one, NULL, 1000));
+    close_pool();
+}
+
+static bool first_pid_gone(void *arg) { return uvtest_pid_gone(*(pid_t *)arg); }
+
+Test(pool, shutdown_deadline_kills_a_busy_worker_and_waits_for_its_checkin)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t pid = fy_worker_pid(w);
+    fy_pool_shutdown(C.pool, 300, on_done, NULL);
+    cr_assert(uvtest_run_until(&C.loop, first_pid_gone, &pid, 3000), "SIGKILL at the deadline");
+    cr_assert(strstr(uvtest_log_text(), "still running at the end of the shutdown") != NULL);
+    uvtest_run_for(&C.loop, 200);
+    cr_assert(!C.done, "the front still holds the worker");
+    fy_pool_checkin(C.pool, w, FY_WORKER_BROKEN);
+    cr_assert(uvtest_run_until(&C.loop, is_done, NULL, 3000));
+    fy_pool_free(C.pool);
+    uv_run(&C.loop, UV_RUN_NOWAIT);
+    cr_assert_eq(uvtest_open_handles(&C.loop), 0);
+    cr_assert_eq(uv_loop_close(&C.loop), 0);
 }
 
 static bool waiter_a_done(void *arg) { return ((waiter_t *)arg)->calls > 0; }

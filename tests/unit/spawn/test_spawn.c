@@ -278,8 +278,8 @@ Test(spawn, reports_a_failed_owner_pipe)
     ctx_t c;
     memset(&c, 0, sizeof c);
     uvtest_capture_log();
-    exhaust_fds(0);
     cr_assert_eq(uv_loop_init(&c.loop), 0);
+    exhaust_fds(0);
     fy_spawn_options_t o = {.ferry_bin = fake_bin(), .app_root = "/fake/ready"};
     cr_assert_eq(fy_proc_spawn(&c.loop, &o, &cbs, &c, &c.proc), 0);
     cr_assert(uvtest_run_until(&c.loop, ready_called, &c, 5000));
