@@ -285,12 +285,18 @@ def callgrind_fn(line):
     return m.group(1).rsplit(":", 1)[-1]
 
 
-def callgrind_callers(tree_text, functions, depth=3):
+def _cost(line):
+    m = re.match(r"\s*([0-9,]+)", line)
+    return int(m.group(1).replace(",", "")) if m else None
+
+
+def callgrind_callers(tree_text, functions, depth=4):
     """From `callgrind_annotate --tree=caller` output, the blocks (callers + the '*' line) of
     each name in <functions> (None entries ignored), in that order, at most 8 callers each.
     When a block's costliest caller is a C library function (its file starts with './', as
-    glibc's do: calloc calling memset), that caller's block follows, up to <depth> levels, so
-    the chain reaches the program's own code."""
+    glibc's do: calloc calling memset), or the function itself costs under a tenth of what
+    passes through that caller (a thin wrapper such as fy_xcalloc), that caller's block
+    follows, up to <depth> levels, so the chain reaches the code that decides the cost."""
     blocks = [b for b in re.split(r"\n\s*\n", tree_text) if "*" in b]
 
     def block_of(fn):
@@ -314,7 +320,11 @@ def callgrind_callers(tree_text, functions, depth=3):
             level += 1
             top = callers[0] if callers else ""
             m = re.search(r"<\s+(\S+)", top)
-            if not (m and m.group(1).startswith("./")):
+            if not m:
+                break
+            through = _cost(top) or 0
+            passes_on = through > 0 and _cost(star[0]) < 0.1 * through
+            if not (m.group(1).startswith("./") or passes_on):
                 break
             fn = callgrind_fn(top)
     return out

@@ -295,6 +295,19 @@ class Runner:
             if res:
                 figures.update(rps_ka=res["rps"], p50_ka_ms=res["p50_ms"],
                                p99_ka_ms=res["p99_ms"], peak_rss_mib=peak / MIB)
+            if figures.get("rps_ka") and a.slowloris > 0:
+                figures["loadavg_slowloris"] = loadavg()[0]
+                sampler.reset()
+                # Right after the keep-alive run, so its baseline saw the same machine load.
+                info = self.slowloris_run(server, port, d, figures["rps_ka"],
+                                          note="hello keep-alive c100 during slowloris")
+                peaks.append(sampler.peak())
+                if "slowloris_error" in info:
+                    notes.append("slowloris: " + info.pop("slowloris_error"))
+                stats = info.pop("slowloris_stats", None)
+                if stats:
+                    figures["slowloris_open_at_end"] = stats.get("open_at_end")
+                figures.update(info)
             res, _ = measured("close", "/hello", 100, d, ["-H", "Connection: close"],
                               note="hello Connection: close c100")
             if res and not any("Connection: close" in p for p in problems):
@@ -311,18 +324,6 @@ class Runner:
                                   note="1 MiB upload (POST echo) c8")
                 if res:
                     figures["mib_up_s"] = res["rps"]
-            if figures.get("rps_ka") and a.slowloris > 0:
-                figures["loadavg_slowloris"] = loadavg()[0]
-                sampler.reset()
-                info = self.slowloris_run(server, port, d, figures["rps_ka"],
-                                          note="hello keep-alive c100 during slowloris")
-                peaks.append(sampler.peak())
-                if "slowloris_error" in info:
-                    notes.append("slowloris: " + info.pop("slowloris_error"))
-                stats = info.pop("slowloris_stats", None)
-                if stats:
-                    figures["slowloris_open_at_end"] = stats.get("open_at_end")
-                figures.update(info)
             figures["peak_rss_all_mib"] = max(peaks) / MIB if peaks else None
         finally:
             sampler.stop()
@@ -434,19 +435,22 @@ def profile_ferry(runner, ctx, spec_by_name, rows, outdir, stamp):
                 continue
             if started and len(top) < 25:
                 top.append(ln)
-        rc, tree = sh(["callgrind_annotate", "--inclusive=no", "--tree=caller", out_file], 120)
+        rc, tree = sh(["callgrind_annotate", "--inclusive=no", "--tree=caller",
+                       "--threshold=100", out_file], 120)
         callers = benchlib.callgrind_callers(tree, [benchlib.callgrind_fn(ln) for ln in top[:3]])
         keep = os.path.join(outdir, "%s-callgrind-%s.txt" % (stamp, name))
         with open(keep, "w") as f:
-            f.write(ann + "\n\n# Callers (callgrind_annotate --tree=caller)\n\n" + tree)
+            f.write(ann + "\n\n# Call chains of the top functions (callgrind_annotate "
+                    "--tree=caller)\n\n" + "\n\n".join(callers) + "\n")
         text.append("Callgrind on the %s core (workers not traced), %s under a 5 s "
                     "wrk -c10 load; instructions by function, self cost (full annotation: `%s`):" % (
                         name, "served %d requests" % res["requests"] if res else
                         "load failed: %s" % err, os.path.basename(keep)))
         text.append("```\n" + "\n".join(top) + "\n```")
         if callers:
-            text.append("Who calls the three most expensive functions (inclusive cost of each "
-                        "call site, `<` lines are callers):")
+            text.append("Who calls the three most expensive functions, followed up through C "
+                        "library functions and thin wrappers (`<` lines are callers with the "
+                        "inclusive cost of that call site, `*` the function's own cost):")
             text.append("```\n" + "\n\n".join(callers) + "\n```")
     except RuntimeError as e:
         text.append("Profiling run failed: %s" % e)
@@ -593,7 +597,9 @@ def write_report(path, args, env, rows, targets, ratio_rows, chart_files, comman
                          benchlib.fmt(r.get("peak_rss_all_mib"), 1)),
             benchlib.fmt(r.get("mib_down_s"), 1), benchlib.fmt(r.get("mib_up_s"), 1),
             benchlib.fmt(r.get("rps_slowloris")),
-            benchlib.fmt(r.get("slowloris_drop_pct"), 1, " %"),
+            benchlib.fmt(r.get("slowloris_drop_pct"), 1, " %") + (
+                " (%d held)" % r["slowloris_open"] if r.get("slowloris_open") is not None
+                else ""),
             benchlib.fmt(benchlib.median([r.get(k) for k in r if k.startswith("loadavg_")]), 2),
         ])
     L.append(benchlib.markdown_table(headers, trs))

@@ -270,7 +270,7 @@ CALLGRIND_CHAIN = """
 243,375,894 (81.50%)  *  ./string/memset-vec-unaligned-erms.S:__memset_avx2 [/usr/lib/libc.so.6]
 
 243,000,000 (81.40%)  < ???:fy_xcalloc (3,705x) [ferry]
-243,000,001 (81.40%)  *  ./malloc/./malloc/malloc.c:calloc [/usr/lib/libc.so.6]
+    230,067 ( 0.08%)  *  ./malloc/./malloc/malloc.c:calloc [/usr/lib/libc.so.6]
 
 243,000,000 (81.40%)  < ???:fy_http_conn_new (3,705x) [ferry]
      12,000 ( 0.00%)  *  ???:fy_xcalloc [ferry]
@@ -279,10 +279,29 @@ CALLGRIND_CHAIN = """
 
 def test_callgrind_callers_follows_a_libc_caller_up_to_the_program():
     blocks = benchlib.callgrind_callers(CALLGRIND_CHAIN, ["__memset_avx2"])
-    assert len(blocks) == 2
+    assert len(blocks) == 3  # fy_http_conn_new has no block of its own: the chain ends
     assert "calloc (3,705x)" in blocks[0]
-    assert "fy_xcalloc (3,705x)" in blocks[1]  # calloc's caller; fy_xcalloc is ours: stop
+    assert "fy_xcalloc (3,705x)" in blocks[1]
+    assert "fy_http_conn_new (3,705x)" in blocks[2]
 
 
 def test_callgrind_callers_stops_at_depth():
     assert len(benchlib.callgrind_callers(CALLGRIND_CHAIN, ["__memset_avx2"], depth=1)) == 1
+
+
+def test_callgrind_callers_follows_thin_wrappers_but_stops_at_real_work():
+    chain = CALLGRIND_CHAIN + """
+243,000,000 (81.40%)  < ???:on_accept (3,705x) [ferry]
+  1,000,000 ( 0.40%)  *  ???:fy_http_conn_new [ferry]
+
+243,500,000 (81.50%)  < ???:uv__io_poll (3,705x) [libuv.so]
+  90,000,000 (30.00%)  *  ???:on_accept [ferry]
+
+300,000,000 (99.00%)  < ???:uv_run (1x) [libuv.so]
+  1,000,000 ( 0.40%)  *  ???:uv__io_poll [libuv.so]
+"""
+    blocks = benchlib.callgrind_callers(chain, ["__memset_avx2"], depth=10)
+    # memset -> calloc (libc) -> fy_xcalloc -> fy_http_conn_new (both cost little of what
+    # passes through them) -> on_accept, which does real work itself: the chain stops there.
+    assert [b.splitlines()[-1].split(":")[-1].split()[0] for b in blocks] == [
+        "__memset_avx2", "calloc", "fy_xcalloc", "fy_http_conn_new", "on_accept"]

@@ -131,6 +131,8 @@ static void wait_idle(unsigned n, unsigned ms)
               stats().idle, n);
 }
 
+static bool pid_gone(void *arg) { return uvtest_pid_gone(*(pid_t *)arg); }
+
 static bool called(void *arg) { return ((waiter_t *)arg)->calls > 0; }
 static void wait_called(waiter_t *wt, unsigned ms)
 {
@@ -420,7 +422,7 @@ Test(pool, min_instances_zero_lets_the_last_idle_worker_go)
     fy_pool_checkin(C.pool, a.worker, FY_WORKER_OK);
     uvtest_run_for(&C.loop, 2500);
     cr_assert_eq(stats().idle, 0);
-    cr_assert(uvtest_pid_gone(pid));
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &pid, 3000));
     cr_assert_eq(stats().spawns_started, 1, "nothing respawned");
     close_pool();
 }
@@ -463,7 +465,7 @@ Test(pool, replaces_a_worker_after_max_requests)
     cr_assert_neq(fy_worker_pid(w), first);
     fy_pool_checkin(C.pool, w, FY_WORKER_OK);
     uvtest_run_for(&C.loop, 500);
-    cr_assert(uvtest_pid_gone(first));
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &first, 3000));
     cr_assert(strstr(uvtest_log_text(), "max requests reached") != NULL);
     close_pool();
 }
@@ -483,11 +485,9 @@ Test(pool, idle_worker_that_dies_is_removed_and_replaced)
     snprintf(want, sizeof want, "[error] pool: app=%s pid=%d status=0 signal=9: worker died while "
              "idle", o.app_root, (int)first);
     cr_assert(strstr(uvtest_log_text(), want) != NULL, "%s", uvtest_log_text());
-    cr_assert(uvtest_pid_gone(first));
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &first, 3000));
     close_pool();
 }
-
-static bool pid_gone(void *arg) { return uvtest_pid_gone(*(pid_t *)arg); }
 
 static bool no_busy_and_idle(void *arg) { (void)arg; return stats().idle == 1; }
 
@@ -505,7 +505,7 @@ Test(pool, busy_worker_that_dies_stays_valid_until_checked_in)
     cr_assert(strstr(uvtest_log_text(), "worker died during a request") != NULL);
     fy_pool_checkin(C.pool, w, FY_WORKER_BROKEN);
     cr_assert_eq(stats().busy, 0);
-    cr_assert(uvtest_pid_gone(first));
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &first, 3000));
     close_pool();
 }
 
@@ -534,7 +534,7 @@ Test(pool, broken_worker_is_replaced)
     pid_t first = fy_worker_pid(w);
     fy_pool_checkin(C.pool, w, FY_WORKER_BROKEN);
     cr_assert(uvtest_run_until(&C.loop, idle_with_new_pid, &first, 20000));
-    cr_assert(uvtest_pid_gone(first));
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &first, 3000));
     close_pool();
 }
 
@@ -630,8 +630,6 @@ Test(pool, shutdown_while_spawning_reaps_the_new_worker)
     close_pool();
 }
 
-static bool first_pid_gone(void *arg) { return uvtest_pid_gone(*(pid_t *)arg); }
-
 Test(pool, shutdown_deadline_kills_a_busy_worker_and_waits_for_its_checkin)
 {
     fy_pool_options_t o = default_opts("POOL_APP_HELLO");
@@ -641,7 +639,7 @@ Test(pool, shutdown_deadline_kills_a_busy_worker_and_waits_for_its_checkin)
     fy_worker_t *w = take_idle();
     pid_t pid = fy_worker_pid(w);
     fy_pool_shutdown(C.pool, 300, on_done, NULL);
-    cr_assert(uvtest_run_until(&C.loop, first_pid_gone, &pid, 3000), "SIGKILL at the deadline");
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &pid, 3000), "SIGKILL at the deadline");
     cr_assert(strstr(uvtest_log_text(), "still running at the end of the shutdown") != NULL);
     uvtest_run_for(&C.loop, 200);
     cr_assert(!C.done, "the front still holds the worker");
