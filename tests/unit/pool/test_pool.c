@@ -620,14 +620,21 @@ Test(pool, start_after_shutdown_is_refused)
 
 static bool spawning_one(void *arg) { (void)arg; return stats().spawning == 1; }
 
+/* fake_worker.py's "hang" case never becomes ready: the worker is caught in the spawning state. */
 Test(pool, shutdown_while_spawning_reaps_the_new_worker)
 {
     fy_pool_options_t o = default_opts("POOL_APP_HELLO");
-    o.min_instances = 1;
+    o.ferry_bin = getenv("FAKE_WORKER");
+    o.app_root = "/fake/hang";
+    cr_assert_not_null(o.ferry_bin);
     open_pool(&o);
     fy_pool_start(C.pool);
-    cr_assert(uvtest_run_until(&C.loop, spawning_one, NULL, 1000));
+    cr_assert(uvtest_run_until(&C.loop, spawning_one, NULL, 2000));
+    uvtest_run_for(&C.loop, 100);
+    cr_assert_eq(stats().spawning, 1);
     close_pool();
+    cr_assert(strstr(uvtest_log_text(), "still running at the end") == NULL,
+              "SIGTERM stopped it, no SIGKILL needed");
 }
 
 Test(pool, shutdown_deadline_kills_a_busy_worker_and_waits_for_its_checkin)
