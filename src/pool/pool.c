@@ -35,31 +35,32 @@ static const char *const state_names[] = {"spawning", "idle", "busy", "retiring"
 
 struct fy_worker {
     fy_pool_t *pool;
-    fy_proc_t *proc;            /* NULL once its handles are closed */
+    fy_proc_t *proc; /* NULL once its handles are closed */
     worker_state_t state;
-    bool checked_out;           /* the front holds it: freed only after check-in */
+    bool checked_out; /* the front holds it: freed only after check-in */
     pid_t pid;
     char address[FY_ADDRESS_MAX];
     char secret[FY_SECRET_HEX_LEN + 1];
     unsigned requests;
     uint64_t idle_since_ms;
-    const char *retire_reason;  /* why it was told to stop; NULL: any exit is unexpected */
-    bool retire_lost_request;   /* retired because a request failed (broken, timed out) */
+    uint64_t ready_at_ms;
+    const char *retire_reason; /* why it was told to stop; NULL: any exit is unexpected */
+    bool retire_lost_request;  /* retired because a request failed (broken, timed out) */
     fy_worker_t *prev, *next;
 };
 
 struct fy_pool {
     uv_loop_t *loop;
-    fy_pool_options_t o;        /* strings point at the copies below */
+    fy_pool_options_t o; /* strings point at the copies below */
     char *app_root, *app_type, *environment, *ferry_bin, *instance_dir;
 
-    fy_worker_t *workers;       /* every worker not yet freed */
+    fy_worker_t *workers; /* every worker not yet freed */
     fy_pool_waiter_t *qhead, *qtail;
     unsigned queued;
 
-    uv_timer_t kick_timer;      /* zero timer: runs process() on the next loop turn */
-    uv_timer_t tick_timer;      /* policies */
-    uv_timer_t shutdown_timer;  /* SIGKILL deadline of the shutdown */
+    uv_timer_t kick_timer;     /* zero timer: runs process() on the next loop turn */
+    uv_timer_t tick_timer;     /* policies */
+    uv_timer_t shutdown_timer; /* SIGKILL deadline of the shutdown */
     int open_handles;
 
     bool shutting_down;
@@ -69,7 +70,7 @@ struct fy_pool {
     void *done_data;
     uint64_t shutdown_deadline_ms;
 
-    bool ever_ready;            /* a worker of this app has become ready at least once */
+    bool ever_ready; /* a worker of this app has become ready at least once */
     bool has_boot_error;
     uint64_t pause_until_ms;
     char *err_summary, *err_details;
@@ -84,7 +85,10 @@ static void kick(fy_pool_t *pool);
 
 /* --- helpers ----------------------------------------------------------------------------- */
 
-static uint64_t now_ms(const fy_pool_t *pool) { return uv_now(pool->loop); }
+static uint64_t now_ms(const fy_pool_t *pool)
+{
+    return uv_now(pool->loop);
+}
 
 static void count(const fy_pool_t *pool, unsigned n[5])
 {
@@ -228,15 +232,16 @@ static unsigned shutdown_grace_left(const fy_pool_t *pool)
     return pool->shutdown_deadline_ms > now ? (unsigned)(pool->shutdown_deadline_ms - now) : 1;
 }
 
-static void record_boot_error(fy_pool_t *pool, fy_proc_t *proc)
+/* Records a boot failure and starts the 10-second pause. Copies <summary> and <details>. */
+static void record_boot_error(fy_pool_t *pool, pid_t pid, const char *summary, const char *details)
 {
     free(pool->err_summary);
     free(pool->err_details);
-    pool->err_summary = fy_xstrdup(fy_proc_error_summary(proc));
-    pool->err_details = fy_xstrdup(fy_proc_error_details(proc));
+    pool->err_summary = fy_xstrdup(summary);
+    pool->err_details = fy_xstrdup(details);
     uint8_t id[8];
     if (fy_random_bytes(id, sizeof id) != 0) {
-        uint64_t t = uv_hrtime() ^ (uint64_t)fy_proc_pid(proc);
+        uint64_t t = uv_hrtime() ^ (uint64_t)pid;
         memcpy(id, &t, sizeof id);
     }
     for (size_t i = 0; i < sizeof id; i++)
@@ -247,12 +252,28 @@ static void record_boot_error(fy_pool_t *pool, fy_proc_t *proc)
     pool->has_boot_error = true;
     pool->pause_until_ms = now_ms(pool) + BOOT_RETRY_PAUSE_MS;
     pool->stats.boot_failures++;
-    char *details = one_line(pool->err_details);
-    fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d error_id=%s: could not spawn a worker: %s; "
-           "details: %s; next attempt in %d s at the earliest", pool->app_root,
-           (int)fy_proc_pid(proc), pool->err_id, pool->err_summary, details,
+    char *one = one_line(pool->err_details);
+    fy_log(FY_LOG_ERROR, "pool",
+           "app=%s pid=%d error_id=%s: could not spawn a worker: %s; details: %s; next attempt "
+           "in %d s at the earliest",
+           pool->app_root, (int)pid, pool->err_id, pool->err_summary, one,
            BOOT_RETRY_PAUSE_MS / 1000);
-    free(details);
+    free(one);
+}
+
+/* A worker that crashes by itself soon after ready, before serving anything, counts as a boot
+ * failure: without this, an app that dies right after booting would be respawned in a tight
+ * loop. Operator signals (SIGKILL, SIGTERM, ...) do not count. */
+static bool crashed_after_boot(const fy_worker_t *w, int64_t exit_status, int term_signal)
+{
+    if (w->state != W_IDLE || w->requests > 0 || w->pool->shutting_down)
+        return false;
+    if (now_ms(w->pool) - w->ready_at_ms >= BOOT_RETRY_PAUSE_MS)
+        return false;
+    if (term_signal == 0)
+        return exit_status != 0;
+    return term_signal == SIGSEGV || term_signal == SIGABRT || term_signal == SIGBUS ||
+           term_signal == SIGILL || term_signal == SIGFPE;
 }
 
 static void on_worker_ready(fy_proc_t *proc, int status, void *data)
@@ -261,7 +282,8 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
     fy_pool_t *pool = w->pool;
     if (status != 0) {
         if (!pool->shutting_down)
-            record_boot_error(pool, proc);
+            record_boot_error(pool, fy_proc_pid(proc), fy_proc_error_summary(proc),
+                              fy_proc_error_details(proc));
         w->state = W_GONE;
         fy_proc_close(proc);
         kick(pool);
@@ -271,7 +293,7 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
     snprintf(w->address, sizeof w->address, "%s", fy_proc_address(proc));
     snprintf(w->secret, sizeof w->secret, "%s", fy_proc_secret(proc));
     w->state = W_IDLE;
-    w->idle_since_ms = now_ms(pool);
+    w->idle_since_ms = w->ready_at_ms = now_ms(pool);
     pool->ever_ready = true;
     if (pool->has_boot_error) {
         fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d: the app boots again (error_id=%s is over)",
@@ -294,13 +316,25 @@ static void on_worker_exit(fy_proc_t *proc, int64_t exit_status, int term_signal
     if (w->state == W_RETIRING) {
         /* A worker removed for a lost request is an error; a planned stop is a state change. */
         fy_log(w->retire_lost_request ? FY_LOG_ERROR : FY_LOG_NOTICE, "pool",
-               "app=%s pid=%d status=%lld signal=%d: worker %s (%s)", pool->app_root,
-               (int)w->pid, (long long)exit_status, term_signal,
-               w->retire_lost_request ? "removed" : "stopped",
+               "app=%s pid=%d status=%lld signal=%d: worker %s (%s)", pool->app_root, (int)w->pid,
+               (long long)exit_status, term_signal, w->retire_lost_request ? "removed" : "stopped",
                w->retire_reason ? w->retire_reason : "retired");
+    } else if (crashed_after_boot(w, exit_status, term_signal)) {
+        char summary[160];
+        if (term_signal)
+            snprintf(summary, sizeof summary,
+                     "worker was killed by signal %d %llu ms after it became ready", term_signal,
+                     (unsigned long long)(now_ms(pool) - w->ready_at_ms));
+        else
+            snprintf(summary, sizeof summary,
+                     "worker exited with status %lld %llu ms after it became ready",
+                     (long long)exit_status, (unsigned long long)(now_ms(pool) - w->ready_at_ms));
+        char *tail = fy_proc_stderr_tail(proc);
+        record_boot_error(pool, w->pid, summary, tail);
+        free(tail);
     } else {
-        fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d status=%lld signal=%d: worker died %s; "
-               "removed", pool->app_root, (int)w->pid, (long long)exit_status, term_signal,
+        fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d status=%lld signal=%d: worker died %s; removed",
+               pool->app_root, (int)w->pid, (long long)exit_status, term_signal,
                w->state == W_BUSY ? "during a request" : "while idle");
     }
     w->state = W_GONE;
@@ -332,7 +366,9 @@ static int spawn_one(fy_pool_t *pool)
         .app_type = pool->app_type,
         .environment = pool->environment,
         .instance_dir = pool->instance_dir,
-        .start_timeout_ms = pool->o.start_timeout_s * 1000u,
+        /* Capped at a day so the product fits in 32 bits. */
+        .start_timeout_ms =
+            (pool->o.start_timeout_s > 86400 ? 86400 : pool->o.start_timeout_s) * 1000u,
     };
     static const fy_spawn_callbacks_t cbs = {
         .on_ready = on_worker_ready,
@@ -422,7 +458,10 @@ static void process(fy_pool_t *pool)
     maybe_spawn(pool);
 }
 
-static void on_kick(uv_timer_t *t) { process(t->data); }
+static void on_kick(uv_timer_t *t)
+{
+    process(t->data);
+}
 
 static void kick(fy_pool_t *pool)
 {
@@ -441,8 +480,10 @@ static void expire_waiters(fy_pool_t *pool)
     while (n-- > 0 && pool->qhead && now - pool->qhead->queued_at_ms >= limit) {
         fy_pool_waiter_t *wt = pool->qhead;
         queue_remove(pool, wt);
-        fy_log(FY_LOG_INFO, "pool", "app=%s waited_ms=%llu: request waited past max queue "
-               "time", pool->app_root, (unsigned long long)(now - wt->queued_at_ms));
+        fy_log(FY_LOG_INFO, "pool",
+               "app=%s waited_ms=%llu: request waited past max queue "
+               "time",
+               pool->app_root, (unsigned long long)(now - wt->queued_at_ms));
         wt->cb(wt, NULL, -ETIMEDOUT);
     }
 }
@@ -481,9 +522,10 @@ static void on_shutdown_deadline(uv_timer_t *t)
     fy_pool_t *pool = t->data;
     for (fy_worker_t *w = pool->workers; w; w = w->next) {
         if (w->proc && !fy_proc_exited(w->proc)) {
-            fy_log(FY_LOG_WARN, "pool", "app=%s pid=%d state=%s: still running at the end of "
-                   "the shutdown; sending SIGKILL", pool->app_root, (int)w->pid,
-                   state_names[w->state]);
+            fy_log(FY_LOG_WARN, "pool",
+                   "app=%s pid=%d state=%s: still running at the end of "
+                   "the shutdown; sending SIGKILL",
+                   pool->app_root, (int)w->pid, state_names[w->state]);
             fy_proc_stop(w->proc, SIGKILL, 0);
         }
     }
@@ -576,18 +618,21 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
         return;
     }
     if (w->state != W_BUSY)
-        return;   /* exited or retiring already; its exit callback finishes the job */
+        return; /* exited or retiring already; its exit callback finishes the job */
     if (outcome == FY_WORKER_TIMED_OUT) {
-        fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d: request passed max request time; SIGQUIT "
-               "for a backtrace, SIGKILL in %d ms, then replaced", pool->app_root, (int)w->pid,
-               HARD_STOP_GRACE_MS);
+        fy_log(FY_LOG_ERROR, "pool",
+               "app=%s pid=%d: request passed max request time; SIGQUIT "
+               "for a backtrace, SIGKILL in %d ms, then replaced",
+               pool->app_root, (int)w->pid, HARD_STOP_GRACE_MS);
         retire(w, SIGQUIT, HARD_STOP_GRACE_MS, "max request time");
         w->retire_lost_request = true;
         return;
     }
     if (outcome == FY_WORKER_BROKEN) {
-        fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d: worker broke a request (connect failed, bad "
-               "response or early close); replacing it", pool->app_root, (int)w->pid);
+        fy_log(FY_LOG_ERROR, "pool",
+               "app=%s pid=%d: worker broke a request (connect failed, bad "
+               "response or early close); replacing it",
+               pool->app_root, (int)w->pid);
         retire(w, SIGTERM, HARD_STOP_GRACE_MS, "broken");
         w->retire_lost_request = true;
         return;
@@ -597,8 +642,10 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
         return;
     }
     if (pool->o.max_requests && w->requests >= pool->o.max_requests) {
-        fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d requests=%u: max requests reached; "
-               "replacing the worker", pool->app_root, (int)w->pid, w->requests);
+        fy_log(FY_LOG_NOTICE, "pool",
+               "app=%s pid=%d requests=%u: max requests reached; "
+               "replacing the worker",
+               pool->app_root, (int)w->pid, w->requests);
         retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "max requests");
         return;
     }
@@ -606,9 +653,18 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
     w->idle_since_ms = now_ms(pool);
 }
 
-const char *fy_worker_address(const fy_worker_t *w) { return w->address; }
-const char *fy_worker_secret(const fy_worker_t *w) { return w->secret; }
-pid_t fy_worker_pid(const fy_worker_t *w) { return w->pid; }
+const char *fy_worker_address(const fy_worker_t *w)
+{
+    return w->address;
+}
+const char *fy_worker_secret(const fy_worker_t *w)
+{
+    return w->secret;
+}
+pid_t fy_worker_pid(const fy_worker_t *w)
+{
+    return w->pid;
+}
 
 const fy_app_error_t *fy_pool_boot_error(const fy_pool_t *pool)
 {
@@ -625,8 +681,7 @@ void fy_pool_shutdown(fy_pool_t *pool, unsigned timeout_ms,
     pool->done_data = data;
     pool->shutdown_deadline_ms = now_ms(pool) + timeout_ms;
     uv_timer_stop(&pool->tick_timer);
-    fy_log(FY_LOG_INFO, "pool", "app=%s timeout_ms=%u: shutting down", pool->app_root,
-           timeout_ms);
+    fy_log(FY_LOG_INFO, "pool", "app=%s timeout_ms=%u: shutting down", pool->app_root, timeout_ms);
     for (fy_worker_t *w = pool->workers; w; w = w->next) {
         if (w->state == W_IDLE)
             retire(w, SIGUSR1, timeout_ms ? timeout_ms : 1, "shutdown");
@@ -662,4 +717,21 @@ void fy_pool_get_stats(const fy_pool_t *pool, fy_pool_stats_t *out)
     out->busy = n[W_BUSY];
     out->retiring = n[W_RETIRING];
     out->queued = pool->queued;
+}
+
+size_t fy_pool_list_workers(const fy_pool_t *pool, fy_pool_worker_info_t *out, size_t max)
+{
+    uint64_t now = now_ms(pool);
+    size_t n = 0;
+    for (const fy_worker_t *w = pool->workers; w; w = w->next, n++) {
+        if (n >= max)
+            continue;
+        fy_pool_worker_info_t *i = &out[n];
+        i->pid = w->pid;
+        i->state = state_names[w->state];
+        i->requests = w->requests;
+        i->age_ms = w->ready_at_ms ? now - w->ready_at_ms : 0;
+        i->idle_ms = w->state == W_IDLE ? now - w->idle_since_ms : 0;
+    }
+    return n;
 }

@@ -8,6 +8,7 @@
 #ifndef FY_POOL_POOL_H
 #define FY_POOL_POOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <uv.h>
@@ -108,5 +109,18 @@ typedef struct fy_pool_stats {
 } fy_pool_stats_t;
 
 void fy_pool_get_stats(const fy_pool_t *pool, fy_pool_stats_t *out);
+
+/* One worker, as `ferry status` shows it. */
+typedef struct fy_pool_worker_info {
+    pid_t pid;
+    const char *state;   /* "spawning", "idle", "busy", "retiring" or "gone" (static strings) */
+    unsigned requests;   /* check-ins so far */
+    uint64_t age_ms;     /* since it became ready; 0 while spawning */
+    uint64_t idle_ms;    /* since its last check-in when idle, else 0 */
+} fy_pool_worker_info_t;
+
+/* Fills at most <max> entries of <out> (may be NULL when <max> is 0) with the pool's workers,
+ * newest first. Returns the number of workers, which may exceed <max>. */
+size_t fy_pool_list_workers(const fy_pool_t *pool, fy_pool_worker_info_t *out, size_t max);
 
 #endif

@@ -21,10 +21,10 @@ extern char **environ;
 typedef struct outcap {
     uv_pipe_t pipe;
     fy_proc_t *proc;
-    const char *name;            /* "stdout" or "stderr", for debug lines */
+    const char *name; /* "stdout" or "stderr", for debug lines */
     char line[FY_SPAWN_LINE_MAX];
     size_t line_len;
-    bool open;                   /* handle initialised and not yet closed */
+    bool open; /* handle initialised and not yet closed */
     bool eof;
 } outcap_t;
 
@@ -36,33 +36,33 @@ struct fy_proc {
     unsigned start_timeout_ms;
 
     uv_process_t process;
-    bool process_open;           /* initialised by uv_spawn (even a failed one) */
-    bool spawned;                /* uv_spawn succeeded */
+    bool process_open; /* initialised by uv_spawn (even a failed one) */
+    bool spawned;      /* uv_spawn succeeded */
     pid_t pid;
     bool exited;
     int64_t exit_status;
     int term_signal;
 
-    int owner_fd;                /* write end of the owner pipe; -1 when closed */
+    int owner_fd; /* write end of the owner pipe; -1 when closed */
 
     uv_pipe_t ctl;
     bool ctl_open;
     fy_msgparser_t parser;
 
     outcap_t out, err;
-    char err_tail[FY_SPAWN_STDERR_TAIL];  /* ring buffer of the last stderr bytes */
+    char err_tail[FY_SPAWN_STDERR_TAIL]; /* ring buffer of the last stderr bytes */
     size_t err_tail_len, err_tail_pos;
 
-    uv_timer_t start_timer;      /* start timeout; also the deferred report of a failed exec */
-    uv_timer_t kill_timer;       /* fy_proc_stop's SIGKILL deadline */
-    uv_timer_t drain_timer;      /* bounds the output drain after exit */
+    uv_timer_t start_timer; /* start timeout; also the deferred report of a failed exec */
+    uv_timer_t kill_timer;  /* fy_proc_stop's SIGKILL deadline */
+    uv_timer_t drain_timer; /* bounds the output drain after exit */
     bool drain_expired;
 
-    bool ready;                  /* a valid ready message arrived */
-    bool ready_reported;         /* on_ready ran (with any status) */
+    bool ready;          /* a valid ready message arrived */
+    bool ready_reported; /* on_ready ran (with any status) */
     bool exit_reported;
-    int fail_status;             /* the boot failure's status, once known */
-    bool fail_known;             /* an error/malformed message or a timeout set the summary */
+    int fail_status; /* the boot failure's status, once known */
+    bool fail_known; /* an error/malformed message or a timeout set the summary */
     char *summary;
     char *details;
     char address[FY_ADDRESS_MAX];
@@ -70,7 +70,7 @@ struct fy_proc {
 
     const char *overdue_summary; /* static: why a worker that should have exited is killed */
     bool closing;
-    bool closing_all;            /* close_all ran: the last close callback frees the proc */
+    bool closing_all; /* close_all ran: the last close callback frees the proc */
     int pending_closes;
 };
 
@@ -258,8 +258,14 @@ static void handle_closed(fy_proc_t *p)
     free(p);
 }
 
-static void on_handle_closed(uv_handle_t *h) { handle_closed(h->data); }
-static void on_outcap_closed(uv_handle_t *h) { handle_closed(((outcap_t *)h->data)->proc); }
+static void on_handle_closed(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+static void on_outcap_closed(uv_handle_t *h)
+{
+    handle_closed(((outcap_t *)h->data)->proc);
+}
 
 static void close_handle(fy_proc_t *p, uv_handle_t *h)
 {
@@ -517,8 +523,9 @@ static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (r == -EAGAIN)
             break;
         if (r < 0) {
-            handshake_failed(p, r == -EMSGSIZE ? "control message too large"
-                                               : "malformed control message", NULL);
+            handshake_failed(
+                p, r == -EMSGSIZE ? "control message too large" : "malformed control message",
+                NULL);
             return;
         }
         fy_array_t msg = {0};
@@ -529,7 +536,7 @@ static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         handle_message(p, &msg);
         fy_array_dispose(&msg);
         if (p->ready || p->fail_known)
-            break;   /* nothing more is expected on this channel */
+            break; /* nothing more is expected on this channel */
     }
 }
 
@@ -537,10 +544,10 @@ static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static bool is_ours(const char *entry)
 {
-    static const char *const names[] = {"FERRY_APP_ROOT=",     "FERRY_APP_TYPE=",
-                                        "FERRY_ENV=",          "FERRY_OWNER_FD=",
-                                        "FERRY_CONTROL_FD=",   "FERRY_INSTANCE_DIR=",
-                                        "FERRY_CONNECT_PASSWORD="};
+    static const char *const names[] = {
+        "FERRY_APP_ROOT=",        "FERRY_APP_TYPE=",   "FERRY_ENV=",
+        "FERRY_OWNER_FD=",        "FERRY_CONTROL_FD=", "FERRY_INSTANCE_DIR=",
+        "FERRY_CONNECT_PASSWORD="};
     for (size_t i = 0; i < FY_ARRAY_SIZE(names); i++) {
         if (strncmp(entry, names[i], strlen(names[i])) == 0)
             return true;
@@ -661,7 +668,7 @@ int fy_proc_spawn(uv_loop_t *loop, const fy_spawn_options_t *opts, const fy_spaw
     char **env = build_env(opts);
 
     uv_stdio_container_t stdio[5];
-    stdio[0].flags = UV_IGNORE;   /* libuv gives the child /dev/null */
+    stdio[0].flags = UV_IGNORE; /* libuv gives the child /dev/null */
     stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[1].data.stream = (uv_stream_t *)&p->out.pipe;
     stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
@@ -683,7 +690,7 @@ int fy_proc_spawn(uv_loop_t *loop, const fy_spawn_options_t *opts, const fy_spaw
     po.flags = UV_PROCESS_DETACHED;
     p->process.data = p;
     r = uv_spawn(loop, &p->process, &po);
-    p->process_open = true;   /* uv_spawn initialises the handle even when it fails */
+    p->process_open = true; /* uv_spawn initialises the handle even when it fails */
     free_env(env);
     close(owner[0]);
     close(ctl[1]);
@@ -704,19 +711,44 @@ int fy_proc_spawn(uv_loop_t *loop, const fy_spawn_options_t *opts, const fy_spaw
 
 /* --- control ----------------------------------------------------------------------------- */
 
-pid_t fy_proc_pid(const fy_proc_t *p) { return p->pid; }
-const char *fy_proc_address(const fy_proc_t *p) { return p->address; }
-const char *fy_proc_secret(const fy_proc_t *p) { return p->secret; }
-const char *fy_proc_error_summary(const fy_proc_t *p) { return p->summary ? p->summary : ""; }
-const char *fy_proc_error_details(const fy_proc_t *p) { return p->details ? p->details : ""; }
-bool fy_proc_exited(const fy_proc_t *p) { return p->exited || !p->spawned; }
+pid_t fy_proc_pid(const fy_proc_t *p)
+{
+    return p->pid;
+}
+const char *fy_proc_address(const fy_proc_t *p)
+{
+    return p->address;
+}
+const char *fy_proc_secret(const fy_proc_t *p)
+{
+    return p->secret;
+}
+const char *fy_proc_error_summary(const fy_proc_t *p)
+{
+    return p->summary ? p->summary : "";
+}
+const char *fy_proc_error_details(const fy_proc_t *p)
+{
+    return p->details ? p->details : "";
+}
+char *fy_proc_stderr_tail(const fy_proc_t *p)
+{
+    return tail_string(p);
+}
+
+bool fy_proc_exited(const fy_proc_t *p)
+{
+    return p->exited || !p->spawned;
+}
 
 static void on_kill_timer(uv_timer_t *t)
 {
     fy_proc_t *p = t->data;
     if (!p->exited) {
-        fy_log(FY_LOG_WARN, "spawn", "app=%s pid=%d: still running after its grace period; "
-               "sending SIGKILL", p->app_root, (int)p->pid);
+        fy_log(FY_LOG_WARN, "spawn",
+               "app=%s pid=%d: still running after its grace period; "
+               "sending SIGKILL",
+               p->app_root, (int)p->pid);
         kill_now(p);
     }
 }

@@ -72,6 +72,9 @@ const char *fy_proc_secret(const fy_proc_t *proc);
  * stderr; may be ""). Empty strings unless on_ready reported a failure. */
 const char *fy_proc_error_summary(const fy_proc_t *proc);
 const char *fy_proc_error_details(const fy_proc_t *proc);
+/* The last lines of the child's stderr (at most FY_SPAWN_STDERR_TAIL bytes, starting at a line
+ * when cut) as a new string the caller frees; "" when it wrote nothing. */
+char *fy_proc_stderr_tail(const fy_proc_t *proc);
 /* True once the child has exited. */
 bool fy_proc_exited(const fy_proc_t *proc);
 

@@ -26,7 +26,7 @@ typedef struct ctx {
     uv_loop_t loop;
     fy_pool_t *pool;
     bool done;
-    pid_t pids[MAX_PIDS];   /* every worker pid seen, checked gone at the end */
+    pid_t pids[MAX_PIDS]; /* every worker pid seen, checked gone at the end */
     size_t npids;
     int next_order;
     bool in_checkout;
@@ -123,17 +123,27 @@ static int checkout(waiter_t *wt, fy_worker_t **w)
 }
 
 static unsigned want_idle;
-static bool idle_reached(void *arg) { (void)arg; return stats().idle == want_idle; }
+static bool idle_reached(void *arg)
+{
+    (void)arg;
+    return stats().idle == want_idle;
+}
 static void wait_idle(unsigned n, unsigned ms)
 {
     want_idle = n;
-    cr_assert(uvtest_run_until(&C.loop, idle_reached, NULL, ms), "idle=%u, wanted %u",
-              stats().idle, n);
+    cr_assert(uvtest_run_until(&C.loop, idle_reached, NULL, ms), "idle=%u, wanted %u", stats().idle,
+              n);
 }
 
-static bool pid_gone(void *arg) { return uvtest_pid_gone(*(pid_t *)arg); }
+static bool pid_gone(void *arg)
+{
+    return uvtest_pid_gone(*(pid_t *)arg);
+}
 
-static bool called(void *arg) { return ((waiter_t *)arg)->calls > 0; }
+static bool called(void *arg)
+{
+    return ((waiter_t *)arg)->calls > 0;
+}
 static void wait_called(waiter_t *wt, unsigned ms)
 {
     cr_assert(uvtest_run_until(&C.loop, called, wt, ms), "waiter callback never ran");
@@ -146,7 +156,11 @@ static void on_done(fy_pool_t *pool, void *data)
     (void)data;
     C.done = true;
 }
-static bool is_done(void *arg) { (void)arg; return C.done; }
+static bool is_done(void *arg)
+{
+    (void)arg;
+    return C.done;
+}
 
 /* Shuts the pool down, frees it, and checks that no process, handle or zombie is left. */
 static void close_pool(void)
@@ -174,7 +188,10 @@ static fy_worker_t *take_idle(void)
     return w;
 }
 
-static void setup(void) { uvtest_capture_log(); }
+static void setup(void)
+{
+    uvtest_capture_log();
+}
 
 TestSuite(pool, .init = setup, .timeout = 60);
 
@@ -228,6 +245,35 @@ Test(pool, keeps_min_instances)
     uvtest_run_for(&C.loop, 300);
     cr_assert_eq(stats().spawns_started, 3);
     cr_assert_eq(stats().idle, 3);
+    close_pool();
+}
+
+Test(pool, lists_workers_with_state_and_request_count)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.min_instances = 2;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(2, 20000);
+    fy_worker_t *w = take_idle();
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    w = take_idle();
+    fy_pool_worker_info_t info[4];
+    cr_assert_eq(fy_pool_list_workers(C.pool, NULL, 0), 2);
+    cr_assert_eq(fy_pool_list_workers(C.pool, info, 1), 2, "counts past <max>");
+    cr_assert_eq(fy_pool_list_workers(C.pool, info, 4), 2);
+    int busy = 0, idle = 0;
+    unsigned requests = 0;
+    for (int i = 0; i < 2; i++) {
+        busy += strcmp(info[i].state, "busy") == 0;
+        idle += strcmp(info[i].state, "idle") == 0;
+        requests += info[i].requests;
+        cr_assert_gt(info[i].pid, 0);
+    }
+    cr_assert_eq(busy, 1);
+    cr_assert_eq(idle, 1);
+    cr_assert_eq(requests, 1);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
     close_pool();
 }
 
@@ -345,7 +391,7 @@ Test(pool, cancelled_waiter_is_never_called)
     cr_assert_eq(checkout(&b, &x), 0);
     cr_assert_eq(checkout(&c, &x), 0);
     fy_pool_cancel(C.pool, &b.w);
-    fy_pool_cancel(C.pool, &b.w);   /* no-op the second time */
+    fy_pool_cancel(C.pool, &b.w); /* no-op the second time */
     fy_pool_checkin(C.pool, w, FY_WORKER_OK);
     wait_called(&c, 2000);
     cr_assert_eq(b.calls, 0);
@@ -458,7 +504,7 @@ Test(pool, replaces_a_worker_after_max_requests)
     fy_pool_checkin(C.pool, w, FY_WORKER_OK);
     w = take_idle();
     cr_assert_eq(fy_worker_pid(w), first);
-    fy_pool_checkin(C.pool, w, FY_WORKER_OK);   /* the third: retired */
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK); /* the third: retired */
     cr_assert_eq(stats().retiring, 1);
     wait_idle(1, 20000);
     w = take_idle();
@@ -482,14 +528,20 @@ Test(pool, idle_worker_that_dies_is_removed_and_replaced)
     cr_assert_eq(kill(first, SIGKILL), 0);
     cr_assert(uvtest_run_until(&C.loop, idle_with_new_pid, &first, 20000));
     char want[128];
-    snprintf(want, sizeof want, "[error] pool: app=%s pid=%d status=0 signal=9: worker died while "
-             "idle", o.app_root, (int)first);
+    snprintf(want, sizeof want,
+             "[error] pool: app=%s pid=%d status=0 signal=9: worker died while "
+             "idle",
+             o.app_root, (int)first);
     cr_assert(strstr(uvtest_log_text(), want) != NULL, "%s", uvtest_log_text());
     cr_assert(uvtest_run_until(&C.loop, pid_gone, &first, 3000));
     close_pool();
 }
 
-static bool no_busy_and_idle(void *arg) { (void)arg; return stats().idle == 1; }
+static bool no_busy_and_idle(void *arg)
+{
+    (void)arg;
+    return stats().idle == 1;
+}
 
 Test(pool, busy_worker_that_dies_stays_valid_until_checked_in)
 {
@@ -538,7 +590,11 @@ Test(pool, broken_worker_is_replaced)
     close_pool();
 }
 
-static bool has_boot_error(void *arg) { (void)arg; return fy_pool_boot_error(C.pool) != NULL; }
+static bool has_boot_error(void *arg)
+{
+    (void)arg;
+    return fy_pool_boot_error(C.pool) != NULL;
+}
 
 Test(pool, boot_failure_fails_waiters_with_enoexec_and_records_the_error)
 {
@@ -606,19 +662,45 @@ Test(pool, failing_app_is_retried_at_most_once_per_10_seconds_and_recovers, .tim
     rmdir(dir);
 }
 
+/* fake_worker.py's "ready_then_exit" case reports ready, then exits 1 at once. */
+Test(pool, worker_crashing_right_after_ready_counts_as_a_boot_failure)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.ferry_bin = getenv("FAKE_WORKER");
+    o.app_root = "/fake/ready_then_exit";
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    cr_assert(uvtest_run_until(&C.loop, has_boot_error, NULL, 5000));
+    const fy_app_error_t *e = fy_pool_boot_error(C.pool);
+    cr_assert(strstr(e->summary, "worker exited with status 1 ") != NULL, "%s", e->summary);
+    cr_assert(strstr(e->summary, "ms after it became ready") != NULL, "%s", e->summary);
+    cr_assert_str_eq(e->details, "crashing right after boot");
+    uvtest_run_for(&C.loop, 1500);
+    cr_assert_eq(stats().spawns_started, 1, "no respawn loop");
+    waiter_t a;
+    waiter_init(&a);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&a, &x), -ENOEXEC);
+    close_pool();
+}
+
 Test(pool, start_after_shutdown_is_refused)
 {
     fy_pool_options_t o = default_opts("POOL_APP_HELLO");
     open_pool(&o);
     fy_pool_shutdown(C.pool, 1000, on_done, NULL);
     cr_assert_eq(fy_pool_start(C.pool), -ESHUTDOWN);
-    fy_pool_shutdown(C.pool, 1000, on_done, NULL);   /* a second call is a no-op */
+    fy_pool_shutdown(C.pool, 1000, on_done, NULL); /* a second call is a no-op */
     cr_assert(uvtest_run_until(&C.loop, is_done, NULL, 5000));
     fy_pool_free(C.pool);
     cr_assert_eq(uv_loop_close(&C.loop), 0);
 }
 
-static bool spawning_one(void *arg) { (void)arg; return stats().spawning == 1; }
+static bool spawning_one(void *arg)
+{
+    (void)arg;
+    return stats().spawning == 1;
+}
 
 /* fake_worker.py's "hang" case never becomes ready: the worker is caught in the spawning state. */
 Test(pool, shutdown_while_spawning_reaps_the_new_worker)
@@ -658,7 +740,10 @@ Test(pool, shutdown_deadline_kills_a_busy_worker_and_waits_for_its_checkin)
     cr_assert_eq(uv_loop_close(&C.loop), 0);
 }
 
-static bool waiter_a_done(void *arg) { return ((waiter_t *)arg)->calls > 0; }
+static bool waiter_a_done(void *arg)
+{
+    return ((waiter_t *)arg)->calls > 0;
+}
 
 Test(pool, shutdown_fails_waiters_and_reaps_every_worker)
 {

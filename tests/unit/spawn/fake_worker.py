@@ -51,6 +51,12 @@ def main():
         sys.stderr.flush()
         send(array("error", "boom: the app failed", "line one\nline two"))
         sys.exit(1)
+    elif case == "ready_then_exit":
+        send(array("ready", str(os.getpid()), "abstract:fake.%d" % os.getpid(), SECRET))
+        time.sleep(0.05)
+        sys.stderr.write("crashing right after boot\n")
+        sys.stderr.flush()
+        sys.exit(1)
     elif case == "error_stay":
         send(array("error", "stays after its error", ""))
         time.sleep(30)

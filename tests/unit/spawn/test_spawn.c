@@ -59,9 +59,18 @@ static void on_closed(fy_proc_t *p, void *data)
 
 static const fy_spawn_callbacks_t cbs = {on_ready, on_exit_cb, on_closed};
 
-static bool ready_called(void *arg) { return ((ctx_t *)arg)->ready_calls > 0; }
-static bool exit_called(void *arg) { return ((ctx_t *)arg)->exit_calls > 0; }
-static bool closed_called(void *arg) { return ((ctx_t *)arg)->closed_calls > 0; }
+static bool ready_called(void *arg)
+{
+    return ((ctx_t *)arg)->ready_calls > 0;
+}
+static bool exit_called(void *arg)
+{
+    return ((ctx_t *)arg)->exit_calls > 0;
+}
+static bool closed_called(void *arg)
+{
+    return ((ctx_t *)arg)->closed_calls > 0;
+}
 
 static const char *fake_bin(void)
 {
@@ -70,7 +79,10 @@ static const char *fake_bin(void)
     return b;
 }
 
-static void setup(void) { uvtest_capture_log(); }
+static void setup(void)
+{
+    uvtest_capture_log();
+}
 
 static void start(ctx_t *c, const char *bin, const char *root, const char *type,
                   unsigned timeout_ms)
@@ -191,7 +203,7 @@ Test(spawn, close_kills_and_reaps_a_running_worker)
 {
     ctx_t c;
     spawn_fake(&c, "ignore_usr1", 5000);
-    finish(&c);   /* asserts the pid is gone and not a zombie */
+    finish(&c); /* asserts the pid is gone and not a zombie */
 }
 
 Test(spawn, close_right_after_spawn_reaps_the_child)
@@ -294,7 +306,7 @@ Test(spawn, reports_a_failed_control_socketpair)
     memset(&c, 0, sizeof c);
     uvtest_capture_log();
     cr_assert_eq(uv_loop_init(&c.loop), 0);
-    exhaust_fds(2);   /* room for the owner pipe, none for the socketpair */
+    exhaust_fds(2); /* room for the owner pipe, none for the socketpair */
     fy_spawn_options_t o = {.ferry_bin = fake_bin(), .app_root = "/fake/ready"};
     cr_assert_eq(fy_proc_spawn(&c.loop, &o, &cbs, &c, &c.proc), 0);
     cr_assert(uvtest_run_until(&c.loop, ready_called, &c, 5000));
@@ -380,11 +392,13 @@ Test(spawn, check_ready_accepts_abstract_and_unix_addresses)
 {
     pid_t pid = 0;
     const char *why = NULL;
-    cr_assert_eq(fy_spawn_check_ready("42", "abstract:x", "0123456789abcdef0123456789abcdef",
-                                      &pid, &why), 0);
+    cr_assert_eq(
+        fy_spawn_check_ready("42", "abstract:x", "0123456789abcdef0123456789abcdef", &pid, &why),
+        0);
     cr_assert_eq(pid, 42);
-    cr_assert_eq(fy_spawn_check_ready("7", "unix:/tmp/s", "ffffffffffffffffffffffffffffffff",
-                                      &pid, &why), 0);
+    cr_assert_eq(
+        fy_spawn_check_ready("7", "unix:/tmp/s", "ffffffffffffffffffffffffffffffff", &pid, &why),
+        0);
     cr_assert_eq(pid, 7);
 }
 
@@ -406,8 +420,9 @@ Test(spawn, check_ready_refuses_bad_fields)
     longaddr[sizeof longaddr - 1] = '\0';
     cr_assert_eq(fy_spawn_check_ready("1", longaddr, s, NULL, &why), -EPROTO);
     cr_assert_str_eq(why, "address is too long");
-    cr_assert_eq(fy_spawn_check_ready("1", "abstract:x", "0123456789ABCDEF0123456789ABCDEF",
-                                      NULL, &why), -EPROTO);
+    cr_assert_eq(
+        fy_spawn_check_ready("1", "abstract:x", "0123456789ABCDEF0123456789ABCDEF", NULL, &why),
+        -EPROTO);
     cr_assert_str_eq(why, "secret is not lowercase hex");
     cr_assert_eq(fy_spawn_check_ready("1", "abstract:x", "0123", NULL, &why), -EPROTO);
 }

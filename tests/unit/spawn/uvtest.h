@@ -18,7 +18,10 @@
 
 typedef bool (*uvtest_pred)(void *ctx);
 
-static void uvtest_on_guard(uv_timer_t *t) { (void)t; }
+static void uvtest_on_guard(uv_timer_t *t)
+{
+    (void)t;
+}
 
 /* Runs <loop> until <pred>(<ctx>) holds or <timeout_ms> passes. Returns whether it held. */
 static inline bool uvtest_run_until(uv_loop_t *loop, uvtest_pred pred, void *ctx,
@@ -38,7 +41,11 @@ static inline bool uvtest_run_until(uv_loop_t *loop, uvtest_pred pred, void *ctx
     return held;
 }
 
-static bool uvtest_false(void *ctx) { (void)ctx; return false; }
+static bool uvtest_false(void *ctx)
+{
+    (void)ctx;
+    return false;
+}
 
 /* Runs <loop> for <ms> milliseconds. */
 static inline void uvtest_run_for(uv_loop_t *loop, unsigned ms)
