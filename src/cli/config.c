@@ -347,6 +347,9 @@ int fy_start_config_load(fy_start_config_t *cfg, int argc, char **argv, char *er
             if (arg[0] == '-' && arg[1] != '\0') {
                 set_err(err, err_len, "unknown option '%s' (see ferry start --help)", arg);
                 rc = -EINVAL;
+            } else if (arg[0] == '\0') {
+                set_err(err, err_len, "APP_DIR is empty");
+                rc = -EINVAL;
             } else if (cfg->app_dir != NULL) {
                 set_err(err, err_len, "more than one APP_DIR: '%s' and '%s'", cfg->app_dir, arg);
                 rc = -EINVAL;
@@ -386,8 +389,12 @@ int fy_start_config_load(fy_start_config_t *cfg, int argc, char **argv, char *er
         rc = apply(cfg, &options[i], options[i].def, "default", err, err_len);
     FY_ASSERT(rc == 0 || err[0] != '\0');
 
-    /* 3. the file, 4. the environment, 5. the flags */
-    if (rc == 0 && !cfg->help)
+    /* 3. the file, 4. the environment, 5. the flags; --help shows the usage whatever they say */
+    if (cfg->help) {
+        free(flags);
+        return rc;
+    }
+    if (rc == 0)
         rc = load_file(cfg, cfg->app_dir, err, err_len);
     for (size_t i = 0; i < FY_ARRAY_SIZE(options) && rc == 0; i++) {
         char name[64];

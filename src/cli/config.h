@@ -46,8 +46,10 @@ typedef struct fy_start_config {
 /* Fills <cfg> from the defaults, APP_DIR/ferry.json, the environment and <argv> (argv[0] is the
  * command name), in rising precedence. Returns 0; or -EINVAL after writing one line naming the
  * problem into <err> (<err_len> bytes): an unknown option or key, a missing value, a bad value,
- * more than one APP_DIR, malformed JSON. A missing ferry.json is not an error; an unreadable one
- * is. Free with fy_start_config_dispose in every case. */
+ * more than one APP_DIR or an empty one, malformed JSON. A missing ferry.json is not an error;
+ * an unreadable one is. With --help (or -h) only the option names are checked: <cfg> holds the
+ * defaults and help is set, whatever the file, the environment and the flags' values say. Free
+ * with fy_start_config_dispose in every case. */
 int fy_start_config_load(fy_start_config_t *cfg, int argc, char **argv, char *err, size_t err_len);
 void fy_start_config_dispose(fy_start_config_t *cfg);
 

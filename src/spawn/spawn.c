@@ -55,6 +55,7 @@ struct fy_proc {
 
     uv_timer_t start_timer; /* start timeout; also the deferred report of a failed exec */
     uv_timer_t kill_timer;  /* fy_proc_stop's SIGKILL deadline */
+    int stop_signal;        /* the last signal fy_proc_stop sent */
     uv_timer_t drain_timer; /* bounds the output drain after exit */
     bool drain_expired;
 
@@ -745,10 +746,10 @@ static void on_kill_timer(uv_timer_t *t)
 {
     fy_proc_t *p = t->data;
     if (!p->exited) {
-        fy_log(FY_LOG_WARN, "spawn",
-               "app=%s pid=%d: still running after its grace period; "
-               "sending SIGKILL",
-               p->app_root, (int)p->pid);
+        /* Planned escalation (the caller chose the grace period), so a state change. */
+        fy_log(FY_LOG_NOTICE, "spawn",
+               "app=%s pid=%d signal=%d: still running after its grace period; sending SIGKILL",
+               p->app_root, (int)p->pid, p->stop_signal);
         kill_now(p);
     }
 }
@@ -757,6 +758,7 @@ int fy_proc_stop(fy_proc_t *p, int sig, unsigned kill_after_ms)
 {
     if (!p->spawned || p->exited)
         return 0;
+    p->stop_signal = sig;
     int r = uv_process_kill(&p->process, sig);
     if (kill_after_ms > 0)
         uv_timer_start(&p->kill_timer, on_kill_timer, kill_after_ms, 0);

@@ -1,5 +1,6 @@
 """Pool e2e: a request past --max-request-time gets 504; the worker gets SIGQUIT (backtrace in
 the log) and is replaced, so the next request is served by another pid."""
+import re
 import time
 
 import requests
@@ -26,3 +27,6 @@ def test_slow_request_gets_504_and_the_worker_is_replaced(ferry):
     while time.monotonic() < deadline and want not in f.log():
         time.sleep(0.05)
     assert want in f.log(), f.log()
+    # The SIGQUIT made the worker dump its threads (Python: faulthandler) into the log.
+    assert re.search(r"app: app=%s pid=%s: .*passenger_wsgi\.py\", line \d+ in application"
+                     % (re.escape(BASIC), before.text), f.log()), f.log()

@@ -34,6 +34,7 @@ typedef struct ctx {
 } ctx_t;
 
 static ctx_t C;
+static uvtest_fds_t fds_before; /* open fds when the pool was created */
 
 static void remember(pid_t pid)
 {
@@ -89,6 +90,7 @@ static fy_pool_options_t default_opts(const char *app_env)
 static void open_pool(const fy_pool_options_t *o)
 {
     memset(&C, 0, sizeof C);
+    uvtest_fds_snapshot(&fds_before);
     cr_assert_eq(uv_loop_init(&C.loop), 0);
     cr_assert_eq(fy_pool_new(&C.loop, o, &C.pool), 0);
 }
@@ -175,6 +177,8 @@ static void close_pool(void)
     cr_assert_eq(uv_loop_close(&C.loop), 0);
     for (size_t i = 0; i < C.npids; i++)
         cr_assert(uvtest_pid_gone(C.pids[i]), "worker %d left behind", (int)C.pids[i]);
+    int leaked = uvtest_fds_new(&fds_before);
+    cr_assert_eq(leaked, -1, "fd %d leaked", leaked);
 }
 
 /* Takes a worker that must be idle now. */

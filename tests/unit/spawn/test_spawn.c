@@ -27,6 +27,8 @@ typedef struct ctx {
     char details[4096];
     char address[FY_ADDRESS_MAX];
     char secret[64];
+    uvtest_fds_t fds_before; /* open fds before the spawn, to catch leaked pipe ends */
+    bool fds_unchecked;      /* the test itself holds fds open on purpose */
 } ctx_t;
 
 static void on_ready(fy_proc_t *p, int status, void *data)
@@ -89,6 +91,7 @@ static void start(ctx_t *c, const char *bin, const char *root, const char *type,
 {
     memset(c, 0, sizeof *c);
     cr_assert_eq(uv_loop_init(&c->loop), 0);
+    uvtest_fds_snapshot(&c->fds_before);
     fy_spawn_options_t o = {
         .ferry_bin = bin,
         .app_root = root,
@@ -111,6 +114,11 @@ static void finish(ctx_t *c)
     uv_run(&c->loop, UV_RUN_NOWAIT);
     cr_assert_eq(uvtest_open_handles(&c->loop), 0, "handles left open");
     cr_assert_eq(uv_loop_close(&c->loop), 0);
+    /* After uv_loop_close: the loop's own signal pipe for SIGCHLD is gone too. */
+    if (!c->fds_unchecked) {
+        int leaked = uvtest_fds_new(&c->fds_before);
+        cr_assert_eq(leaked, -1, "fd %d leaked", leaked);
+    }
 }
 
 static void spawn_fake(ctx_t *c, const char *name, unsigned timeout_ms)
@@ -289,6 +297,7 @@ Test(spawn, reports_a_failed_owner_pipe)
 {
     ctx_t c;
     memset(&c, 0, sizeof c);
+    c.fds_unchecked = true;
     uvtest_capture_log();
     cr_assert_eq(uv_loop_init(&c.loop), 0);
     exhaust_fds(0);
@@ -304,6 +313,7 @@ Test(spawn, reports_a_failed_control_socketpair)
 {
     ctx_t c;
     memset(&c, 0, sizeof c);
+    c.fds_unchecked = true;
     uvtest_capture_log();
     cr_assert_eq(uv_loop_init(&c.loop), 0);
     exhaust_fds(2); /* room for the owner pipe, none for the socketpair */

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,37 @@ static inline int uvtest_open_handles(uv_loop_t *loop)
     int n = 0;
     uv_walk(loop, uvtest_walk_count, &n);
     return n;
+}
+
+/* The open fds of this process and what they point at, to find fds a test leaked (new ones)
+ * even when the test framework closes some of its own meanwhile. */
+#define UVTEST_MAX_FDS 1024
+typedef struct uvtest_fds {
+    char target[UVTEST_MAX_FDS][64];
+} uvtest_fds_t;
+
+static inline void uvtest_fds_snapshot(uvtest_fds_t *snap)
+{
+    memset(snap, 0, sizeof *snap);
+    for (int fd = 0; fd < UVTEST_MAX_FDS; fd++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, snap->target[fd], sizeof snap->target[fd] - 1);
+        if (n < 0)
+            snap->target[fd][0] = '\0';
+    }
+}
+
+/* Returns the first fd open now that was not open (to the same thing) in <before>, or -1. */
+static inline int uvtest_fds_new(const uvtest_fds_t *before)
+{
+    static uvtest_fds_t now;
+    uvtest_fds_snapshot(&now);
+    for (int fd = 0; fd < UVTEST_MAX_FDS; fd++) {
+        if (now.target[fd][0] && strcmp(now.target[fd], before->target[fd]) != 0)
+            return fd;
+    }
+    return -1;
 }
 
 #endif
