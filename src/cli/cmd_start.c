@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -113,10 +114,19 @@ static int open_log(const char *path, int std_fd)
 static void write_properties(const fy_instdir_t *dir, const fy_start_config_t *cfg,
                              const char *app_root, const char *type)
 {
-    char *json = fy_xasprintf("{\"pid\": %d, \"address\": \"%s\", \"port\": %u, \"socket\": \"%s\", "
-                              "\"app_root\": \"%s\", \"app_type\": \"%s\", \"version\": \"%s\"}\n",
-                              (int)getpid(), cfg->address, cfg->port_set || !cfg->socket[0] ? cfg->port : 0,
-                              cfg->socket, app_root, type, FERRY_VERSION);
+    /* jansson escapes the strings: an app root or socket path may hold '"' or '\\'. */
+    json_t *props = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s}", "pid", (int)getpid(),
+                              "address", cfg->address, "port",
+                              (json_int_t)(cfg->port_set || !cfg->socket[0] ? cfg->port : 0),
+                              "socket", cfg->socket, "app_root", app_root, "app_type", type,
+                              "version", FERRY_VERSION);
+    char *json = props ? json_dumps(props, JSON_PRESERVE_ORDER) : NULL;
+    json_decref(props);
+    if (json == NULL) {
+        fy_log(FY_LOG_WARN, "start", "dir=%s: cannot encode properties.json (not UTF-8?)",
+               dir->path);
+        return;
+    }
     int rc = fy_instdir_write_file(dir, "properties.json", json, strlen(json), 0600);
     if (rc < 0)
         fy_log(FY_LOG_WARN, "start", "dir=%s: cannot write properties.json: %s", dir->path,

@@ -275,6 +275,11 @@ static int load_file(fy_start_config_t *cfg, const char *app_dir, char *err, siz
         set_err(err, err_len, "%s/ferry.json: %s", app_dir, strerror(e));
         return -EINVAL;
     }
+    if (!S_ISREG(st.st_mode)) {   /* jansson would read a directory as an empty file */
+        set_err(err, err_len, "%s: not a regular file", path);
+        free(path);
+        return -EINVAL;
+    }
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
     if (root == NULL) {

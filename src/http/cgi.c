@@ -108,16 +108,18 @@ int fy_http_cgi_build(const fy_http_request_t *req, const fy_http_cgi_ctx_t *ctx
     const char *url = fy_http_request_url(req);
     size_t url_len = req->url_len;
 
-    /* absolute-form "http://host/path?q": the path starts after the authority */
-    const char *path = url;
-    size_t path_len = url_len;
-    if (url_len > 0 && url[0] != '/' && url[0] != '*') {
-        const char *sep = memmem(url, url_len, "://", 3);
-        if (sep == NULL)
-            return -EPROTO;
-        const char *slash = memchr(sep + 3, '/', url_len - (size_t)(sep + 3 - url));
-        path = slash ? slash : url + url_len;
-        path_len = url_len - (size_t)(path - url);
+    /* absolute-form "http://host/path?q": the path starts after the authority, and the authority
+     * replaces Host (RFC 9112 §3.2.2); asterisk-form "*" has an empty PATH_INFO */
+    const fy_http_target_t *target = &req->target;
+    const char *path = url + target->path_off;
+    size_t path_len = target->path_len;
+    const char *authority = NULL;
+    size_t authority_len = 0;
+    if (target->form == FY_HTTP_TARGET_ABSOLUTE) {
+        authority = url + target->authority_off;
+        authority_len = target->authority_len;
+    } else if (target->form == FY_HTTP_TARGET_ASTERISK) {
+        path_len = 0;
     }
     const char *query = memchr(path, '?', path_len);
     size_t query_len = 0;
@@ -135,17 +137,32 @@ int fy_http_cgi_build(const fy_http_request_t *req, const fy_http_cgi_ctx_t *ctx
     }
 
     ADD_STR("REQUEST_METHOD", req->method);
-    ADD("REQUEST_URI", url, url_len);
+    if (target->form == FY_HTTP_TARGET_ABSOLUTE) {
+        /* the origin-form the app would have seen without a proxy in front */
+        scratch->len = 0;
+        if (path_len == 0 || path[0] != '/')
+            fy_http_buf_append(scratch, "/", 1);
+        fy_http_buf_append(scratch, path, url_len - target->path_off);
+        ADD("REQUEST_URI", scratch->data, scratch->len);
+    } else {
+        ADD("REQUEST_URI", url, url_len);
+    }
     scratch->len = 0;
     int rc = fy_http_percent_decode(path, path_len, scratch);
     if (rc < 0)
         return rc;
+    if (target->form == FY_HTTP_TARGET_ABSOLUTE && scratch->len == 0)
+        fy_http_buf_append(scratch, "/", 1);
     ADD("PATH_INFO", scratch->data ? scratch->data : "", scratch->len);
     ADD("QUERY_STRING", query ? query : "", query_len);
     ADD_STR("SCRIPT_NAME", "");
 
     size_t host_len = 0;
-    const char *host = fy_http_request_header(req, "host", &host_len);
+    const char *host = authority;
+    if (host != NULL)
+        host_len = authority_len;
+    else
+        host = fy_http_request_header(req, "host", &host_len);
     bool https = ctx->https;
     if (ctx->trusted_peer) {
         size_t proto_len;
@@ -226,6 +243,14 @@ int fy_http_cgi_build(const fy_http_request_t *req, const fy_http_cgi_ctx_t *ctx
             fy_http_buf_append(scratch, &c, 1);
         }
         size_t key_len = scratch->len;
+        if (authority != NULL && name_is(req, h, "host")) {
+            fy_http_buf_append(scratch, authority, authority_len);
+            rc = fy_reqblock_add(b, scratch->data, key_len, scratch->data + key_len,
+                                 scratch->len - key_len);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
         for (unsigned k = i; k < req->hdr_count; k++) {
             if (k != i && !same_name(req, &req->hdrs[k], h))
                 continue;

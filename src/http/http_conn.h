@@ -16,6 +16,7 @@
 #define FY_HTTP_CONNECT_RETRY_MS 20
 
 typedef struct fy_http_conn fy_http_conn_t;
+typedef struct fy_http_upstream fy_http_upstream_t;
 
 /* One write to the client (or one read from a worker that becomes one): the libuv request, the
  * chunk-size line, and the data. Cached on the server and reused. */
@@ -50,6 +51,9 @@ struct fy_http_server {
     unsigned listener_count;
     fy_http_conn_t *conns;        /* doubly linked */
     size_t conn_count;
+    fy_http_upstream_t *drains;   /* worker connections whose client went away; doubly linked */
+    size_t drain_count;
+    char *shared_in;              /* FY_HTTP_IO_SIZE bytes: every read that starts a request */
     fy_http_wbuf_t *free_wbufs;
     unsigned free_wbuf_count;
     bool stopping;
@@ -71,16 +75,27 @@ typedef enum fy_http_conn_state {
     FY_CONN_CLOSING,     /* handles closing; freed when all are closed */
 } fy_http_conn_state_t;
 
-typedef struct fy_http_upstream {
+/* The connection to the worker of one request. Attached to its client connection, or, once the
+ * client went away (or the response was complete before the worker's EOF), "draining": read and
+ * discarded until the worker closes, then the worker is checked in. Freed when both of its
+ * handles are closed. */
+struct fy_http_upstream {
     uv_pipe_t pipe;
+    uv_timer_t drain_timer;   /* max request time left while draining */
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
-    fy_http_conn_t *conn;     /* NULL once detached: callbacks then only clean up */
+    fy_http_conn_t *conn;     /* NULL once detached: callbacks then only drain or clean up */
+    fy_http_server_t *srv;
+    fy_worker_t *worker;      /* owned only while draining */
+    fy_http_upstream_t *drain_prev, *drain_next;
+    int open_handles;
     uint64_t body_off;        /* bytes of the request body sent */
     bool reading;
     bool paused;              /* not read while the client's write queue is full */
+    bool request_sent;        /* every byte of the request written; our write side shut */
+    bool draining;
     char chunk[FY_HTTP_IO_SIZE];
-} fy_http_upstream_t;
+};
 
 struct fy_http_conn {
     fy_http_server_t *srv;
@@ -100,7 +115,10 @@ struct fy_http_conn {
     bool reading;
     bool read_eof;
 
-    char *in;                 /* the read buffer: FY_HTTP_IO_SIZE bytes, kept for the connection */
+    char *in;                 /* bytes read but not parsed yet (pipelined requests): NULL, or
+                               * FY_HTTP_IO_SIZE bytes while it holds any; reads that start a
+                               * request use the server's shared buffer, so an idle
+                               * connection holds no read buffer */
     size_t in_len;
 
     fy_http_request_t req;
@@ -122,6 +140,8 @@ struct fy_http_conn {
     bool close_after;         /* close once the response is written */
 
     uint64_t started_ms;      /* first byte of the request */
+    uint64_t checkout_ms;     /* when the worker was checked out */
+    bool logged;              /* the access log line of this request is written */
     int status;               /* for the access log */
     char remote_addr[64];
     char remote_port[8];
@@ -132,6 +152,9 @@ struct fy_http_conn {
 void fy_http_conn_accept(fy_http_listener_t *lst);
 /* Closes <c> at once (server stop timeout). */
 void fy_http_conn_abort(fy_http_conn_t *c);
+/* Ends a draining worker connection at once and checks its worker in as broken (server stop
+ * timeout). */
+void fy_http_upstream_abort(fy_http_upstream_t *up);
 /* Closes <c> when idle between requests; otherwise marks it to close after its response. */
 void fy_http_conn_stop(fy_http_conn_t *c);
 
@@ -139,6 +162,8 @@ void fy_http_conn_stop(fy_http_conn_t *c);
 fy_http_wbuf_t *fy_http_wbuf_get(fy_http_server_t *srv, fy_http_conn_t *c);
 void fy_http_wbuf_put(fy_http_server_t *srv, fy_http_wbuf_t *w);
 void fy_http_server_forget(fy_http_server_t *srv, fy_http_conn_t *c);
+/* A draining upstream has ended: maybe the stopped server is done now. */
+void fy_http_server_drain_done(fy_http_server_t *srv);
 
 /* accesslog.c: one line in the combined format plus the request time in seconds. */
 void fy_http_access_log(const fy_http_conn_t *c, uint64_t now_ms);

@@ -63,6 +63,32 @@ typedef struct fy_http_hdr {
     size_t value_off, value_len;
 } fy_http_hdr_t;
 
+/* The form of a request target (RFC 9112 §3.2); authority-form is only CONNECT's, refused. */
+typedef enum fy_http_target_form {
+    FY_HTTP_TARGET_ORIGIN = 0,   /* "/path?query" */
+    FY_HTTP_TARGET_ABSOLUTE,     /* "http://authority/path?query" (http or https only) */
+    FY_HTTP_TARGET_ASTERISK,     /* "*", OPTIONS only */
+} fy_http_target_form_t;
+
+/* A parsed request target: offsets into the target string. For the absolute form, <authority>
+ * is the host[:port] and <path> what follows it (may be empty: it means "/"). For the others
+ * <path> is the whole target. */
+typedef struct fy_http_target {
+    fy_http_target_form_t form;
+    size_t authority_off, authority_len;
+    size_t path_off, path_len;
+} fy_http_target_t;
+
+/* Classifies <len> bytes of <target>. Returns 0, or -EPROTO for a target that is none of the
+ * three forms, an absolute form whose scheme is not http/https, or whose authority is empty,
+ * carries userinfo ("user@") or is not a valid host[:port]. */
+int fy_http_target_parse(const char *target, size_t len, fy_http_target_t *out);
+
+/* Whether <len> bytes of <value> are a valid Host (RFC 9110 §7.2: uri-host [":" port], an IP
+ * literal in brackets, or a reg-name of unreserved / %-escaped / sub-delim characters; the
+ * empty value is valid). Refuses spaces, '@', '/', '?', '#', non-ASCII and a bad port. */
+bool fy_http_host_valid(const char *value, size_t len);
+
 typedef enum fy_http_req_state {
     FY_HTTP_REQ_HEAD = 0,   /* reading the request line and headers */
     FY_HTTP_REQ_BODY,       /* headers complete, reading the body */
@@ -88,6 +114,7 @@ typedef struct fy_http_request {
     bool headers_seen;               /* the head is complete */
     int host_count;
     /* filled at headers complete */
+    fy_http_target_t target;         /* the form of the target and where its parts are */
     const char *method;              /* static string */
     unsigned http_major, http_minor;
     bool keep_alive;
@@ -115,9 +142,11 @@ void fy_http_request_dispose(fy_http_request_t *req);
 
 /* Feeds <len> bytes and sets *consumed. Returns FY_HTTP_FEED_MORE or FY_HTTP_FEED_DONE (state
  * FY_HTTP_REQ_BODY after a call means the head is complete and the body is being read: the
- * caller answers Expect: 100-continue then), or -EPROTO when the request is refused: req->error_status says with what
- * (400 malformed, 413 body too large, 414 target too long, 431 headers too large, 500 temp file
- * failure, 501 CONNECT) and req->error_reason why. After an error the connection must close. */
+ * caller answers Expect: 100-continue then), or -EPROTO when the request is refused:
+ * req->error_status says with what (400 malformed, 413 body too large, 414 target too long, 417
+ * an expectation other than 100-continue, 431 headers too large, 500 temp file failure, 501
+ * CONNECT or a transfer coding other than chunked) and req->error_reason why. After an error
+ * the connection must close. */
 int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, size_t *consumed);
 
 /* Tells the parser the client closed its side. Returns 0 when no request had started (a clean

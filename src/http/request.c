@@ -126,6 +126,174 @@ static int on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+/* ---- request targets, Host, Transfer-Encoding, Expect ----------------------------------- */
+
+static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+static bool is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+static bool is_hex(unsigned char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* reg-name characters (RFC 3986): unreserved / sub-delims; '%' is checked with its escape. */
+static bool is_regname_char(unsigned char c)
+{
+    return is_alpha(c) || is_digit(c) || (c != '\0' && strchr("-._~!$&'()*+,;=", c) != NULL);
+}
+
+bool fy_http_host_valid(const char *value, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)value;
+    size_t i = 0;
+    if (len > 0 && s[0] == '[') {
+        /* IP-literal: IPv6 (hex digits, ':' and '.' for an embedded IPv4) or IPvFuture */
+        size_t n = 0;
+        for (i = 1; i < len && s[i] != ']'; i++, n++) {
+            if (!is_hex(s[i]) && s[i] != ':' && s[i] != '.' && !(n > 0 && is_regname_char(s[i])))
+                return false;
+        }
+        if (i == len || n < 2)
+            return false;
+        i++;   /* past ']' */
+    } else {
+        for (; i < len && s[i] != ':'; i++) {
+            if (s[i] == '%') {
+                if (i + 2 >= len || !is_hex(s[i + 1]) || !is_hex(s[i + 2]))
+                    return false;
+                i += 2;
+            } else if (!is_regname_char(s[i])) {
+                return false;
+            }
+        }
+    }
+    if (i == len)
+        return true;
+    if (s[i] != ':')
+        return false;
+    size_t digits = len - i - 1;
+    if (digits > 5)
+        return false;
+    for (i++; i < len; i++) {
+        if (!is_digit(s[i]))
+            return false;
+    }
+    return true;
+}
+
+int fy_http_target_parse(const char *target, size_t len, fy_http_target_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->path_len = len;
+    if (len == 0)
+        return -EPROTO;
+    if (target[0] == '/')
+        return 0;
+    if (len == 1 && target[0] == '*') {
+        out->form = FY_HTTP_TARGET_ASTERISK;
+        return 0;
+    }
+    /* absolute-form: scheme "://" authority [path-abempty] [ "?" query ] */
+    size_t i = 0;
+    if (!is_alpha((unsigned char)target[0]))
+        return -EPROTO;
+    while (i < len && (is_alpha((unsigned char)target[i]) || is_digit((unsigned char)target[i]) ||
+                       target[i] == '+' || target[i] == '-' || target[i] == '.'))
+        i++;
+    size_t scheme_len = i;
+    if (len - i < 3 || memcmp(target + i, "://", 3) != 0)
+        return -EPROTO;
+    if (!((scheme_len == 4 && strncasecmp(target, "http", 4) == 0) ||
+          (scheme_len == 5 && strncasecmp(target, "https", 5) == 0)))
+        return -EPROTO;
+    size_t auth = i + 3, end = auth;
+    while (end < len && target[end] != '/' && target[end] != '?' && target[end] != '#')
+        end++;
+    if (end == auth || !fy_http_host_valid(target + auth, end - auth))
+        return -EPROTO;   /* empty, userinfo ('@' is not a host character) or malformed */
+    out->form = FY_HTTP_TARGET_ABSOLUTE;
+    out->authority_off = auth;
+    out->authority_len = end - auth;
+    out->path_off = end;
+    out->path_len = len - end;
+    return 0;
+}
+
+static bool token_is(const char *s, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+    return len == n && strncasecmp(s, word, n) == 0;
+}
+
+/* RFC 9112 §6.1 and §6.3: chunked must be the final coding and appear once; a coding we do not
+ * implement gets 501; any Transfer-Encoding in an HTTP/1.0 request is faulty framing. */
+static int check_transfer_encoding(fy_http_request_t *req)
+{
+    unsigned codings = 0;
+    bool last_chunked = false, chunked_before = false, unknown = false, any = false;
+    for (unsigned h = 0; h < req->hdr_count; h++) {
+        const fy_http_hdr_t *hdr = &req->hdrs[h];
+        if (!token_is(req->head.data + hdr->name_off, hdr->name_len, "transfer-encoding"))
+            continue;
+        any = true;
+        const char *v = req->head.data + hdr->value_off;
+        size_t vlen = hdr->value_len, i = 0;
+        while (i <= vlen) {
+            size_t start = i;
+            while (i < vlen && v[i] != ',')
+                i++;
+            const char *tok = v + start;
+            size_t tok_len = i - start;
+            while (tok_len > 0 && (*tok == ' ' || *tok == '\t')) {
+                tok++;
+                tok_len--;
+            }
+            while (tok_len > 0 && (tok[tok_len - 1] == ' ' || tok[tok_len - 1] == '\t'))
+                tok_len--;
+            i++;
+            if (tok_len == 0)
+                continue;   /* empty list elements are allowed and ignored */
+            if (last_chunked)
+                chunked_before = true;
+            codings++;
+            last_chunked = token_is(tok, tok_len, "chunked");
+            if (!last_chunked)
+                unknown = true;
+        }
+    }
+    if (!any)
+        return 0;
+    if (req->http_minor == 0)
+        return fail(req, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (codings == 0 || !last_chunked || chunked_before)
+        return fail(req, 400, "Transfer-Encoding does not end with a single chunked");
+    if (unknown)
+        return fail(req, 501, "unsupported transfer coding");
+    return 0;
+}
+
+/* Expect: only 100-continue is known (RFC 9110 §10.1.1); HTTP/1.0 clients' is ignored. */
+static int check_expect(fy_http_request_t *req)
+{
+    for (unsigned h = 0; h < req->hdr_count; h++) {
+        const fy_http_hdr_t *hdr = &req->hdrs[h];
+        if (!token_is(req->head.data + hdr->name_off, hdr->name_len, "expect"))
+            continue;
+        const char *v = req->head.data + hdr->value_off;
+        size_t vlen = hdr->value_len;
+        while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+            vlen--;
+        if (vlen == 0)
+            continue;
+        if (!token_is(v, vlen, "100-continue"))
+            return fail(req, 417, "unsupported expectation");
+        if (req->http_minor == 1 && req->has_body)
+            req->expect_continue = true;
+    }
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     fy_http_request_t *req = REQ(p);
@@ -137,10 +305,22 @@ static int on_headers_complete(llhttp_t *p)
         return fail(req, 501, "CONNECT is not supported");
     if (req->url_len == 0)
         return fail(req, 400, "empty request target");
+    if (fy_http_target_parse(req->head.data, req->url_len, &req->target) < 0)
+        return fail(req, 400, "malformed request target");
+    if (req->target.form == FY_HTTP_TARGET_ASTERISK && p->method != HTTP_OPTIONS)
+        return fail(req, 400, "the target * is only for OPTIONS");
     if (req->http_minor == 1 && req->host_count != 1)
         return fail(req, 400, req->host_count ? "more than one Host header" : "no Host header");
     if (req->host_count > 1)
         return fail(req, 400, "more than one Host header");
+    size_t host_len;
+    const char *host = fy_http_request_header(req, "host", &host_len);
+    while (host != NULL && host_len > 0 && (host[host_len - 1] == ' ' || host[host_len - 1] == '\t'))
+        host_len--;
+    if (host != NULL && !fy_http_host_valid(host, host_len))
+        return fail(req, 400, "invalid Host header");
+    if (check_transfer_encoding(req) != 0)
+        return HPE_USER;
     req->method = llhttp_method_name((llhttp_method_t)p->method);
     req->is_head = p->method == HTTP_HEAD;
     req->keep_alive = llhttp_should_keep_alive(p) != 0;
@@ -150,12 +330,8 @@ static int on_headers_complete(llhttp_t *p)
     uint64_t max = req->opts->max_body_size;
     if (!req->chunked && max != 0 && req->content_length > max)
         return fail(req, 413, "request body too large");
-    size_t expect_len;
-    const char *expect = fy_http_request_header(req, "expect", &expect_len);
-    if (expect != NULL) {
-        if (expect_len == 12 && strncasecmp(expect, "100-continue", 12) == 0)
-            req->expect_continue = req->http_minor == 1 && req->has_body;
-    }
+    if (check_expect(req) != 0)
+        return HPE_USER;
     /* No protocol upgrades: an Upgrade request is an ordinary request to the app. */
     p->upgrade = 0;
     req->state = FY_HTTP_REQ_BODY;
@@ -217,6 +393,7 @@ void fy_http_request_reset(fy_http_request_t *req)
     req->any_bytes = false;
     req->headers_seen = false;
     req->host_count = 0;
+    memset(&req->target, 0, sizeof req->target);
     req->method = NULL;
     req->http_major = req->http_minor = 0;
     req->keep_alive = req->has_body = req->chunked = req->expect_continue = req->is_head = false;

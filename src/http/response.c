@@ -35,6 +35,7 @@ const char *fy_http_status_reason(int status)
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -79,6 +80,31 @@ static bool hdr_is(const fy_resphead_header_t *h, const char *name)
 {
     size_t n = strlen(name);
     return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+}
+
+/* Whether <h> is named as a token in the value of one of the worker's Connection headers
+ * (RFC 9110 §7.6.1: such headers are hop-by-hop and not forwarded). */
+static bool named_by_connection(const fy_resphead_t *head, const fy_resphead_header_t *h)
+{
+    for (size_t i = 0; i < head->header_count; i++) {
+        const fy_resphead_header_t *c = &head->headers[i];
+        if (!hdr_is(c, "connection"))
+            continue;
+        size_t j = 0;
+        while (j < c->value_len) {
+            while (j < c->value_len && (c->value[j] == ' ' || c->value[j] == '\t' ||
+                                        c->value[j] == ','))
+                j++;
+            size_t start = j;
+            while (j < c->value_len && c->value[j] != ',' && c->value[j] != ' ' &&
+                   c->value[j] != '\t')
+                j++;
+            if (j > start && j - start == h->name_len &&
+                strncasecmp(c->value + start, h->name, h->name_len) == 0)
+                return true;
+        }
+    }
+    return false;
 }
 
 /* Parses a Content-Length value: digits only, no sign, no overflow. */
@@ -149,8 +175,9 @@ int fy_http_response_head(const fy_resphead_t *head, const fy_http_request_t *re
         const fy_resphead_header_t *h = &head->headers[i];
         /* hop-by-hop and framing headers are the front's business */
         if (hdr_is(h, "connection") || hdr_is(h, "keep-alive") ||
+            hdr_is(h, "proxy-connection") || hdr_is(h, "te") || hdr_is(h, "trailer") ||
             hdr_is(h, "transfer-encoding") || hdr_is(h, "content-length") ||
-            hdr_is(h, "status"))
+            hdr_is(h, "status") || named_by_connection(head, h))
             continue;
         fy_http_buf_append(out, h->name, h->name_len);
         fy_http_buf_append(out, ": ", 2);

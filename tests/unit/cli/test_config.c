@@ -586,8 +586,7 @@ Test(config, size_takes_an_optional_trailing_b)
     cr_assert_eq(v, 4096);
     cr_assert_eq(fy_parse_size("4KB", &v), 0);
     cr_assert_eq(v, 4096);
-    cr_assert_eq(fy_parse_size("7b", &v), 0);
-    cr_assert_eq(v, 7);
+    cr_assert_eq(fy_parse_size("7b", &v), -EINVAL, "a b needs a k, m or g before it");
 }
 
 Test(config, size_largest_values)
@@ -984,11 +983,36 @@ Test(config, json_integer_for_an_enum)
     expect_file_error(load_none(), "key 'environment': '1' is not one of production|development");
 }
 
-Test(config, ferry_json_that_is_a_directory_is_unreadable)
+Test(config, ferry_json_that_is_a_directory_is_refused)
 {
     cr_assert_eq(mkdir(json_path, 0700), 0);
-    cr_assert_eq(load_none(), -EINVAL);
-    cr_assert_eq(strncmp(err, json_path, strlen(json_path)), 0, "%s", err);
+    expect_file_error(load_none(), "not a regular file");
+}
+
+Test(config, ferry_json_symlink_to_a_file_is_followed)
+{
+    char target[128];
+    snprintf(target, sizeof target, "%s/real.json", app_dir);
+    FILE *f = fopen(target, "w");
+    cr_assert_not_null(f);
+    fputs("{\"port\": 4444}", f);
+    fclose(f);
+    cr_assert_eq(symlink("real.json", json_path), 0);
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.port, 4444);
+}
+
+Test(config, dangling_ferry_json_symlink_is_like_no_file)
+{
+    cr_assert_eq(symlink("nowhere.json", json_path), 0);
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.port, 3000);
+}
+
+Test(config, ferry_json_symlink_loop_names_the_reason)
+{
+    cr_assert_eq(symlink("ferry.json", json_path), 0);
+    expect_file_error(load_none(), "Too many levels of symbolic links");
 }
 
 Test(config, app_dir_that_is_a_file_has_no_ferry_json)

@@ -90,8 +90,9 @@ static fy_pool_options_t default_opts(const char *app_env)
 static void open_pool(const fy_pool_options_t *o)
 {
     memset(&C, 0, sizeof C);
-    uvtest_fds_snapshot(&fds_before);
     cr_assert_eq(uv_loop_init(&C.loop), 0);
+    /* After uv_loop_init: libuv's process-wide signal lock pipe is created once, there. */
+    uvtest_fds_snapshot(&fds_before);
     cr_assert_eq(fy_pool_new(&C.loop, o, &C.pool), 0);
 }
 
@@ -637,11 +638,23 @@ Test(pool, boot_failure_fails_waiters_with_enoexec_and_records_the_error)
 
 /* The app dir holds a symlink app.so → the failing app; the test repoints it at the good one
  * while the pool pauses, so the retry after 10 s succeeds. */
-Test(pool, failing_app_is_retried_at_most_once_per_10_seconds_and_recovers, .timeout = 60)
+static char recover_dir[] = "/tmp/fy-pool-test-XXXXXX";
+
+/* Runs even when an assertion ended the test early. */
+static void remove_recover_dir(void)
 {
-    char dir[] = "/tmp/fy-pool-test-XXXXXX";
+    char link[sizeof recover_dir + 16];
+    snprintf(link, sizeof link, "%s/app.so", recover_dir);
+    unlink(link);
+    rmdir(recover_dir);
+}
+
+Test(pool, failing_app_is_retried_at_most_once_per_10_seconds_and_recovers, .timeout = 60,
+     .fini = remove_recover_dir)
+{
+    char *dir = recover_dir;
     cr_assert_not_null(mkdtemp(dir));
-    char link[sizeof dir + 16], target[4096];
+    char link[sizeof recover_dir + 16], target[4096];
     snprintf(link, sizeof link, "%s/app.so", dir);
     snprintf(target, sizeof target, "%s/app.so", getenv("POOL_APP_BOOT_ERROR"));
     cr_assert_eq(symlink(target, link), 0);
@@ -662,8 +675,6 @@ Test(pool, failing_app_is_retried_at_most_once_per_10_seconds_and_recovers, .tim
     cr_assert_null(fy_pool_boot_error(C.pool), "a successful spawn clears the boot error");
     cr_assert(strstr(uvtest_log_text(), "the app boots again") != NULL);
     close_pool();
-    unlink(link);
-    rmdir(dir);
 }
 
 /* fake_worker.py's "ready_then_exit" case reports ready, then exits 1 at once. */
