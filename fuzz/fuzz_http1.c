@@ -1,7 +1,9 @@
 /* Fuzzes the HTTP/1 request parser (src/http/request.c) and the CGI builder: the input is fed in
  * two pieces (split where its first byte says) and parsed as a pipeline. Properties: the parser
- * never consumes more than it was given, a complete request respects every limit, a refusal
- * carries a known status, and the request block built from any accepted request parses back. */
+ * never consumes more than it was given, a complete request respects every limit, has a target
+ * of a known form and a valid Host, a refusal carries a known status, and the request block
+ * built from any accepted request parses back (PATH_INFO empty only for "*", else starting with
+ * '/' for the origin and absolute forms). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,6 +20,16 @@ static void check_request(const fy_http_request_t *req, const fy_http_options_t 
     FY_ASSERT(req->header_bytes <= opts->max_header_size);
     FY_ASSERT(req->hdr_count <= opts->max_header_count);
     FY_ASSERT(req->body.len <= opts->max_body_size);
+    fy_http_target_t target;
+    FY_ASSERT(fy_http_target_parse(fy_http_request_url(req), req->url_len, &target) == 0);
+    FY_ASSERT(target.form == req->target.form);
+    FY_ASSERT(target.form != FY_HTTP_TARGET_ASTERISK || strcmp(req->method, "OPTIONS") == 0);
+    size_t host_len;
+    const char *host = fy_http_request_header(req, "host", &host_len);
+    while (host != NULL && host_len > 0 && (host[host_len - 1] == ' ' || host[host_len - 1] == '\t'))
+        host_len--;
+    FY_ASSERT(host == NULL || fy_http_host_valid(host, host_len));
+    FY_ASSERT(!req->chunked || req->http_minor == 1);
     fy_http_cgi_ctx_t ctx = {.server_name = "h", .server_port = "1", .remote_addr = "r",
                              .remote_port = "2", .secret = "s"};
     fy_reqblock_builder_t b = {0};
@@ -31,6 +43,13 @@ static void check_request(const fy_http_request_t *req, const fy_http_options_t 
         fy_reqblock_t parsed;
         FY_ASSERT(fy_reqblock_parse((const char *)out + 4, out_len - 4, &parsed) == 0);
         FY_ASSERT(fy_reqblock_get(&parsed, "REQUEST_METHOD", NULL) != NULL);
+        size_t path_len;
+        const char *path = fy_reqblock_get(&parsed, "PATH_INFO", &path_len);
+        FY_ASSERT(path != NULL);
+        if (req->target.form == FY_HTTP_TARGET_ASTERISK)
+            FY_ASSERT(path_len == 0);
+        else
+            FY_ASSERT(path_len > 0 && path[0] == '/');
         fy_reqblock_dispose(&parsed);
     }
     fy_reqblock_builder_dispose(&b);
@@ -65,7 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FY_ASSERT(used <= len);
             if (rc < 0) {
                 int s = req.error_status;
-                FY_ASSERT(s == 400 || s == 413 || s == 414 || s == 431 || s == 500 || s == 501);
+                FY_ASSERT(s == 400 || s == 413 || s == 414 || s == 417 || s == 431 || s == 500 ||
+                          s == 501);
                 goto out;
             }
             piece += used;

@@ -1,7 +1,8 @@
 /* A client connection: reads and parses one request at a time (pipelined bytes wait in the read
  * buffer), buffers its body, checks a worker out of the pool only once the whole request is in,
  * sends the request block and body to the worker, and streams the worker's response back with
- * backpressure. See README.md for the states. */
+ * backpressure. The client is read throughout, so a client that goes away while its request is
+ * queued or served is noticed at once. See README.md for the states. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,8 +18,11 @@
 #include "core/log.h"
 #include "http/http_conn.h"
 
-static void process_input(fy_http_conn_t *c);
-static void start_reading(fy_http_conn_t *c);
+static void process_input(fy_http_conn_t *c, const char *data, size_t len);
+static void update_client_reading(fy_http_conn_t *c);
+static void resume_upstream(fy_http_conn_t *c);
+static void abandon_upstream(fy_http_conn_t *c);
+static void log_unfinished(fy_http_conn_t *c);
 static void finish_response(fy_http_conn_t *c);
 static void close_conn(fy_http_conn_t *c, bool graceful);
 static void send_error(fy_http_conn_t *c, int status, const char *title, const char *detail,
@@ -57,7 +61,7 @@ static void on_client_shutdown(uv_shutdown_t *req, int status)
         return;
     }
     uv_timer_start(&c->timer, on_timeout, FY_HTTP_LINGER_MS, 0);
-    if (!c->reading) {
+    if (!c->reading && !c->read_eof) {
         c->reading = true;
         uv_read_start(&c->client.stream, on_client_alloc, on_client_read);
     }
@@ -67,12 +71,14 @@ static void close_conn(fy_http_conn_t *c, bool graceful)
 {
     if (c->state == FY_CONN_CLOSING)
         return;
+    if (c->state == FY_CONN_QUEUED || c->state == FY_CONN_UPSTREAM)
+        log_unfinished(c);
     if (c->waiter.queued) {
         fy_pool_cancel(c->srv->pool, &c->waiter);
         c->waiter.queued = 0;
     }
     if (c->up != NULL || c->worker != NULL)
-        detach_upstream(c, FY_WORKER_OK);
+        abandon_upstream(c);
     if (graceful && c->state != FY_CONN_LINGER && !c->read_eof) {
         /* shut our side after the queued writes, then drain what the client still sends so
          * the close does not turn into a reset that destroys our last response */
@@ -163,7 +169,7 @@ static void on_client_write(uv_write_t *wr, int status)
     if (up != NULL && up->paused &&
         uv_stream_get_write_queue_size(&c->client.stream) <= FY_HTTP_WRITE_QUEUE_HIGH / 2) {
         up->paused = false;
-        start_reading(c);
+        resume_upstream(c);
     }
     if (c->response_done && c->pending_writes == 0)
         finish_response(c);
@@ -216,17 +222,46 @@ static void send_error(fy_http_conn_t *c, int status, const char *title, const c
 
 /* ---- the worker side -------------------------------------------------------------------- */
 
-static void on_upstream_closed(uv_handle_t *h)
+static void on_upstream_handle_closed(uv_handle_t *h)
 {
-    free(h->data);
+    fy_http_upstream_t *up = h->data;
+    if (--up->open_handles == 0)
+        free(up);
 }
 
-/* Ends the conversation with the worker: closes its socket and checks it in. */
+static void close_upstream_handles(fy_http_upstream_t *up)
+{
+    uv_timer_stop(&up->drain_timer);
+    uv_close((uv_handle_t *)&up->pipe, on_upstream_handle_closed);
+    uv_close((uv_handle_t *)&up->drain_timer, on_upstream_handle_closed);
+}
+
+/* Creates the worker connection of <c> around the connected socket <fd> (takes ownership).
+ * Returns NULL when libuv refuses the fd (it is closed then). */
+static fy_http_upstream_t *new_upstream(fy_http_conn_t *c, int fd)
+{
+    fy_http_upstream_t *up = fy_xcalloc(1, sizeof *up);
+    up->srv = c->srv;
+    up->conn = c;
+    uv_pipe_init(c->srv->loop, &up->pipe, 0);
+    up->pipe.data = up;
+    uv_timer_init(c->srv->loop, &up->drain_timer);
+    up->drain_timer.data = up;
+    up->open_handles = 2;
+    if (uv_pipe_open(&up->pipe, fd) < 0) {
+        close(fd);
+        close_upstream_handles(up);
+        return NULL;
+    }
+    return up;
+}
+
+/* Ends the conversation with the worker now: closes its socket and checks it in. */
 static void detach_upstream(fy_http_conn_t *c, fy_worker_outcome_t outcome)
 {
     if (c->up != NULL) {
         c->up->conn = NULL;
-        uv_close((uv_handle_t *)&c->up->pipe, on_upstream_closed);
+        close_upstream_handles(c->up);
         c->up = NULL;
     }
     if (c->worker != NULL) {
@@ -234,6 +269,80 @@ static void detach_upstream(fy_http_conn_t *c, fy_worker_outcome_t outcome)
         c->worker = NULL;
     }
     uv_timer_stop(&c->req_timer);
+}
+
+/* A draining upstream is over: check its worker in with <outcome> and free it. */
+static void finish_drain(fy_http_upstream_t *up, fy_worker_outcome_t outcome)
+{
+    fy_http_server_t *srv = up->srv;
+    if (up->drain_prev)
+        up->drain_prev->drain_next = up->drain_next;
+    else
+        srv->drains = up->drain_next;
+    if (up->drain_next)
+        up->drain_next->drain_prev = up->drain_prev;
+    srv->drain_count--;
+    up->draining = false;
+    if (up->worker != NULL) {
+        fy_pool_checkin(srv->pool, up->worker, outcome);
+        up->worker = NULL;
+    }
+    close_upstream_handles(up);
+    fy_http_server_drain_done(srv);
+}
+
+void fy_http_upstream_abort(fy_http_upstream_t *up)
+{
+    finish_drain(up, FY_WORKER_BROKEN);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    fy_http_upstream_t *up = t->data;
+    fy_log(FY_LOG_ERROR, "http", "pid=%d: max request time passed while the worker finished a "
+           "request whose client went away", up->worker ? (int)fy_worker_pid(up->worker) : 0);
+    finish_drain(up, FY_WORKER_TIMED_OUT);
+}
+
+static void on_upstream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* The client no longer wants the response (it went away, or its response is complete while the
+ * worker still sends): the worker finishes its request by itself, so once every byte of the
+ * request is written its connection is read and discarded until the worker closes it, and only
+ * then is the worker checked in (FY_WORKER_OK) - it never gets a second request on top of one it
+ * is still busy with. A request not yet written in full is cut (the worker sees EOF inside its
+ * request and refuses it on its own) and the worker checked in at once. */
+static void abandon_upstream(fy_http_conn_t *c)
+{
+    fy_http_upstream_t *up = c->up;
+    if (up == NULL || c->worker == NULL || !up->request_sent) {
+        detach_upstream(c, FY_WORKER_OK);
+        return;
+    }
+    fy_http_server_t *srv = c->srv;
+    c->up = NULL;
+    up->conn = NULL;
+    up->worker = c->worker;
+    c->worker = NULL;
+    uv_timer_stop(&c->req_timer);
+    up->draining = true;
+    up->drain_prev = NULL;
+    up->drain_next = srv->drains;
+    if (srv->drains)
+        srv->drains->drain_prev = up;
+    srv->drains = up;
+    srv->drain_count++;
+    unsigned max_ms = srv->opts.max_request_time_ms;
+    if (max_ms > 0) {
+        uint64_t used = uv_now(srv->loop) - c->checkout_ms;
+        uv_timer_start(&up->drain_timer, on_drain_timeout, used < max_ms ? max_ms - used : 1, 0);
+    }
+    up->paused = false;
+    if (!up->reading) {
+        up->reading = true;
+        uv_read_start((uv_stream_t *)&up->pipe, on_upstream_alloc, on_upstream_read);
+    }
 }
 
 /* The worker failed before its head was complete: 502. */
@@ -255,37 +364,43 @@ static void response_broken(fy_http_conn_t *c, const char *why, fy_worker_outcom
            fy_http_request_url(&c->req), why);
     detach_upstream(c, outcome);
     fy_http_access_log(c, uv_now(c->srv->loop));
+    c->logged = true;
     close_conn(c, false);
+}
+
+/* The client's response is complete before the worker closed (it sent more than its
+ * Content-Length): the rest is drained, and the connection goes on. */
+static void response_complete_early(fy_http_conn_t *c)
+{
+    fy_log(FY_LOG_WARN, "http", "pid=%d uri=%.*s: worker sent more than its Content-Length; "
+           "extra bytes dropped", c->worker ? (int)fy_worker_pid(c->worker) : 0,
+           (int)(c->req.url_len > 200 ? 200 : c->req.url_len), fy_http_request_url(&c->req));
+    abandon_upstream(c);
+    c->response_done = true;
+    if (c->pending_writes == 0)
+        finish_response(c);
 }
 
 static void forward_body(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data, size_t len)
 {
-    if (len == 0) {
+    bool complete = false;
+    if (len == 0 || c->plan.framing == FY_HTTP_FRAME_NONE) {
         if (w)
             fy_http_wbuf_put(c->srv, w);
         return;
     }
-    switch (c->plan.framing) {
-    case FY_HTTP_FRAME_NONE:
-        if (w)
-            fy_http_wbuf_put(c->srv, w);
-        return;
-    case FY_HTTP_FRAME_LENGTH: {
+    if (c->plan.framing == FY_HTTP_FRAME_LENGTH) {
         uint64_t left = c->plan.content_length - c->body_sent;
         if (len > left) {
-            fy_log(FY_LOG_WARN, "http", "pid=%d: worker sent more than its Content-Length; "
-                   "extra bytes dropped", c->worker ? (int)fy_worker_pid(c->worker) : 0);
             len = (size_t)left;
+            complete = true;
         }
         if (len == 0) {
             if (w)
                 fy_http_wbuf_put(c->srv, w);
+            response_complete_early(c);
             return;
         }
-        break;
-    }
-    default:
-        break;
     }
     if (w == NULL) {
         w = fy_http_wbuf_get(c->srv, c);
@@ -305,6 +420,10 @@ static void forward_body(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data,
     c->body_sent += len;
     if (write_client(c, w, bufs, n) < 0) {
         close_conn(c, false);
+        return;
+    }
+    if (complete) {
+        response_complete_early(c);
         return;
     }
     if (c->up != NULL && !c->up->paused &&
@@ -352,12 +471,18 @@ static void try_head(fy_http_conn_t *c)
         close_conn(c, false);
         return;
     }
+    if (c->plan.framing == FY_HTTP_FRAME_LENGTH && c->plan.content_length == 0 &&
+        c->resp.len > head_len) {
+        response_complete_early(c);
+        return;
+    }
     if (c->resp.len > head_len)
         forward_body(c, NULL, c->resp.data + head_len, c->resp.len - head_len);
 }
 
 static void on_upstream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
+    (void)suggested;
     fy_http_upstream_t *up = h->data;
     fy_http_conn_t *c = up->conn;
     if (c == NULL) {
@@ -381,7 +506,10 @@ static void on_upstream_eof(fy_http_conn_t *c, int err)
         return;
     }
     if (c->plan.framing == FY_HTTP_FRAME_LENGTH && c->body_sent < c->plan.content_length) {
-        response_broken(c, "worker closed before its Content-Length was sent", FY_WORKER_BROKEN);
+        /* A worker that closes normally finished its request (the app's Content-Length was
+         * wrong); a reset means the worker itself is in trouble. */
+        response_broken(c, "worker closed before its Content-Length was sent",
+                        err == UV_EOF ? FY_WORKER_OK : FY_WORKER_BROKEN);
         return;
     }
     if (err != UV_EOF && c->plan.framing != FY_HTTP_FRAME_LENGTH &&
@@ -407,11 +535,15 @@ static void on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     fy_http_upstream_t *up = s->data;
     fy_http_conn_t *c = up->conn;
-    bool is_wbuf = c != NULL && c->head_done && buf->base != NULL && buf->base != up->chunk;
+    if (c == NULL) {
+        /* draining (or closing): the bytes are dropped; the worker's close ends it */
+        if (up->draining && nread < 0)
+            finish_drain(up, nread == UV_EOF ? FY_WORKER_OK : FY_WORKER_BROKEN);
+        return;
+    }
+    bool is_wbuf = c->head_done && buf->base != NULL && buf->base != up->chunk;
     fy_http_wbuf_t *w = is_wbuf ? (fy_http_wbuf_t *)(buf->base - offsetof(fy_http_wbuf_t, data))
                                 : NULL;
-    if (c == NULL)
-        return;
     if (nread < 0) {
         if (w)
             fy_http_wbuf_put(c->srv, w);
@@ -444,6 +576,7 @@ static void on_upstream_write(uv_write_t *wr, int status)
         /* The worker stopped reading (it may have answered early); its response decides. */
         fy_log(FY_LOG_DEBUG, "http", "writing the request to the worker failed: %s",
                uv_strerror(status));
+        up->request_sent = true;   /* nothing of ours is pending any more */
         return;
     }
     send_body_chunk(up);
@@ -457,6 +590,7 @@ static void send_body_chunk(fy_http_upstream_t *up)
     if (up->body_off >= body->len) {
         up->shutdown_req.data = up;
         uv_shutdown(&up->shutdown_req, (uv_stream_t *)&up->pipe, on_upstream_shutdown);
+        up->request_sent = true;
         return;
     }
     ssize_t n = fy_http_body_read(body, up->body_off, up->chunk, sizeof up->chunk);
@@ -547,14 +681,8 @@ static void connect_worker(fy_http_conn_t *c)
         upstream_failed(c, why);
         return;
     }
-    fy_http_upstream_t *up = fy_xcalloc(1, sizeof *up);
-    uv_pipe_init(c->srv->loop, &up->pipe, 0);
-    up->pipe.data = up;
-    up->conn = c;
-    int rc = uv_pipe_open(&up->pipe, fd);
-    if (rc < 0) {
-        close(fd);
-        uv_close((uv_handle_t *)&up->pipe, on_upstream_closed);
+    fy_http_upstream_t *up = new_upstream(c, fd);
+    if (up == NULL) {
         upstream_failed(c, "uv_pipe_open failed");
         return;
     }
@@ -584,6 +712,7 @@ static void got_worker(fy_http_conn_t *c, fy_worker_t *worker)
     c->worker = worker;
     c->state = FY_CONN_UPSTREAM;
     c->connect_tries = 0;
+    c->checkout_ms = uv_now(c->srv->loop);
     if (c->srv->opts.max_request_time_ms > 0)
         uv_timer_start(&c->req_timer, on_req_timeout, c->srv->opts.max_request_time_ms, 0);
     if (fy_reqblock_add_str(&c->block, "FERRY_CONNECT_PASSWORD", fy_worker_secret(worker)) < 0) {
@@ -691,14 +820,75 @@ static void dispatch(fy_http_conn_t *c)
 
 /* ---- reading from the client ------------------------------------------------------------ */
 
+/* Writes the access log line of a request whose client went away before its response was
+ * complete: the worker's status when its head went out, else 499 (nginx's "client closed
+ * request"). */
+static void log_unfinished(fy_http_conn_t *c)
+{
+    if (c->logged || c->req.method == NULL)
+        return;
+    fy_log(FY_LOG_INFO, "http", "peer=%s:%s uri=%.*s: client went away while its request was %s",
+           c->remote_addr, c->remote_port, (int)(c->req.url_len > 200 ? 200 : c->req.url_len),
+           fy_http_request_url(&c->req), c->state == FY_CONN_QUEUED ? "queued" : "served");
+    if (!c->head_done)
+        c->status = 499;
+    fy_http_access_log(c, uv_now(c->srv->loop));
+    c->logged = true;
+}
+
+/* Where the next read goes: the server's shared buffer when it starts a request (nothing is
+ * kept then, so an idle connection owns no buffer); the connection's own buffer when bytes
+ * must be kept for later (pipelined requests behind one in progress). */
 static void on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
+    (void)suggested;
     fy_http_conn_t *c = h->data;
-    if (c->state == FY_CONN_LINGER) {
-        *buf = uv_buf_init(c->in, FY_HTTP_IO_SIZE);   /* drained and dropped */
+    bool keep = c->in_len > 0 || c->state == FY_CONN_QUEUED || c->state == FY_CONN_UPSTREAM ||
+                c->state == FY_CONN_REPLYING;
+    if (c->state == FY_CONN_LINGER || !keep) {
+        *buf = uv_buf_init(c->srv->shared_in, FY_HTTP_IO_SIZE);
         return;
     }
+    if (c->in == NULL)
+        c->in = fy_xmalloc(FY_HTTP_IO_SIZE);
     *buf = uv_buf_init(c->in + c->in_len, (unsigned)(FY_HTTP_IO_SIZE - c->in_len));
+}
+
+/* The client closed its side (EOF) or the connection failed (<err>). */
+static void client_read_ended(fy_http_conn_t *c, int err)
+{
+    c->read_eof = true;
+    if (c->reading) {
+        uv_read_stop(&c->client.stream);
+        c->reading = false;
+    }
+    if (err != UV_EOF) {
+        /* reset or error: the client is gone, whatever it was doing */
+        close_conn(c, false);
+        return;
+    }
+    switch (c->state) {
+    case FY_CONN_IDLE:
+        close_conn(c, false);
+        break;
+    case FY_CONN_HEAD:
+    case FY_CONN_BODY:
+        if (fy_http_request_eof(&c->req) < 0)
+            fy_log(FY_LOG_INFO, "http", "peer=%s:%s: client closed inside a request",
+                   c->remote_addr, c->remote_port);
+        close_conn(c, false);
+        break;
+    case FY_CONN_QUEUED:
+        /* No worker has the request yet: a client that closes now is taken as gone (like
+         * HAProxy's abortonclose), so the request does not take a worker later. */
+        close_conn(c, false);
+        break;
+    default:
+        /* A worker has the request: a half-close (shutdown(SHUT_WR) after the request, as nc
+         * and some HTTP/1.0 clients do) means "no more requests", and the response still goes
+         * out; a client that is really gone shows up as a failed write. */
+        break;
+    }
 }
 
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -709,51 +899,68 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             close_conn(c, false);
         return;
     }
+    if (c->state == FY_CONN_CLOSING)
+        return;
     if (nread == 0)
         return;
+    if (nread == UV_ENOBUFS) {   /* the connection's buffer is full: pause */
+        update_client_reading(c);
+        return;
+    }
     if (nread < 0) {
-        c->read_eof = true;
-        uv_read_stop(s);
-        c->reading = false;
-        if (nread != UV_EOF) {
-            close_conn(c, false);
-            return;
-        }
-        if (fy_http_request_eof(&c->req) == 0 && c->in_len == 0) {
-            close_conn(c, false);
-            return;
-        }
-        if (c->state == FY_CONN_HEAD || c->state == FY_CONN_BODY) {
-            fy_log(FY_LOG_INFO, "http", "peer=%s:%s: client closed inside a request",
-                   c->remote_addr, c->remote_port);
-            close_conn(c, false);
-        }
+        client_read_ended(c, (int)nread);
+        return;
+    }
+    if (buf->base == c->srv->shared_in) {
+        process_input(c, buf->base, (size_t)nread);
         return;
     }
     c->in_len += (size_t)nread;
-    process_input(c);
-}
-
-static void start_reading(fy_http_conn_t *c)
-{
-    if (c->up != NULL && c->state == FY_CONN_UPSTREAM) {
-        if (!c->up->reading && !c->up->paused) {
-            c->up->reading = true;
-            uv_read_start((uv_stream_t *)&c->up->pipe, on_upstream_alloc, on_upstream_read);
-        }
+    if (c->state == FY_CONN_IDLE || c->state == FY_CONN_HEAD || c->state == FY_CONN_BODY) {
+        process_input(c, c->in, c->in_len);
         return;
     }
-    if (!c->reading && !c->read_eof) {
+    update_client_reading(c);   /* kept for later; pauses when the buffer is full */
+}
+
+/* Starts or stops reading the client as its state wants: while a request is read, and while one
+ * is queued or served (to notice a client that goes away, keeping pipelined bytes up to the
+ * buffer size); not while the front writes its own response or after EOF. */
+static void update_client_reading(fy_http_conn_t *c)
+{
+    bool want;
+    switch (c->state) {
+    case FY_CONN_IDLE:
+    case FY_CONN_HEAD:
+    case FY_CONN_BODY:
+        want = !c->read_eof;
+        break;
+    case FY_CONN_QUEUED:
+    case FY_CONN_UPSTREAM:
+        want = !c->read_eof && c->in_len < FY_HTTP_IO_SIZE;
+        break;
+    case FY_CONN_LINGER:
+    case FY_CONN_CLOSING:
+        return;
+    default:
+        want = false;
+        break;
+    }
+    if (want && !c->reading) {
         c->reading = true;
         uv_read_start(&c->client.stream, on_client_alloc, on_client_read);
+    } else if (!want && c->reading) {
+        uv_read_stop(&c->client.stream);
+        c->reading = false;
     }
 }
 
-static void stop_client_reading(fy_http_conn_t *c)
+/* Reads the worker again after the client's write queue drained. */
+static void resume_upstream(fy_http_conn_t *c)
 {
-    if (c->reading) {
-        uv_read_stop(&c->client.stream);
-        c->reading = false;
+    if (c->up != NULL && c->state == FY_CONN_UPSTREAM && !c->up->reading && !c->up->paused) {
+        c->up->reading = true;
+        uv_read_start((uv_stream_t *)&c->up->pipe, on_upstream_alloc, on_upstream_read);
     }
 }
 
@@ -766,36 +973,57 @@ static void refuse(fy_http_conn_t *c)
     switch (req->error_status) {
     case 413: title = "The request body is too large."; break;
     case 414: title = "The request target is too long."; break;
+    case 417: title = "The expectation in the Expect header is not supported."; break;
     case 431: title = "The request headers are too large."; break;
     case 500: title = "The request body could not be buffered."; break;
-    case 501: title = "This method is not supported."; break;
+    case 501: title = "This method or transfer coding is not supported."; break;
     default: title = "The request is malformed."; break;
     }
     send_error(c, req->error_status, title, req->error_reason, true);
 }
 
-/* Parses buffered bytes until a request is complete (then dispatches it, leaving pipelined
- * bytes in the buffer), the buffer is used up, or the request is refused. */
-static void process_input(fy_http_conn_t *c)
+/* Keeps the <len> bytes at <rest> (pipelined, after a complete request) in the connection's
+ * buffer. <rest> may point into that buffer. */
+static void keep_rest(fy_http_conn_t *c, const char *rest, size_t len)
+{
+    FY_ASSERT(len <= FY_HTTP_IO_SIZE);
+    if (len == 0) {
+        free(c->in);
+        c->in = NULL;
+        c->in_len = 0;
+        return;
+    }
+    if (c->in == NULL)
+        c->in = fy_xmalloc(FY_HTTP_IO_SIZE);
+    memmove(c->in, rest, len);
+    c->in_len = len;
+}
+
+/* Parses <len> bytes at <data> (the shared buffer, or c->in with c->in_len bytes) until a request
+ * is complete (then dispatches it, keeping pipelined bytes in c->in), the bytes are used up, or
+ * the request is refused. */
+static void process_input(fy_http_conn_t *c, const char *data, size_t len)
 {
     size_t off = 0;
-    while (off < c->in_len) {
+    while (off < len) {
         if (c->state == FY_CONN_IDLE) {
             if (c->srv->stopping) {
+                keep_rest(c, NULL, 0);
                 close_conn(c, false);
                 return;
             }
             c->state = FY_CONN_HEAD;
             c->started_ms = uv_now(c->srv->loop);
+            c->logged = false;
             arm_timer(c, c->srv->opts.header_timeout_ms);
         }
         if (c->state != FY_CONN_HEAD && c->state != FY_CONN_BODY)
             break;
         size_t used = 0;
-        int rc = fy_http_request_feed(&c->req, c->in + off, c->in_len - off, &used);
+        int rc = fy_http_request_feed(&c->req, data + off, len - off, &used);
         off += used;
         if (rc < 0) {
-            c->in_len = 0;
+            keep_rest(c, NULL, 0);
             refuse(c);
             return;
         }
@@ -806,33 +1034,42 @@ static void process_input(fy_http_conn_t *c)
                 static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
                 uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
                 if (write_client(c, NULL, &b, 1) < 0) {
+                    keep_rest(c, NULL, 0);
                     close_conn(c, false);
                     return;
                 }
             }
         }
         if (rc == FY_HTTP_FEED_DONE) {
-            memmove(c->in, c->in + off, c->in_len - off);
-            c->in_len -= off;
+            keep_rest(c, data + off, len - off);
             uv_timer_stop(&c->timer);
-            stop_client_reading(c);
             dispatch(c);
+            update_client_reading(c);
             return;
         }
     }
-    c->in_len = 0;
+    keep_rest(c, NULL, 0);
+    if (c->read_eof && (c->state == FY_CONN_HEAD || c->state == FY_CONN_BODY)) {
+        fy_log(FY_LOG_INFO, "http", "peer=%s:%s: client closed inside a request", c->remote_addr,
+               c->remote_port);
+        close_conn(c, false);
+        return;
+    }
     if (c->state == FY_CONN_BODY)
         arm_timer(c, c->srv->opts.body_timeout_ms);
-    if (c->state == FY_CONN_IDLE || c->state == FY_CONN_HEAD || c->state == FY_CONN_BODY)
-        start_reading(c);
+    update_client_reading(c);
 }
 
-/* The response is fully written: log it, then close or go on to the next request. */
+/* The response is fully written: log it, then close or go on to the next request. A client
+ * that half-closed gets the requests it sent before its EOF answered, then the close. */
 static void finish_response(fy_http_conn_t *c)
 {
-    fy_http_access_log(c, uv_now(c->srv->loop));
+    if (!c->logged)
+        fy_http_access_log(c, uv_now(c->srv->loop));
+    c->logged = true;
     uv_timer_stop(&c->req_timer);
-    bool keep = c->plan.keep_alive && !c->close_after && !c->srv->stopping && !c->read_eof;
+    bool keep = c->plan.keep_alive && !c->close_after && !c->srv->stopping &&
+                !(c->read_eof && c->in_len == 0);
     fy_http_request_reset(&c->req);
     c->response_done = false;
     c->head_done = false;
@@ -840,16 +1077,18 @@ static void finish_response(fy_http_conn_t *c)
     c->out.len = 0;
     c->resp.len = 0;
     if (!keep) {
+        keep_rest(c, NULL, 0);
         close_conn(c, !c->read_eof);
         return;
     }
     c->state = FY_CONN_IDLE;
     if (c->in_len > 0) {
-        process_input(c);
+        process_input(c, c->in, c->in_len);
         return;
     }
+    keep_rest(c, NULL, 0);
     arm_timer(c, c->srv->opts.keepalive_timeout_ms);
-    start_reading(c);
+    update_client_reading(c);
 }
 
 /* ---- accept ----------------------------------------------------------------------------- */
@@ -893,7 +1132,6 @@ void fy_http_conn_accept(fy_http_listener_t *lst)
     uv_timer_init(srv->loop, &c->req_timer);
     c->req_timer.data = c;
     c->open_handles = 3;
-    c->in = fy_xmalloc(FY_HTTP_IO_SIZE);
     fy_http_request_init(&c->req, &srv->opts);
     /* link before anything can close it */
     c->next = srv->conns;
@@ -931,7 +1169,9 @@ void fy_http_conn_accept(fy_http_listener_t *lst)
         close_conn(c, false);
         return;
     }
+    /* A new connection gets the header timeout to send its first byte (then closed silently,
+     * like an idle keep-alive connection); the keep-alive timeout applies between requests. */
     c->state = FY_CONN_IDLE;
-    arm_timer(c, srv->opts.keepalive_timeout_ms);
-    start_reading(c);
+    arm_timer(c, srv->opts.header_timeout_ms);
+    update_client_reading(c);
 }

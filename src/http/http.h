@@ -48,6 +48,14 @@ typedef struct fy_http_options {
 /* The response-side write queue size above which the worker socket is no longer read. */
 #define FY_HTTP_WRITE_QUEUE_HIGH (256u * 1024)
 
+/* fy_http_server_new raises the soft RLIMIT_NOFILE to the hard limit, at most this. */
+#define FY_HTTP_NOFILE_CAP 1048576u
+
+/* Raises the soft RLIMIT_NOFILE of this process to its hard limit (at most FY_HTTP_NOFILE_CAP),
+ * logging the change. Returns the soft limit now in force, or a negative errno (logged) when it
+ * cannot be raised. Called by fy_http_server_new. */
+int fy_http_raise_nofile_limit(void);
+
 /* Fills <opts> with the defaults above. */
 void fy_http_options_init(fy_http_options_t *opts);
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,15 +27,42 @@ void fy_http_options_init(fy_http_options_t *opts)
     opts->access_log_fd = -1;
 }
 
+int fy_http_raise_nofile_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return -errno;
+    rlim_t want = rl.rlim_max;
+    if (want == RLIM_INFINITY || want > FY_HTTP_NOFILE_CAP)
+        want = FY_HTTP_NOFILE_CAP;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= want)
+        return (int)(rl.rlim_cur > INT32_MAX ? INT32_MAX : rl.rlim_cur);
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+        int err = errno;
+        fy_log(FY_LOG_WARN, "http", "soft=%llu hard=%llu: cannot raise the open-file limit: %s",
+               (unsigned long long)old, (unsigned long long)rl.rlim_max, strerror(err));
+        return -err;
+    }
+    fy_log(FY_LOG_INFO, "http", "open-file limit raised from %llu to %llu",
+           (unsigned long long)old, (unsigned long long)want);
+    return (int)want;
+}
+
 int fy_http_server_new(uv_loop_t *loop, fy_pool_t *pool, const fy_http_options_t *opts,
                        fy_http_server_t **out)
 {
     if (opts->max_uri_length == 0 || opts->max_header_size == 0 || opts->max_header_count == 0)
         return -EINVAL;
+    /* Every idle client costs a descriptor: use all the hard limit allows (a failure is logged
+     * and not fatal: the server then serves fewer connections at once). */
+    (void)fy_http_raise_nofile_limit();
     fy_http_server_t *srv = fy_xcalloc(1, sizeof *srv);
     srv->loop = loop;
     srv->pool = pool;
     srv->opts = *opts;
+    srv->shared_in = fy_xmalloc(FY_HTTP_IO_SIZE);
     *out = srv;
     return 0;
 }
@@ -155,7 +183,7 @@ size_t fy_http_server_connection_count(const fy_http_server_t *srv) { return srv
 
 static void maybe_done(fy_http_server_t *srv)
 {
-    if (!srv->stopping || srv->conn_count > 0 || srv->done_called)
+    if (!srv->stopping || srv->conn_count > 0 || srv->drain_count > 0 || srv->done_called)
         return;
     srv->done_called = true;
     if (srv->stop_timer_open) {
@@ -177,17 +205,21 @@ void fy_http_server_forget(fy_http_server_t *srv, fy_http_conn_t *c)
     maybe_done(srv);
 }
 
+void fy_http_server_drain_done(fy_http_server_t *srv) { maybe_done(srv); }
+
 static void on_stop_timeout(uv_timer_t *t)
 {
     fy_http_server_t *srv = t->data;
-    if (srv->conn_count > 0)
-        fy_log(FY_LOG_WARN, "http", "connections=%zu: shutdown timeout passed; closing them",
-               srv->conn_count);
+    if (srv->conn_count > 0 || srv->drain_count > 0)
+        fy_log(FY_LOG_WARN, "http", "connections=%zu draining=%zu: shutdown timeout passed; "
+               "closing them", srv->conn_count, srv->drain_count);
     for (fy_http_conn_t *c = srv->conns; c != NULL;) {
         fy_http_conn_t *next = c->next;
         fy_http_conn_abort(c);
         c = next;
     }
+    while (srv->drains != NULL)
+        fy_http_upstream_abort(srv->drains);
     maybe_done(srv);
 }
 
@@ -219,8 +251,8 @@ void fy_http_server_stop(fy_http_server_t *srv, unsigned timeout_ms,
     srv->stop_timer.data = srv;
     srv->stop_timer_open = true;
     /* Runs at least once, so <done> is called from the loop even with no connection. */
-    uv_timer_start(&srv->stop_timer, srv->conn_count ? on_stop_timeout : on_stop_timeout,
-                   srv->conn_count ? timeout_ms : 0, 0);
+    bool busy = srv->conn_count > 0 || srv->drain_count > 0;
+    uv_timer_start(&srv->stop_timer, on_stop_timeout, busy ? timeout_ms : 0, 0);
 }
 
 static void on_stop_timer_closed(uv_handle_t *h)
@@ -233,6 +265,9 @@ void fy_http_server_free(fy_http_server_t *srv)
     if (srv == NULL)
         return;
     FY_ASSERT(srv->conn_count == 0);
+    FY_ASSERT(srv->drain_count == 0);
+    free(srv->shared_in);
+    srv->shared_in = NULL;
     while (srv->free_wbufs) {
         fy_http_wbuf_t *w = srv->free_wbufs;
         srv->free_wbufs = w->next;

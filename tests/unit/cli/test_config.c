@@ -129,13 +129,13 @@ static void expect_file_error(int rc, const char *rest)
 typedef enum kind { K_STR, K_UINT, K_SIZE, K_BOOL } kind_t;
 
 typedef struct option_case {
-    const char *flag;    /* without "--" */
+    const char *flag; /* without "--" */
     const char *env;
-    const char *snake;   /* ferry.json key, snake case */
+    const char *snake; /* ferry.json key, snake case */
     kind_t kind;
     size_t offset;
-    const char *value;   /* a valid non-default value, as text */
-    uint64_t number;     /* what <value> means for K_UINT, K_SIZE and K_BOOL */
+    const char *value; /* a valid non-default value, as text */
+    uint64_t number;   /* what <value> means for K_UINT, K_SIZE and K_BOOL */
 } option_case_t;
 
 #define OFF(f) offsetof(fy_start_config_t, f)
@@ -611,8 +611,8 @@ Test(config, size_refuses_overflow)
 
 Test(config, size_refuses_bad_suffixes_and_junk)
 {
-    static const char *const bad[] = {"", "k", "10x", "10t", "10kk", "10kbb", "10 k", " 10",
-                                      "10 ", "1.5m", "-1", "-1k", "+1", "0x10", "10bk", "1e3"};
+    static const char *const bad[] = {"",    "k",    "10x", "10t", "10kk", "10kbb", "10 k", " 10",
+                                      "10 ", "1.5m", "-1",  "-1k", "+1",   "0x10",  "10bk", "1e3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint64_t v = 42;
         cr_assert_eq(fy_parse_size(bad[i], &v), -EINVAL, "'%s'", bad[i]);
@@ -654,8 +654,8 @@ Test(config, negative_number_as_a_string_in_the_file)
 
 Test(config, non_numbers_are_refused)
 {
-    static const char *const bad[] = {"abc", "", "12abc", " 12", "12 ", "+12", "0x10", "1.5",
-                                      "1e3", "3k"};
+    static const char *const bad[] = {"abc", "",     "12abc", " 12", "12 ",
+                                      "+12", "0x10", "1.5",   "1e3", "3k"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char want[128];
         snprintf(want, sizeof want, "--max-requests: '%s' is not a non-negative integer", bad[i]);
@@ -706,10 +706,10 @@ Test(config, range_limits_of_numeric_options)
 
 Test(config, zero_is_allowed_where_it_means_unlimited_or_never)
 {
-    cr_assert_eq(load("--pool-idle-time", "0", "--max-request-queue-size", "0",
-                      "--max-queue-time", "0", "--max-requests", "0", "--max-request-time", "0",
-                      "--shutdown-timeout", "0", "--max-body-size", "0",
-                      "--body-buffer-threshold", "0", "--min-instances", "0"),
+    cr_assert_eq(load("--pool-idle-time", "0", "--max-request-queue-size", "0", "--max-queue-time",
+                      "0", "--max-requests", "0", "--max-request-time", "0", "--shutdown-timeout",
+                      "0", "--max-body-size", "0", "--body-buffer-threshold", "0",
+                      "--min-instances", "0"),
                  0, "%s", err);
     cr_assert_eq(cfg.max_body_size, 0);
     cr_assert_eq(cfg.min_instances, 0);
@@ -717,7 +717,8 @@ Test(config, zero_is_allowed_where_it_means_unlimited_or_never)
 
 Test(config, size_limits_of_size_options)
 {
-    expect_error(load("--max-uri-length", "15"), "--max-uri-length: 15 is out of range (16..1048576)");
+    expect_error(load("--max-uri-length", "15"),
+                 "--max-uri-length: 15 is out of range (16..1048576)");
     expect_error(load("--max-uri-length", "1025k"),
                  "--max-uri-length: 1025k is out of range (16..1048576)");
     cr_assert_eq(load("--max-uri-length", "1m"), 0, "%s", err);
@@ -741,14 +742,16 @@ Test(config, bad_size_suffix_in_each_source)
                  "FERRY_MAX_BODY_SIZE: '1.5m' is not a size (digits with an optional k, m or g)");
     unsetenv("FERRY_MAX_BODY_SIZE");
     write_json("{\"max_body_size\": \"10t\"}");
-    expect_file_error(load_none(),
-                      "key 'max_body_size': '10t' is not a size (digits with an optional k, m or g)");
+    expect_file_error(
+        load_none(),
+        "key 'max_body_size': '10t' is not a size (digits with an optional k, m or g)");
 }
 
 Test(config, size_overflow_is_not_a_size)
 {
-    expect_error(load("--max-body-size", "17179869184g"),
-                 "--max-body-size: '17179869184g' is not a size (digits with an optional k, m or g)");
+    expect_error(
+        load("--max-body-size", "17179869184g"),
+        "--max-body-size: '17179869184g' is not a size (digits with an optional k, m or g)");
 }
 
 Test(config, unknown_environment_name)
@@ -778,8 +781,9 @@ Test(config, every_app_type_is_accepted)
 
 Test(config, unknown_log_level)
 {
-    expect_error(load("--log-level", "loud"),
-                 "--log-level: 'loud' is not a log level (alert, error, warn, notice, info, debug)");
+    expect_error(
+        load("--log-level", "loud"),
+        "--log-level: 'loud' is not a log level (alert, error, warn, notice, info, debug)");
 }
 
 Test(config, log_levels_are_case_insensitive)
@@ -805,7 +809,8 @@ Test(config, booleans_in_every_spelling)
 
 Test(config, bad_boolean)
 {
-    expect_error(load("--powered-by", "maybe"), "--powered-by: 'maybe' is not a boolean (true/false)");
+    expect_error(load("--powered-by", "maybe"),
+                 "--powered-by: 'maybe' is not a boolean (true/false)");
     setenv("FERRY_POWERED_BY", "", 1);
     expect_error(load_none(), "FERRY_POWERED_BY: '' is not a boolean (true/false)");
 }

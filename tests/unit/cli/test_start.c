@@ -99,8 +99,9 @@ static int run(int argc, char **argv)
  * means the app directory passed and an app type was found. */
 static int run_to_log_file(const char *extra_flag, const char *extra_value)
 {
-    char *argv[] = {(char *)"start", app_dir, (char *)"--log-file", (char *)BAD_LOG,
-                    (char *)extra_flag, (char *)extra_value, NULL};
+    char *argv[] = {
+        (char *)"start",     app_dir, (char *)"--log-file", (char *)BAD_LOG, (char *)extra_flag,
+        (char *)extra_value, NULL};
     return run(extra_flag ? 6 : 4, argv);
 }
 
@@ -184,8 +185,8 @@ Test(start, missing_app_dir)
 {
     char *argv[] = {(char *)"start", (char *)"/nonexistent-fy-dir/app", NULL};
     cr_assert_eq(run(2, argv), 1);
-    cr_assert_str_eq(out,
-                     "ferry start: app directory /nonexistent-fy-dir/app: No such file or directory\n");
+    cr_assert_str_eq(
+        out, "ferry start: app directory /nonexistent-fy-dir/app: No such file or directory\n");
 }
 
 Test(start, app_dir_that_is_a_file)
@@ -216,8 +217,8 @@ Test(start, config_file_error_exits_2)
     fputs("{\"nope\": 1}", f);
     fclose(f);
     char want[PATH_MAX + 100];
-    snprintf(want, sizeof want,
-             "ferry start: %s: unknown key 'nope' (see ferry start --help)\n", path);
+    snprintf(want, sizeof want, "ferry start: %s: unknown key 'nope' (see ferry start --help)\n",
+             path);
     char *argv[] = {(char *)"start", app_dir, NULL};
     cr_assert_eq(run(2, argv), 2);
     cr_assert_str_eq(out, want);

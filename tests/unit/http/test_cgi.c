@@ -166,3 +166,28 @@ Test(http_cgi, leaves_out_the_password_without_a_secret)
     cr_assert_eq(build("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &nosecret), 0);
     expect("FERRY_CONNECT_PASSWORD", NULL);
 }
+
+Test(http_cgi, takes_host_and_server_name_from_an_absolute_target)
+{
+    cr_assert_eq(build("GET http://ex.com:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n", &ctx), 0);
+    expect("SERVER_NAME", "ex.com");
+    expect("SERVER_PORT", "8080");
+    expect("HTTP_HOST", "ex.com:8080");
+    expect("REQUEST_URI", "/p?q");
+}
+
+Test(http_cgi, gives_an_absolute_target_without_path_the_root)
+{
+    cr_assert_eq(build("GET http://ex.com?q HTTP/1.1\r\nHost: ex.com\r\n\r\n", &ctx), 0);
+    expect("PATH_INFO", "/");
+    expect("QUERY_STRING", "q");
+    expect("REQUEST_URI", "/?q");
+}
+
+Test(http_cgi, gives_asterisk_form_an_empty_path_info)
+{
+    cr_assert_eq(build("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", &ctx), 0);
+    expect("PATH_INFO", "");
+    expect("REQUEST_URI", "*");
+    expect("REQUEST_METHOD", "OPTIONS");
+}

@@ -217,3 +217,106 @@ Test(http_request, eof_inside_a_request_is_an_error)
     cr_assert_eq(fy_http_request_eof(&req), -EPROTO);
     cr_assert_eq(req.error_status, 400);
 }
+
+Test(http_request, records_an_absolute_form_target)
+{
+    cr_assert_eq(feed_str("GET http://h:1/p HTTP/1.1\r\nHost: x\r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+    cr_assert_eq(req.target.form, FY_HTTP_TARGET_ABSOLUTE);
+    cr_assert_eq(req.target.authority_len, 3);
+}
+
+Test(http_request, refuses_an_absolute_target_with_another_scheme)
+{
+    expect_refused("GET ftp://h/p HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+}
+
+Test(http_request, accepts_asterisk_only_for_options)
+{
+    cr_assert_eq(feed_str("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+    cr_assert_eq(req.target.form, FY_HTTP_TARGET_ASTERISK);
+    fy_http_request_reset(&req);
+    expect_refused("GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_a_bad_host_value)
+{
+    expect_refused("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_a_bad_host_value_in_http_10)
+{
+    expect_refused("GET / HTTP/1.0\r\nHost: u@a\r\n\r\n", 400);
+}
+
+Test(http_request, accepts_host_with_trailing_whitespace)
+{
+    cr_assert_eq(feed_str("GET / HTTP/1.1\r\nHost: a:80 \r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+}
+
+Test(http_request, refuses_an_unknown_coding_before_chunked_with_501)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501);
+}
+
+Test(http_request, refuses_an_unknown_coding_in_a_second_header_with_501)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n", 501);
+}
+
+Test(http_request, refuses_chunked_that_is_not_final_with_400)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_chunked_twice_with_400)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                   400);
+}
+
+Test(http_request, refuses_an_empty_transfer_encoding_with_400)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,\r\n\r\n", 400);
+}
+
+Test(http_request, accepts_chunked_with_empty_list_elements)
+{
+    cr_assert_eq(feed_str("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: , chunked\r\n\r\n"
+                          "0\r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+    cr_assert(req.chunked);
+}
+
+Test(http_request, refuses_transfer_encoding_in_http_10)
+{
+    expect_refused("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_an_unknown_expectation_with_417)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: nope\r\n\r\n", 417);
+}
+
+Test(http_request, ignores_100_continue_from_http_10)
+{
+    cr_assert_eq(feed_str("POST / HTTP/1.0\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+                          NULL), FY_HTTP_FEED_MORE);
+    cr_assert(req.headers_seen);
+    cr_assert(!req.expect_continue);
+}
+
+Test(http_request, refuses_a_signed_or_listed_content_length)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n", 400);
+    fy_http_request_dispose(&req);
+    fy_http_request_init(&req, &opts);
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400);
+    fy_http_request_dispose(&req);
+    fy_http_request_init(&req, &opts);
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_a_lowercase_method)
+{
+    expect_refused("get / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}

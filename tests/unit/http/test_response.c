@@ -132,3 +132,68 @@ Test(http_response, error_page_for_head_has_no_body)
     cr_assert(end != NULL && end[4] == '\0');
     cr_assert(strstr(out.data, "X-Powered-By") == NULL);
 }
+
+Test(http_response, replaces_the_workers_framing_and_hop_by_hop_headers)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+                       "Keep-Alive: timeout=5\r\nProxy-Connection: x\r\nTE: trailers\r\n"
+                       "Trailer: X-T\r\nX-Kept: 1\r\n\r\n", &plan), 0);
+    cr_assert_eq(plan.framing, FY_HTTP_FRAME_CHUNKED);
+    cr_assert(plan.keep_alive);
+    const char *te = strstr(out.data, "Transfer-Encoding: chunked\r\n");
+    cr_assert(te != NULL && strstr(te + 1, "Transfer-Encoding") == NULL, "%s", out.data);
+    cr_assert(strstr(out.data, "Connection:") == NULL, "%s", out.data);
+    cr_assert(strstr(out.data, "Keep-Alive") == NULL);
+    cr_assert(strstr(out.data, "Proxy-Connection") == NULL);
+    cr_assert(strstr(out.data, "TE:") == NULL);
+    cr_assert(strstr(out.data, "Trailer") == NULL);
+    cr_assert(strstr(out.data, "X-Kept: 1\r\n") != NULL);
+}
+
+Test(http_response, drops_headers_named_by_the_workers_connection_header)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 200 OK\r\nConnection: x-a, X-B\r\nX-A: 1\r\nX-B: 2\r\n"
+                       "X-C: 3\r\nContent-Length: 0\r\n\r\n", &plan), 0);
+    cr_assert(strstr(out.data, "X-A") == NULL, "%s", out.data);
+    cr_assert(strstr(out.data, "X-B") == NULL, "%s", out.data);
+    cr_assert(strstr(out.data, "X-C: 3\r\n") != NULL);
+}
+
+Test(http_response, never_sends_both_length_and_chunked)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                       &plan), 0);
+    cr_assert_eq(plan.framing, FY_HTTP_FRAME_LENGTH);
+    cr_assert(strstr(out.data, "Transfer-Encoding") == NULL);
+    cr_assert(strstr(out.data, "Content-Length: 5\r\n") != NULL);
+}
+
+Test(http_response, sends_no_body_length_or_chunking_for_304)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 304 Not Modified\r\nContent-Length: 5\r\n\r\n", &plan), 0);
+    cr_assert_eq(plan.framing, FY_HTTP_FRAME_NONE);
+    cr_assert(strstr(out.data, "Transfer-Encoding") == NULL);
+    cr_assert(strstr(out.data, "Content-Length") == NULL);
+}
+
+Test(http_response, says_keep_alive_to_an_http_10_client_that_asked)
+{
+    request("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 200 OK\r\nContent-Length: 1\r\n\r\n", &plan), 0);
+    cr_assert(plan.keep_alive);
+    cr_assert(strstr(out.data, "Connection: keep-alive\r\n") != NULL);
+}
+
+Test(http_response, has_a_reason_for_417)
+{
+    cr_assert_str_eq(fy_http_status_reason(417), "Expectation Failed");
+}

@@ -1,0 +1,160 @@
+"""Clients that go away or half-close: the front reads the client while its request is queued or
+served. A client that closes while its request waits in the queue has the request cancelled (it
+never takes a worker); a client that resets while a worker serves it has the worker finish and
+then serve others (never two requests at once); a client that half-closes after its requests
+(shutdown(SHUT_WR), as `nc -q` does) still gets every response; pipelined requests past the
+read buffer are all answered in order."""
+
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+import requests
+
+from httpraw import Conn
+
+RAW_APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps", "wsgi", "http_raw")
+
+
+def start_raw(ferry, *args):
+    f = ferry(RAW_APP, "--max-pool-size", "1", *args)
+    assert requests.get(f.url + "/count", timeout=20).text == "1"   # the worker is up
+    return f
+
+
+def get_async(url, results, key):
+    def run():
+        try:
+            results[key] = requests.get(url, timeout=20)
+        except requests.RequestException as exc:
+            results[key] = exc
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def reset_close(sock):
+    """Closes <sock> with an RST instead of a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def wait_for(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_client_gone_while_queued_never_takes_a_worker(ferry, tmp_path, how):
+    log = tmp_path / "access.log"
+    f = start_raw(ferry, "--access-log", str(log))
+    results = {}
+    busy = get_async(f.url + "/slow?ms=1500", results, "busy")   # request 2 of the worker
+    time.sleep(0.3)
+    gone = socket.create_connection(("127.0.0.1", f.port), timeout=5)
+    gone.sendall(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")   # queued behind "busy"
+    time.sleep(0.3)
+    if how == "reset":
+        reset_close(gone)
+    else:
+        gone.close()
+    assert wait_for(lambda: "queued" in f.log()), f.log()
+    t0 = time.monotonic()
+    r = requests.get(f.url + "/count", timeout=20)
+    waited = time.monotonic() - t0
+    busy.join()
+    assert results["busy"].status_code == 200
+    # served right after "busy", not after the cancelled request too, and the worker never saw it
+    assert r.text == "3"
+    assert waited < 2.0, waited
+    assert f.stop() == 0
+    lines = log.read_text().splitlines()
+    assert any('"GET /slow?ms=1500 HTTP/1.1" 499 ' in line for line in lines), lines
+
+
+def test_client_reset_while_served_lets_the_worker_finish_first(ferry):
+    f = start_raw(ferry)
+    c = socket.create_connection(("127.0.0.1", f.port), timeout=5)
+    c.sendall(b"GET /slow?ms=1000 HTTP/1.1\r\nHost: a\r\n\r\n")   # request 2
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    reset_close(c)
+    r = requests.get(f.url + "/count", timeout=20)
+    waited = time.monotonic() - t0
+    # the worker was busy with /slow until it finished: the next request waited for it
+    assert r.text == "3"
+    assert waited >= 0.5, waited
+    assert "client went away while its request was served" in f.log()
+
+
+def test_client_gone_in_the_middle_of_a_large_response(ferry, conformance_app):
+    f = ferry(conformance_app("wsgi"), "--max-pool-size", "1")
+    assert requests.get(f.url + "/hello", timeout=20).status_code == 200
+    c = socket.create_connection(("127.0.0.1", f.port), timeout=5)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.sendall(b"GET /stream?mib=20 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert c.recv(4096).startswith(b"HTTP/1.1 200")
+    time.sleep(0.3)   # the front stops reading the worker: the client's queue is full
+    reset_close(c)
+    r = requests.get(f.url + "/hello", timeout=20)
+    assert (r.status_code, r.text) == (200, "hello world\n")
+
+
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+def test_half_closed_client_gets_its_response(ferry, conformance_app, version):
+    f = ferry(conformance_app("wsgi"))
+    assert requests.get(f.url + "/hello", timeout=20).status_code == 200
+    with Conn(f.port) as c:
+        host = b"Host: a\r\n" if version == b"1.1" else b""
+        c.send(b"GET /hello HTTP/" + version + b"\r\n" + host + b"\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"hello world\n")
+        assert c.closed_by_server()
+
+
+def test_half_closed_client_gets_every_pipelined_response(ferry, conformance_app):
+    f = ferry(conformance_app("wsgi"))
+    assert requests.get(f.url + "/hello", timeout=20).status_code == 200
+    with Conn(f.port) as c:
+        c.send(b"GET /slow?ms=300 HTTP/1.1\r\nHost: a\r\n\r\n"
+               b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+               b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_response().body == b"slept 300\n"
+        assert c.read_response().body == b"abc"
+        assert c.read_response().body == b"hello world\n"
+        assert c.closed_by_server()
+
+
+def test_half_close_inside_a_request_closes_without_a_response(ferry, conformance_app):
+    f = ferry(conformance_app("wsgi"))
+    with Conn(f.port) as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: a\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.closed_by_server()
+    r = requests.get(f.url + "/hello", timeout=20)
+    assert r.status_code == 200
+
+
+def test_pipelined_requests_past_the_read_buffer_are_answered_in_order(ferry, conformance_app):
+    f = ferry(conformance_app("wsgi"))
+    assert requests.get(f.url + "/hello", timeout=20).status_code == 200
+    n = 600
+    pad = b"X-Pad: " + b"p" * 200 + b"\r\n"   # ~250 bytes a request: ~150 KB in all
+    data = b"".join(b"GET /env?i=%d HTTP/1.1\r\nHost: a\r\n" % i + pad + b"\r\n" for i in range(n))
+    with Conn(f.port, timeout=30) as c:
+        sender = threading.Thread(target=c.send, args=(data,))
+        sender.start()
+        for i in range(n):
+            r = c.read_response()
+            assert r.status == 200
+            assert b"QUERY_STRING=i=%d\n" % i in r.body
+        sender.join()
