@@ -328,3 +328,33 @@ def callgrind_callers(tree_text, functions, depth=4):
                 break
             fn = callgrind_fn(top)
     return out
+
+
+def closes_every_response(res):
+    """True when a parsed wrk run looks like a server that closes the connection after each
+    response without saying so: only read errors, about one per request (uWSGI --http-socket).
+    """
+    e = res["errors"]
+    return (res["requests"] > 0 and e["read"] >= 0.9 * res["requests"]
+            and e["connect"] == 0 and e["write"] == 0 and e["timeout"] == 0)
+
+
+def merge_notes(per_rep):
+    """Folds the notes of each repetition (<per_rep>: a list of lists) into one list: a note
+    every repetition made appears once as is; others get their repetitions, 'rep 1, 3: ...'."""
+    order = []
+    seen = {}
+    for i, notes in enumerate(per_rep):
+        for n in notes:
+            if n not in seen:
+                seen[n] = []
+                order.append(n)
+            if i + 1 not in seen[n]:
+                seen[n].append(i + 1)
+    out = []
+    for n in order:
+        if len(seen[n]) == len(per_rep):
+            out.append(n)
+        else:
+            out.append("rep %s: %s" % (", ".join(str(r) for r in seen[n]), n))
+    return out

@@ -195,7 +195,8 @@ class Runner:
         if "slowloris" not in [c[0] for c in self.commands]:
             cmd = " ".join(shlex.quote(a) for a in argv).replace(ROOT + "/", "")
             self.commands.append(("slowloris", cmd.replace(" %d " % port, " $PORT ") +
-                                  "   (then wrk as for hello keep-alive)"))
+                                  "   (held during the next wrk run, hello keep-alive c100; the same run again "
+                                  "after they are closed is the second baseline)"))
         sl = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               stdin=subprocess.DEVNULL, start_new_session=True)
         info = {"slowloris_open": None}
@@ -258,6 +259,8 @@ class Runner:
             self.commands.append((spec.name, cmd.replace(tmp, "$TMP").replace(str(port),
                                                                                  "$PORT")))
         logp = os.path.join(tmp, "server.log")
+        env = dict(env)
+        env["TMPDIR"] = tmp  # whatever the server leaves in its temp dir goes with it
         server = procs.Server(argv, env=env, cwd=cwd, log_path=logp)
         t_launch = time.monotonic()
         try:
@@ -291,6 +294,9 @@ class Runner:
                 peaks.append(sampler.peak())
                 if err:
                     notes.append("%s: %s" % (key, err))
+                elif benchlib.closes_every_response(res):
+                    notes.append("closes the connection after every response (wrk counts "
+                                 "each close as a read error), so every request pays a connect")
                 elif sum(res["errors"].values()):
                     notes.append("%s: wrk socket errors %s in %d requests" % (
                         key, ", ".join("%s %d" % kv for kv in res["errors"].items() if kv[1]),
@@ -356,6 +362,7 @@ class Runner:
             row["status"] = "skipped: " + why
             return row
         reps = []
+        per_rep_notes = []
         for rep in range(self.args.reps):
             try:
                 figures, notes = self.one_rep(spec, rep)
@@ -366,8 +373,9 @@ class Runner:
                     break
                 return row
             reps.append(figures)
-            row["notes"].extend("rep %d: %s" % (rep + 1, n) for n in notes)
+            per_rep_notes.append(notes)
             log("  %s rep %d: %s" % (spec.name, rep + 1, short(figures)))
+        row["notes"] = benchlib.merge_notes(per_rep_notes) + row["notes"]
         row.update(benchlib.summarize(reps))
         row["per_rep"] = reps
         row["status"] = "ok" if reps else row.get("status", "no repetition ran")
@@ -414,7 +422,8 @@ def profile_ferry(runner, ctx, spec_by_name, rows, outdir, stamp):
         out_file = os.path.join(tmp, "callgrind.out")
         vg = ["valgrind", "--tool=callgrind", "--trace-children=no",
               "--callgrind-out-file=" + out_file] + argv
-        runner.commands.append(("profile", " ".join(shlex.quote(x) for x in vg)))
+        runner.commands.append(("profile", " ".join(shlex.quote(x) for x in vg).replace(
+            tmp, "$TMP").replace(str(port), "$PORT")))
         server = procs.Server(vg, env=env, cwd=cwd, log_path=os.path.join(tmp, "vg.log"))
         server.start()
         try:
@@ -622,7 +631,7 @@ def write_report(path, args, env, rows, targets, ratio_rows, chart_files, comman
 
     L.append("### Configurations\n")
     L.append(benchlib.markdown_table(["server", "configuration", "notes"], [
-        [r["name"], r["config"], "; ".join(r.get("notes", [])[:6])] for r in rows]))
+        [r["name"], r["config"], "; ".join(r.get("notes", [])[:8])] for r in rows]))
     L.append("")
 
     L.append("## Ratios: ferry ÷ each peer (same interface)\n")

@@ -169,7 +169,8 @@ def specs(ctx):
                 "--spawn-method", "smart", "--no-friendly-error-pages",
                 "--disable-security-update-check", "--disable-anonymous-telemetry",
                 "--log-file", os.path.join(tmp, "passenger.log"),
-                "--pid-file", os.path.join(tmp, "passenger.pid")], env, app
+                "--pid-file", os.path.join(tmp, "passenger.pid"),
+                "--instance-registry-dir", tmp], env, app
 
     return [
         Spec("nginx-return200", "c", "nginx, 2 workers, `return 200` (the machine's ceiling)",

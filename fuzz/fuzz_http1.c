@@ -26,7 +26,8 @@ static void check_request(const fy_http_request_t *req, const fy_http_options_t 
     FY_ASSERT(target.form != FY_HTTP_TARGET_ASTERISK || strcmp(req->method, "OPTIONS") == 0);
     size_t host_len;
     const char *host = fy_http_request_header(req, "host", &host_len);
-    while (host != NULL && host_len > 0 && (host[host_len - 1] == ' ' || host[host_len - 1] == '\t'))
+    while (host != NULL && host_len > 0 &&
+           (host[host_len - 1] == ' ' || host[host_len - 1] == '\t'))
         host_len--;
     FY_ASSERT(host == NULL || fy_http_host_valid(host, host_len));
     FY_ASSERT(!req->chunked || req->http_minor == 1);

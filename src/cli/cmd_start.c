@@ -248,7 +248,12 @@ int fy_cmd_start(int argc, char **argv)
     hopts.powered_by = cfg.powered_by;
     hopts.access_log_fd = access_fd;
 
-    /* The instance directory first: the pool puts fallback sockets there. */
+    /* Directories left by instances that died without cleaning up (SIGKILL, power loss) go
+     * first, so they never pile up; then ours: the pool puts fallback sockets there. */
+    int stale = fy_instdir_clean_stale();
+    if (stale < 0)
+        fy_log(FY_LOG_WARN, "start", "dir=%s: cannot look for stale instance directories: %s",
+               fy_instdir_base(), strerror(-stale));
     int rc = fy_instdir_create(&instdir);
     if (rc < 0) {
         fprintf(stderr, "ferry start: cannot create the instance directory in %s: %s\n",

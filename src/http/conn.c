@@ -240,7 +240,9 @@ static void close_upstream_handles(fy_http_upstream_t *up)
  * Returns NULL when libuv refuses the fd (it is closed then). */
 static fy_http_upstream_t *new_upstream(fy_http_conn_t *c, int fd)
 {
-    fy_http_upstream_t *up = fy_xcalloc(1, sizeof *up);
+    /* the 64 KiB chunk at the end needs no zeroing: only what precedes it */
+    fy_http_upstream_t *up = fy_xmalloc(sizeof *up);
+    memset(up, 0, offsetof(fy_http_upstream_t, chunk));
     up->srv = c->srv;
     up->conn = c;
     uv_pipe_init(c->srv->loop, &up->pipe, 0);
@@ -506,10 +508,9 @@ static void on_upstream_eof(fy_http_conn_t *c, int err)
         return;
     }
     if (c->plan.framing == FY_HTTP_FRAME_LENGTH && c->body_sent < c->plan.content_length) {
-        /* A worker that closes normally finished its request (the app's Content-Length was
-         * wrong); a reset means the worker itself is in trouble. */
-        response_broken(c, "worker closed before its Content-Length was sent",
-                        err == UV_EOF ? FY_WORKER_OK : FY_WORKER_BROKEN);
+        /* The worker may have died (its exit looks like a clean close from here): replace it
+         * rather than hand the next request to a dead socket. */
+        response_broken(c, "worker closed before its Content-Length was sent", FY_WORKER_BROKEN);
         return;
     }
     if (err != UV_EOF && c->plan.framing != FY_HTTP_FRAME_LENGTH &&
@@ -775,6 +776,17 @@ static void on_waiter(fy_pool_waiter_t *waiter, fy_worker_t *worker, int status)
         pool_failed(c, status);
 }
 
+/* Whether the client's FIN is already waiting in the socket right behind what was read (the
+ * request and any pipelined bytes): the client half-closed together with its requests. */
+static bool client_sent_fin(fy_http_conn_t *c)
+{
+    uv_os_fd_t fd;
+    if (c->read_eof || uv_fileno(&c->client.handle, &fd) != 0)
+        return c->read_eof;
+    char byte;
+    return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 /* The request is complete: build its block, then ask the pool for a worker. */
 static void dispatch(fy_http_conn_t *c)
 {
@@ -805,6 +817,7 @@ static void dispatch(fy_http_conn_t *c)
     c->response_done = false;
     c->body_sent = 0;
     c->resp.len = 0;
+    c->fin_with_request = false;
     c->waiter.cb = on_waiter;
     c->waiter.data = c;
     fy_worker_t *worker = NULL;
@@ -813,6 +826,7 @@ static void dispatch(fy_http_conn_t *c)
         got_worker(c, worker);
     } else if (rc == 0) {
         c->waiter.queued = 1;
+        c->fin_with_request = client_sent_fin(c);
     } else {
         pool_failed(c, rc);
     }
@@ -879,8 +893,12 @@ static void client_read_ended(fy_http_conn_t *c, int err)
         close_conn(c, false);
         break;
     case FY_CONN_QUEUED:
-        /* No worker has the request yet: a client that closes now is taken as gone (like
-         * HAProxy's abortonclose), so the request does not take a worker later. */
+        /* No worker has the request yet. An EOF that came with the request itself (already
+         * there when the request was queued, or read in the same millisecond: `nc -q`,
+         * HTTP/1.0 tools) is a half-close and the request waits for its worker. A later one means the client gave up (like
+         * HAProxy's abortonclose): the request is cancelled and never takes a worker. */
+        if (c->fin_with_request || uv_now(c->srv->loop) == c->complete_ms)
+            break;
         close_conn(c, false);
         break;
     default:
@@ -1041,6 +1059,7 @@ static void process_input(fy_http_conn_t *c, const char *data, size_t len)
             }
         }
         if (rc == FY_HTTP_FEED_DONE) {
+            c->complete_ms = uv_now(c->srv->loop);
             keep_rest(c, data + off, len - off);
             uv_timer_stop(&c->timer);
             dispatch(c);

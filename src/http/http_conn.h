@@ -94,7 +94,7 @@ struct fy_http_upstream {
     bool paused;              /* not read while the client's write queue is full */
     bool request_sent;        /* every byte of the request written; our write side shut */
     bool draining;
-    char chunk[FY_HTTP_IO_SIZE];
+    char chunk[FY_HTTP_IO_SIZE];   /* last member: new_upstream zeroes only what precedes it */
 };
 
 struct fy_http_conn {
@@ -140,6 +140,8 @@ struct fy_http_conn {
     bool close_after;         /* close once the response is written */
 
     uint64_t started_ms;      /* first byte of the request */
+    uint64_t complete_ms;     /* loop time when the request was complete */
+    bool fin_with_request;    /* the client's FIN was already in when the request was queued */
     uint64_t checkout_ms;     /* when the worker was checked out */
     bool logged;              /* the access log line of this request is written */
     int status;               /* for the access log */

@@ -315,7 +315,8 @@ static int on_headers_complete(llhttp_t *p)
         return fail(req, 400, "more than one Host header");
     size_t host_len;
     const char *host = fy_http_request_header(req, "host", &host_len);
-    while (host != NULL && host_len > 0 && (host[host_len - 1] == ' ' || host[host_len - 1] == '\t'))
+    while (host != NULL && host_len > 0 &&
+           (host[host_len - 1] == ' ' || host[host_len - 1] == '\t'))
         host_len--;
     if (host != NULL && !fy_http_host_valid(host, host_len))
         return fail(req, 400, "invalid Host header");

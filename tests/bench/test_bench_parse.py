@@ -305,3 +305,16 @@ def test_callgrind_callers_follows_thin_wrappers_but_stops_at_real_work():
     # passes through them) -> on_accept, which does real work itself: the chain stops there.
     assert [b.splitlines()[-1].split(":")[-1].split()[0] for b in blocks] == [
         "__memset_avx2", "calloc", "fy_xcalloc", "fy_http_conn_new", "on_accept"]
+
+
+def test_closes_every_response_spots_read_errors_on_every_request():
+    r = benchlib.parse_wrk(WRK_SOCKET_ERRORS.replace("timeout 3", "timeout 0"))
+    assert benchlib.closes_every_response(r) is True
+    assert benchlib.closes_every_response(benchlib.parse_wrk(WRK_SOCKET_ERRORS)) is False
+    assert benchlib.closes_every_response(benchlib.parse_wrk(WRK_LATENCY)) is False
+
+
+def test_merge_notes_keeps_common_notes_once_and_tags_the_others():
+    merged = benchlib.merge_notes([["a", "b"], ["a"], ["a", "c", "b"]])
+    assert merged == ["a", "rep 1, 3: b", "rep 3: c"]
+    assert benchlib.merge_notes([]) == []

@@ -1,6 +1,6 @@
 """Clients that go away or half-close: the front reads the client while its request is queued or
-served. A client that closes while its request waits in the queue has the request cancelled (it
-never takes a worker); a client that resets while a worker serves it has the worker finish and
+served. A client that closes (or resets) while its request waits in the queue has the request
+cancelled (it never takes a worker), unless its FIN came with the request (a half-close); a client that resets while a worker serves it has the worker finish and
 then serve others (never two requests at once); a client that half-closes after its requests
 (shutdown(SHUT_WR), as `nc -q` does) still gets every response; pipelined requests past the
 read buffer are all answered in order."""
@@ -40,6 +40,14 @@ def reset_close(sock):
     """Closes <sock> with an RST instead of a FIN."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+def send_and_half_close(sock, data):
+    """Sends <data> and the FIN in one segment (TCP_CORK holds the data until the shutdown), as a
+    client that half-closes right after its request does."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    sock.sendall(data)
+    sock.shutdown(socket.SHUT_WR)
 
 
 def wait_for(cond, timeout=10.0):
@@ -113,21 +121,34 @@ def test_half_closed_client_gets_its_response(ferry, conformance_app, version):
     assert requests.get(f.url + "/hello", timeout=20).status_code == 200
     with Conn(f.port) as c:
         host = b"Host: a\r\n" if version == b"1.1" else b""
-        c.send(b"GET /hello HTTP/" + version + b"\r\n" + host + b"\r\n")
-        c.sock.shutdown(socket.SHUT_WR)
+        send_and_half_close(c.sock, b"GET /hello HTTP/" + version + b"\r\n" + host + b"\r\n")
         r = c.read_response()
         assert (r.status, r.body) == (200, b"hello world\n")
         assert c.closed_by_server()
+
+
+def test_half_closed_client_queued_behind_a_busy_worker_gets_its_response(ferry):
+    f = start_raw(ferry)
+    results = {}
+    busy = get_async(f.url + "/slow?ms=800", results, "busy")   # request 2
+    time.sleep(0.3)
+    with Conn(f.port) as c:
+        # the request and the FIN together: a half-close, not a client that gave up
+        send_and_half_close(c.sock, b"GET /count HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"3")
+        assert c.closed_by_server()
+    busy.join()
+    assert results["busy"].status_code == 200
 
 
 def test_half_closed_client_gets_every_pipelined_response(ferry, conformance_app):
     f = ferry(conformance_app("wsgi"))
     assert requests.get(f.url + "/hello", timeout=20).status_code == 200
     with Conn(f.port) as c:
-        c.send(b"GET /slow?ms=300 HTTP/1.1\r\nHost: a\r\n\r\n"
-               b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
-               b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
-        c.sock.shutdown(socket.SHUT_WR)
+        send_and_half_close(c.sock, b"GET /slow?ms=300 HTTP/1.1\r\nHost: a\r\n\r\n"
+                            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+                            b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         assert c.read_response().body == b"slept 300\n"
         assert c.read_response().body == b"abc"
         assert c.read_response().body == b"hello world\n"
@@ -158,3 +179,30 @@ def test_pipelined_requests_past_the_read_buffer_are_answered_in_order(ferry, co
             assert r.status == 200
             assert b"QUERY_STRING=i=%d\n" % i in r.body
         sender.join()
+
+
+def test_graceful_stop_waits_for_a_worker_whose_client_went_away(ferry):
+    f = start_raw(ferry)
+    c = socket.create_connection(("127.0.0.1", f.port), timeout=5)
+    c.sendall(b"GET /slow?ms=1000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.3)
+    reset_close(c)
+    assert wait_for(lambda: "was served" in f.log())
+    t0 = time.monotonic()
+    assert f.stop() == 0
+    assert time.monotonic() - t0 >= 0.4   # the worker finished its request first
+    assert "shutdown timeout passed" not in f.log()
+
+
+def test_max_request_time_still_applies_after_the_client_went_away(ferry):
+    f = start_raw(ferry, "--max-request-time", "1")
+    c = socket.create_connection(("127.0.0.1", f.port), timeout=5)
+    c.sendall(b"GET /slow?ms=8000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.3)
+    reset_close(c)
+    t0 = time.monotonic()
+    r = requests.get(f.url + "/count", timeout=20)
+    # the stuck worker was replaced after the max request time: a new one answered, early
+    assert (r.status_code, r.text) == (200, "1")
+    assert time.monotonic() - t0 < 6
+    assert "max request time passed while the worker finished" in f.log()
