@@ -7,6 +7,8 @@ MESON_OPTS  := --buildtype=debugoptimized -Dwerror=true
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_SECONDS ?= 300
 PORT ?= 3000
+# Sub-makes stay quiet so that the last line of `make test` is pytest's summary.
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all build deps run test unit asan fuzz-build fuzz-smoke fuzz pytest clean bench
 
