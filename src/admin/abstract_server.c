@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/sys.h"
 
 #define MODULE "admin"
 #define LISTEN_BACKLOG 128
@@ -100,13 +101,6 @@ int fy_abstract_server_add_signal(fy_abstract_server_t *srv, int signo, void (*h
     srv->signals[srv->signal_count].handler = handler;
     srv->signal_count++;
     return 0;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sleep_ms(long ms)
@@ -374,7 +368,7 @@ static void reseed_random(void)
     unsigned short seed48v[3];
     unsigned seed;
     if (fy_random_bytes(&seed, sizeof seed) < 0 || fy_random_bytes(seed48v, sizeof seed48v) < 0)
-        seed = (unsigned)getpid() ^ (unsigned)now_ms();
+        seed = (unsigned)getpid() ^ (unsigned)fy_monotonic_ms();
     srandom(seed);
     srand(seed);
     seed48(seed48v);
@@ -496,9 +490,9 @@ int fy_abstract_server_stop(fy_abstract_server_t *srv)
     srv->owner_fd = -1;
 
     int killed = 0;
-    int64_t deadline = now_ms() + FY_ABSTRACT_SERVER_STOP_TIMEOUT_MS;
+    int64_t deadline = fy_monotonic_ms() + FY_ABSTRACT_SERVER_STOP_TIMEOUT_MS;
     bool gone = reap_nohang(srv->pid);
-    while (!gone && now_ms() < deadline) {
+    while (!gone && fy_monotonic_ms() < deadline) {
         sleep_ms(10);
         gone = reap_nohang(srv->pid);
     }

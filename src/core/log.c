@@ -1,4 +1,5 @@
 #include "log.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -36,21 +37,6 @@ int fy_log_parse_level(const char *name, fy_log_level_t *out)
     return -EINVAL;
 }
 
-/* Writes all of <buf>; a log line is never worth blocking forever on EINTR loops. */
-static void write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n == -1) {
-            if (errno == EINTR)
-                continue;
-            return;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
 void fy_logv(fy_log_level_t level, const char *module, const char *fmt, va_list ap)
 {
     if (level > current_level)
@@ -73,7 +59,7 @@ void fy_logv(fy_log_level_t level, const char *module, const char *fmt, va_list 
     if (used >= sizeof line - 1)
         used = sizeof line - 2;
     line[used++] = '\n';
-    write_all(log_fd, line, used);
+    (void)fy_write_all(log_fd, line, used);
     errno = saved_errno;
 }
 
@@ -100,5 +86,5 @@ void fy_log_sigsafe(fy_log_level_t level, const char *module, const char *msg)
         used += len;
     }
     line[used++] = '\n';
-    write_all(log_fd, line, used);
+    (void)fy_write_all(log_fd, line, used);
 }

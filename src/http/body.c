@@ -10,6 +10,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "http/http_internal.h"
+#include "core/sys.h"
 
 void fy_http_body_init(fy_http_body_t *b, size_t threshold, const char *tmp_dir)
 {
@@ -20,21 +21,6 @@ void fy_http_body_init(fy_http_body_t *b, size_t threshold, const char *tmp_dir)
 }
 
 bool fy_http_body_in_memory(const fy_http_body_t *b) { return b->fd == -1; }
-
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n == -1) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* An O_TMPFILE file in <dir>, or where the file system lacks it, mkstemp + unlink. */
 static int open_temp(const char *dir)
@@ -66,7 +52,7 @@ static int spill(fy_http_body_t *b)
                b->tmp_dir ? b->tmp_dir : "$TMPDIR", strerror(-fd));
         return fd;
     }
-    int rc = write_all(fd, b->mem, (size_t)b->len);
+    int rc = fy_write_all(fd, b->mem, (size_t)b->len);
     if (rc < 0) {
         close(fd);
         return rc;
@@ -85,7 +71,7 @@ int fy_http_body_append(fy_http_body_t *b, const void *data, size_t len)
             return rc;
     }
     if (b->fd != -1) {
-        int rc = write_all(b->fd, data, len);
+        int rc = fy_write_all(b->fd, data, len);
         if (rc < 0) {
             fy_log(FY_LOG_ERROR, "http", "cannot write a request body to its temp file: %s",
                    strerror(-rc));

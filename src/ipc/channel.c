@@ -26,6 +26,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/sys.h"
 
 /* Room for more fds than a well-behaved peer ever sends, so extras are received and closed
  * (whatever does not fit is dropped and closed by the kernel: MSG_CTRUNC). */
@@ -37,16 +38,9 @@ void fy_channel_init(fy_channel_t *ch, int fd, int timeout_ms)
     ch->timeout_ms = timeout_ms;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t deadline_of(const fy_channel_t *ch)
 {
-    return ch->timeout_ms < 0 ? -1 : now_ms() + ch->timeout_ms;
+    return ch->timeout_ms < 0 ? -1 : fy_monotonic_ms() + ch->timeout_ms;
 }
 
 /* Waits until <fd> is ready for <events> or the deadline passes. Returns 0 or -ETIMEDOUT or a
@@ -56,7 +50,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
     for (;;) {
         int timeout = -1;
         if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - fy_monotonic_ms();
             if (left < 0)
                 left = 0;
             timeout = left > INT_MAX ? INT_MAX : (int)left;

@@ -15,6 +15,7 @@
 
 #include "core/log.h"
 #include "ipc/sock.h"
+#include "core/sys.h"
 
 #define NAME_PREFIX "ferry."
 
@@ -70,22 +71,6 @@ static bool valid_name(const char *name)
            strcmp(name, "..") != 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n == -1) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int fy_instdir_write_file(const fy_instdir_t *dir, const char *name, const void *data, size_t len,
                           mode_t mode)
 {
@@ -108,7 +93,7 @@ int fy_instdir_write_file(const fy_instdir_t *dir, const char *name, const void 
     if (fchmod(fd, mode) == -1)
         rc = -errno;
     if (rc == 0)
-        rc = write_all(fd, data, len);
+        rc = fy_write_all(fd, data, len);
     if (close(fd) == -1 && rc == 0)
         rc = -errno;
     if (rc == 0 && rename(tmp_path, final_path) == -1)

@@ -1,5 +1,6 @@
 /* Unix socket, fd and process helpers (see sock.h). */
 #include "sock.h"
+#include "core/sys.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -151,13 +152,6 @@ int fy_unix_listen_auto(const char *dir, const char *name_prefix, int backlog, c
     return fd;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int fy_unix_connect(const char *address, int timeout_ms)
 {
     struct sockaddr_un sa;
@@ -169,14 +163,14 @@ int fy_unix_connect(const char *address, int timeout_ms)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd == -1)
         return -errno;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : fy_monotonic_ms() + timeout_ms;
     for (;;) {
         if (connect(fd, (struct sockaddr *)&sa, sa_len) == 0)
             break;
         int err = errno;
         if (err == EINTR)
             continue;
-        int64_t left = deadline == INT64_MAX ? 10 : deadline - now_ms();
+        int64_t left = deadline == INT64_MAX ? 10 : deadline - fy_monotonic_ms();
         if (err == EAGAIN) {
             /* A Unix socket with a full backlog: the kernel does not queue us, so retry. */
             if (left <= 0) {
@@ -191,7 +185,7 @@ int fy_unix_connect(const char *address, int timeout_ms)
             struct pollfd pfd = {.fd = fd, .events = POLLOUT};
             int pr;
             do {
-                int64_t wait = timeout_ms < 0 ? -1 : deadline - now_ms();
+                int64_t wait = timeout_ms < 0 ? -1 : deadline - fy_monotonic_ms();
                 pr = poll(&pfd, 1, timeout_ms < 0 ? -1 : (int)(wait > 0 ? wait : 0));
             } while (pr == -1 && errno == EINTR);
             if (pr == 0) {

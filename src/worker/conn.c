@@ -13,16 +13,10 @@
 #include "core/log.h"
 #include "ipc/sock.h"
 #include "worker/worker_internal.h"
+#include "core/sys.h"
 
 /* The longest the worker spends discarding a body the app did not read. */
 #define DRAIN_TIMEOUT_MS 2000
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Reads exactly <len> bytes before <deadline_ms>. Returns 0, -ECONNRESET on EOF before the end,
  * -ETIMEDOUT, or another negative errno. */
@@ -42,7 +36,7 @@ static int read_exact(int fd, void *buf, size_t len, int64_t deadline_ms)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        int64_t left = deadline_ms - now_ms();
+        int64_t left = deadline_ms - fy_monotonic_ms();
         if (left <= 0)
             return -ETIMEDOUT;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -73,7 +67,7 @@ static const char *refusal_name(int rc)
 /* Reads and parses the block; on success takes ownership into *block_out / *rb. */
 static int read_block(fy_worker_ctx_t *ctx, int fd, char **block_out, fy_reqblock_t *rb)
 {
-    int64_t deadline = now_ms() + ctx->header_timeout_ms;
+    int64_t deadline = fy_monotonic_ms() + ctx->header_timeout_ms;
     uint8_t prefix[4];
     int rc = read_exact(fd, prefix, sizeof prefix, deadline);
     if (rc != 0)
@@ -98,7 +92,7 @@ static int read_block(fy_worker_ctx_t *ctx, int fd, char **block_out, fy_reqbloc
 static void drain_body(ferry_request_t *req)
 {
     char buf[16384];
-    int64_t deadline = now_ms() + DRAIN_TIMEOUT_MS;
+    int64_t deadline = fy_monotonic_ms() + DRAIN_TIMEOUT_MS;
     while (req->body_left > 0) {
         size_t want = req->body_left < sizeof buf ? (size_t)req->body_left : sizeof buf;
         int rc = read_exact(req->fd, buf, want, deadline);

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "proto/resphead.h"
 #include "worker/worker_internal.h"
+#include "core/sys.h"
 
 static const char password_var[] = "FERRY_CONNECT_PASSWORD";
 
@@ -344,13 +345,6 @@ int ferry_request_var_at(const ferry_request_t *req, size_t index, const char **
     return FERRY_OK;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 ssize_t ferry_request_read(ferry_request_t *req, void *buf, size_t len)
 {
     if (req == NULL || (buf == NULL && len > 0))
@@ -359,7 +353,7 @@ ssize_t ferry_request_read(ferry_request_t *req, void *buf, size_t len)
         return 0;
     if (len > req->body_left)
         len = (size_t)req->body_left;
-    int64_t deadline = now_ms() + req->body_timeout_ms;
+    int64_t deadline = fy_monotonic_ms() + req->body_timeout_ms;
     for (;;) {
         ssize_t n = recv(req->fd, buf, len, MSG_DONTWAIT);
         if (n > 0) {
@@ -376,7 +370,7 @@ ssize_t ferry_request_read(ferry_request_t *req, void *buf, size_t len)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return FERRY_EIO;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - fy_monotonic_ms();
         if (left <= 0) {
             fy_log(FY_LOG_WARN, "worker", "path=%s timeout_ms=%d: request body stalled", req->path,
                    req->body_timeout_ms);
