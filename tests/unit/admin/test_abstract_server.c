@@ -263,6 +263,20 @@ static void assert_closed_without_reply(int fd)
     cr_assert(rc == 0 || rc == -ECONNRESET, "expected EOF without a reply, got %d", rc);
 }
 
+/* Calls <items> with <password> and asserts the server refused: no reply, the connection closed.
+ * The server may close as soon as it has read the wrong password, before the client has written
+ * its request, so the refusal can also surface as the call's own write failing. */
+static void assert_call_refused(const fy_abstract_server_t *srv, const char *password,
+                                const char *const *items, size_t count)
+{
+    int fd = fy_abstract_client_call(srv->address, password, TIMEOUT_MS, items, count);
+    if (fd == -EPIPE || fd == -ECONNRESET)
+        return;
+    cr_assert_geq(fd, 0, "call failed: %d", fd);
+    assert_closed_without_reply(fd);
+    close(fd);
+}
+
 static bool pid_gone(pid_t pid)
 {
     char path[64];
@@ -368,21 +382,14 @@ Test(abstract_server, wrong_password_closes_without_reply_and_logs_one_line)
     init_server(&srv);
     cr_assert_eq(fy_abstract_server_start(&srv), 0);
     const char *items[] = {"hello", "Joe", "Dalton"};
-    int fd = fy_abstract_client_call(srv.address, "00000000000000000000000000000000", TIMEOUT_MS,
-                                     items, 3);
-    cr_assert_geq(fd, 0);
-    assert_closed_without_reply(fd);
-    close(fd);
+    assert_call_refused(&srv, "00000000000000000000000000000000", items, 3);
     cr_assert(log_wait_for("[warn] admin: server=test peer_pid="), "%s", log_text);
     cr_assert(log_wait_for(": wrong password; closing connection\n"), "%s", log_text);
     /* A prefix of the right password is wrong too. */
     char prefix[32];
     memcpy(prefix, srv.password, 31);
     prefix[31] = '\0';
-    fd = fy_abstract_client_call(srv.address, prefix, TIMEOUT_MS, items, 3);
-    cr_assert_geq(fd, 0);
-    assert_closed_without_reply(fd);
-    close(fd);
+    assert_call_refused(&srv, prefix, items, 3);
     assert_hello(&srv); /* the server goes on */
     cr_assert_eq(fy_abstract_server_stop(&srv), 0);
     cr_assert(log_wait_for(": stopped\n"), "%s", log_text); /* the owner logs it last */
