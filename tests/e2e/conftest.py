@@ -48,6 +48,17 @@ def wait_port(port, proc, timeout):
     return False
 
 
+def wait_serving(f, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "pid %d\n" % f.pid in f.log():
+            return True
+        if f.proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    return False
+
+
 class Ferry:
     """One `ferry start` process. .url, .port, .pid, .proc, .log(), .stop()."""
 
@@ -196,6 +207,11 @@ def ferry(ferry_bin, tmp_path):
             code = f.proc.poll()
             pytest.fail("ferry did not accept on port %d within %ss (exit code %s)\n%s"
                         % (port, START_TIMEOUT, code, f.log()))
+        # The port accepts as soon as ferry listens, a moment before it prints its "serving"
+        # line; tests read that line, so ready means both.
+        if wait and not wait_serving(f, START_TIMEOUT):
+            pytest.fail("ferry accepted on port %d but printed no serving line within %ss\n%s"
+                        % (port, START_TIMEOUT, f.log()))
         return f
 
     yield start
