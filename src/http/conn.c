@@ -190,6 +190,36 @@ static int write_client(fy_http_conn_t *c, fy_http_wbuf_t *w, uv_buf_t *bufs, un
     return 0;
 }
 
+/* Like write_client, for the worker's response: when nothing is queued it writes at once
+ * (uv_try_write) and only queues what the socket did not take. A write finished here has no
+ * callback, which is why only callers that check pending_writes themselves afterwards use it:
+ * it saves libuv's deferred completion and the epoll re-arm that follows every queued write. */
+static int write_client_now(fy_http_conn_t *c, fy_http_wbuf_t *w, uv_buf_t *bufs, unsigned n)
+{
+    if (c->pending_writes == 0) {
+        int rc = uv_try_write(&c->client.stream, bufs, n);
+        if (rc < 0 && rc != UV_EAGAIN) {
+            if (w)
+                fy_http_wbuf_put(c->srv, w);
+            return rc;
+        }
+        size_t done = rc > 0 ? (size_t)rc : 0;
+        while (n > 0 && done >= bufs[0].len) {
+            done -= bufs[0].len;
+            bufs++;
+            n--;
+        }
+        if (n == 0) {
+            if (w)
+                fy_http_wbuf_put(c->srv, w);
+            return 0;
+        }
+        bufs[0].base += done;
+        bufs[0].len -= done;
+    }
+    return write_client(c, w, bufs, n);
+}
+
 /* Writes the front's own response (already in c->out) and finishes the request with it. */
 static void send_error(fy_http_conn_t *c, int status, const char *title, const char *detail,
                        bool close_after)
@@ -383,12 +413,27 @@ static void response_complete_early(fy_http_conn_t *c)
         finish_response(c);
 }
 
+/* Writes the head held back by try_head, alone. Returns false when the connection was closed. */
+static bool flush_head(fy_http_conn_t *c)
+{
+    if (!c->head_unsent)
+        return true;
+    c->head_unsent = false;
+    uv_buf_t buf = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    if (write_client_now(c, NULL, &buf, 1) < 0) {
+        close_conn(c, false);
+        return false;
+    }
+    return true;
+}
+
 static void forward_body(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data, size_t len)
 {
     bool complete = false;
     if (len == 0 || c->plan.framing == FY_HTTP_FRAME_NONE) {
         if (w)
             fy_http_wbuf_put(c->srv, w);
+        flush_head(c);
         return;
     }
     if (c->plan.framing == FY_HTTP_FRAME_LENGTH) {
@@ -400,7 +445,8 @@ static void forward_body(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data,
         if (len == 0) {
             if (w)
                 fy_http_wbuf_put(c->srv, w);
-            response_complete_early(c);
+            if (flush_head(c))
+                response_complete_early(c);
             return;
         }
     }
@@ -409,8 +455,13 @@ static void forward_body(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data,
         memcpy(w->data, data, len);
         data = w->data;
     }
-    uv_buf_t bufs[3];
+    uv_buf_t bufs[4];
     unsigned n = 0;
+    if (c->head_unsent) {
+        /* head and first body bytes in one writev */
+        c->head_unsent = false;
+        bufs[n++] = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    }
     if (c->plan.framing == FY_HTTP_FRAME_CHUNKED) {
         int l = snprintf(w->line, sizeof w->line, "%zx\r\n", len);
         bufs[n++] = uv_buf_init(w->line, (unsigned)l);
@@ -420,7 +471,7 @@ static void forward_body(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data,
         bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
     }
     c->body_sent += len;
-    if (write_client(c, w, bufs, n) < 0) {
+    if (write_client_now(c, w, bufs, n) < 0) {
         close_conn(c, false);
         return;
     }
@@ -468,18 +519,18 @@ static void try_head(fy_http_conn_t *c)
     c->status = c->plan.status;
     if (!c->plan.keep_alive)
         c->close_after = true;
-    uv_buf_t buf = uv_buf_init(c->out.data, (unsigned)c->out.len);
-    if (write_client(c, NULL, &buf, 1) < 0) {
-        close_conn(c, false);
-        return;
-    }
+    /* Body bytes that came with the head go out with it (forward_body); else the head alone. */
+    c->head_unsent = true;
     if (c->plan.framing == FY_HTTP_FRAME_LENGTH && c->plan.content_length == 0 &&
         c->resp.len > head_len) {
-        response_complete_early(c);
+        if (flush_head(c))
+            response_complete_early(c);
         return;
     }
     if (c->resp.len > head_len)
         forward_body(c, NULL, c->resp.data + head_len, c->resp.len - head_len);
+    else
+        flush_head(c);
 }
 
 static void on_upstream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -522,7 +573,7 @@ static void on_upstream_eof(fy_http_conn_t *c, int err)
     detach_upstream(c, FY_WORKER_OK);
     if (c->plan.framing == FY_HTTP_FRAME_CHUNKED) {
         uv_buf_t buf = uv_buf_init((char *)"0\r\n\r\n", 5);
-        if (write_client(c, NULL, &buf, 1) < 0) {
+        if (write_client_now(c, NULL, &buf, 1) < 0) {
             close_conn(c, false);
             return;
         }
@@ -566,8 +617,6 @@ static void on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void send_body_chunk(fy_http_upstream_t *up);
 
-static void on_upstream_shutdown(uv_shutdown_t *req, int status) { (void)req; (void)status; }
-
 static void on_upstream_write(uv_write_t *wr, int status)
 {
     fy_http_upstream_t *up = wr->data;
@@ -589,8 +638,11 @@ static void send_body_chunk(fy_http_upstream_t *up)
     fy_http_conn_t *c = up->conn;
     const fy_http_body_t *body = &c->req.body;
     if (up->body_off >= body->len) {
-        up->shutdown_req.data = up;
-        uv_shutdown(&up->shutdown_req, (uv_stream_t *)&up->pipe, on_upstream_shutdown);
+        /* Nothing of ours is queued on the pipe any more (one write at a time), so the write
+         * side is shut at once instead of through uv_shutdown's deferred request. */
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&up->pipe, &fd) == 0)
+            shutdown(fd, SHUT_WR);
         up->request_sent = true;
         return;
     }
@@ -699,13 +751,31 @@ static void connect_worker(fy_http_conn_t *c)
         bufs[n++] = uv_buf_init(body->mem, (unsigned)body->len);
         up->body_off = body->len;
     }
-    up->write_req.data = up;
-    if (uv_write(&up->write_req, (uv_stream_t *)&up->pipe, bufs, n, on_upstream_write) < 0) {
-        upstream_failed(c, "write to the worker failed");
-        return;
-    }
     up->reading = true;
     uv_read_start((uv_stream_t *)&up->pipe, on_upstream_alloc, on_upstream_read);
+    /* The fresh socket's buffer nearly always takes the whole block at once; only the rest, if
+     * any, goes through a queued write. */
+    int rc = uv_try_write((uv_stream_t *)&up->pipe, bufs, n);
+    if (rc < 0 && rc != UV_EAGAIN) {
+        char why[160];
+        snprintf(why, sizeof why, "write to the worker failed: %s", uv_strerror(rc));
+        upstream_failed(c, why);
+        return;
+    }
+    size_t done = rc > 0 ? (size_t)rc : 0;
+    unsigned first = 0;
+    while (first < n && done >= bufs[first].len)
+        done -= bufs[first++].len;
+    if (first == n) {
+        send_body_chunk(up);
+        return;
+    }
+    bufs[first].base += done;
+    bufs[first].len -= (unsigned)done;
+    up->write_req.data = up;
+    if (uv_write(&up->write_req, (uv_stream_t *)&up->pipe, bufs + first, n - first,
+                 on_upstream_write) < 0)
+        upstream_failed(c, "write to the worker failed");
 }
 
 static void got_worker(fy_http_conn_t *c, fy_worker_t *worker)
@@ -813,6 +883,7 @@ static void dispatch(fy_http_conn_t *c)
     }
     c->state = FY_CONN_QUEUED;
     c->head_done = false;
+    c->head_unsent = false;
     c->worker_eof = false;
     c->response_done = false;
     c->body_sent = 0;
@@ -1092,6 +1163,7 @@ static void finish_response(fy_http_conn_t *c)
     fy_http_request_reset(&c->req);
     c->response_done = false;
     c->head_done = false;
+    c->head_unsent = false;
     c->status = 0;
     c->out.len = 0;
     c->resp.len = 0;

@@ -83,7 +83,6 @@ struct fy_http_upstream {
     uv_pipe_t pipe;
     uv_timer_t drain_timer;   /* max request time left while draining */
     uv_write_t write_req;
-    uv_shutdown_t shutdown_req;
     fy_http_conn_t *conn;     /* NULL once detached: callbacks then only drain or clean up */
     fy_http_server_t *srv;
     fy_worker_t *worker;      /* owned only while draining */
@@ -132,6 +131,7 @@ struct fy_http_conn {
     fy_http_upstream_t *up;
     int connect_tries;
     bool head_done;           /* the worker's head was parsed and forwarded */
+    bool head_unsent;         /* ... but c->out still waits to go out with the first body bytes */
     bool worker_eof;
     bool response_done;       /* nothing more will be queued for this response */
     fy_http_resp_plan_t plan;

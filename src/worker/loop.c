@@ -195,29 +195,37 @@ static bool transient_accept_error(int err)
 int fy_worker_serve_loop(fy_worker_ctx_t *ctx, int listen_fd)
 {
     time_t last_error = 0;
+    /* The listener is non-blocking so that, under load, the next connection is taken straight
+     * away and poll() only runs when none is waiting (one syscall fewer per request). */
+    int rc = fy_fd_set_nonblock(listen_fd, true);
+    if (rc < 0) {
+        fy_log(FY_LOG_ERROR, "worker", "pid=%d: cannot make the listener non-blocking: %s",
+               (int)getpid(), strerror(-rc));
+        return 1;
+    }
     while (!soft_stop) {
-        struct pollfd pfds[2] = {
-            {.fd = listen_fd, .events = POLLIN},
-            {.fd = wake_pipe[0], .events = POLLIN},
-        };
         int err = 0;
-        int fd = -1;
-        int n = poll(pfds, 2, -1);
-        if (n == -1) {
-            if (errno == EINTR)
-                continue;
-            err = errno;
-        } else {
-            if (pfds[1].revents != 0)
-                drain_wake_pipe();
-            if (soft_stop)
-                break;
-            if (pfds[0].revents == 0)
-                continue;
-            fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd == -1) {
-                if (transient_accept_error(errno))
+        /* Without SOCK_NONBLOCK, Linux's accept4 returns a blocking socket whatever the
+         * listener's flags are: what the connection code expects. */
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd == -1) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                struct pollfd pfds[2] = {
+                    {.fd = listen_fd, .events = POLLIN},
+                    {.fd = wake_pipe[0], .events = POLLIN},
+                };
+                if (poll(pfds, 2, -1) == -1) {
+                    if (errno == EINTR)
+                        continue;
+                    err = errno;
+                } else {
+                    if (pfds[1].revents != 0)
+                        drain_wake_pipe();
                     continue;
+                }
+            } else if (transient_accept_error(errno)) {
+                continue;
+            } else {
                 err = errno;
             }
         }
@@ -237,7 +245,6 @@ int fy_worker_serve_loop(fy_worker_ctx_t *ctx, int listen_fd)
             nanosleep(&pause, NULL);
             continue;
         }
-        fy_fd_set_nonblock(fd, false);
         fy_worker_conn_serve(ctx, fd);
         close(fd);
     }
