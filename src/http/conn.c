@@ -701,6 +701,30 @@ static int worker_sockaddr(const char *address, struct sockaddr_un *sa)
 }
 
 static void connect_worker(fy_http_conn_t *c);
+static void request_worker(fy_http_conn_t *c);
+
+/* The worker could not be reached before any byte of the request got to it (it died while
+ * idle, its socket is gone): it is checked in as broken, so the pool replaces it, and the
+ * request goes to another worker, a bounded number of times, before it becomes a 502. */
+static void worker_unreachable(fy_http_conn_t *c, const char *why)
+{
+    if (c->unreachable_tries >= FY_HTTP_UNREACHABLE_RETRIES) {
+        upstream_failed(c, why);
+        return;
+    }
+    c->unreachable_tries++;
+    fy_log(FY_LOG_WARN, "http", "pid=%d uri=%.*s: worker unreachable (%s); the request goes to "
+           "another worker", (int)fy_worker_pid(c->worker),
+           (int)(c->req.url_len > 200 ? 200 : c->req.url_len), fy_http_request_url(&c->req), why);
+    detach_upstream(c, FY_WORKER_BROKEN);
+    c->block.len = c->block_base_len;
+    request_worker(c);
+}
+
+static bool unreachable_errno(int err)
+{
+    return err == ECONNREFUSED || err == ENOENT || err == ECONNRESET || err == EPIPE;
+}
 
 static void on_connect_retry(uv_timer_t *t) { connect_worker(t->data); }
 
@@ -731,7 +755,10 @@ static void connect_worker(fy_http_conn_t *c)
         }
         char why[160];
         snprintf(why, sizeof why, "connect to %s: %s", address, strerror(err));
-        upstream_failed(c, why);
+        if (unreachable_errno(err))
+            worker_unreachable(c, why);
+        else
+            upstream_failed(c, why);
         return;
     }
     fy_http_upstream_t *up = new_upstream(c, fd);
@@ -757,9 +784,14 @@ static void connect_worker(fy_http_conn_t *c)
      * any, goes through a queued write. */
     int rc = uv_try_write((uv_stream_t *)&up->pipe, bufs, n);
     if (rc < 0 && rc != UV_EAGAIN) {
+        /* The first write to a fresh connection failed: the worker was gone before it could
+         * read anything (a dead listener resets the connections in its backlog). */
         char why[160];
         snprintf(why, sizeof why, "write to the worker failed: %s", uv_strerror(rc));
-        upstream_failed(c, why);
+        if (unreachable_errno(-rc))
+            worker_unreachable(c, why);
+        else
+            upstream_failed(c, why);
         return;
     }
     size_t done = rc > 0 ? (size_t)rc : 0;
@@ -786,6 +818,7 @@ static void got_worker(fy_http_conn_t *c, fy_worker_t *worker)
     c->checkout_ms = uv_now(c->srv->loop);
     if (c->srv->opts.max_request_time_ms > 0)
         uv_timer_start(&c->req_timer, on_req_timeout, c->srv->opts.max_request_time_ms, 0);
+    c->block_base_len = c->block.len;
     if (fy_reqblock_add_str(&c->block, "FERRY_CONNECT_PASSWORD", fy_worker_secret(worker)) < 0) {
         upstream_failed(c, "request block too large for the secret");
         return;
@@ -860,7 +893,6 @@ static bool client_sent_fin(fy_http_conn_t *c)
 /* The request is complete: build its block, then ask the pool for a worker. */
 static void dispatch(fy_http_conn_t *c)
 {
-    fy_http_server_t *srv = c->srv;
     fy_http_cgi_ctx_t ctx = {
         .server_name = c->listener->host,
         .server_port = c->listener->port,
@@ -881,6 +913,13 @@ static void dispatch(fy_http_conn_t *c)
         send_error(c, 431, "The request headers are too large.", NULL, true);
         return;
     }
+    c->unreachable_tries = 0;
+    request_worker(c);
+}
+
+/* Asks the pool for a worker for the request whose block is built. */
+static void request_worker(fy_http_conn_t *c)
+{
     c->state = FY_CONN_QUEUED;
     c->head_done = false;
     c->head_unsent = false;
@@ -892,7 +931,7 @@ static void dispatch(fy_http_conn_t *c)
     c->waiter.cb = on_waiter;
     c->waiter.data = c;
     fy_worker_t *worker = NULL;
-    rc = fy_pool_checkout(srv->pool, &c->waiter, &worker);
+    int rc = fy_pool_checkout(c->srv->pool, &c->waiter, &worker);
     if (rc == 1) {
         got_worker(c, worker);
     } else if (rc == 0) {

@@ -14,6 +14,9 @@
 #define FY_HTTP_LINGER_MS 2000u
 #define FY_HTTP_CONNECT_RETRIES 50
 #define FY_HTTP_CONNECT_RETRY_MS 20
+/* How many other workers a request tries when its worker cannot be reached at all (it died
+ * idle, its socket is gone): nothing reached the app, so another worker is safe. */
+#define FY_HTTP_UNREACHABLE_RETRIES 2
 
 typedef struct fy_http_conn fy_http_conn_t;
 typedef struct fy_http_upstream fy_http_upstream_t;
@@ -130,6 +133,8 @@ struct fy_http_conn {
     fy_worker_t *worker;
     fy_http_upstream_t *up;
     int connect_tries;
+    int unreachable_tries;    /* workers that could not be reached for this request */
+    size_t block_base_len;    /* c->block before the worker's secret was added */
     bool head_done;           /* the worker's head was parsed and forwarded */
     bool head_unsent;         /* ... but c->out still waits to go out with the first body bytes */
     bool worker_eof;

@@ -2,6 +2,7 @@
 logged at error level with the signal, and the next request is served (by a new worker)."""
 import os
 import signal
+import stat
 import threading
 import time
 
@@ -43,3 +44,29 @@ def test_idle_worker_killed_is_replaced(ferry):
     r = requests.get(f.url + "/pid", timeout=15)
     assert r.status_code == 200
     assert int(r.text) != pid
+
+
+def _socket_files(root):
+    found = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                found.append(path)
+    return found
+
+
+def test_unreachable_idle_worker_is_skipped_not_502(ferry):
+    """A worker that cannot be connected to (here: its socket file removed behind its back; in
+    life: it died while idle and its exit is not processed yet) got none of the request, so the
+    request goes to another worker instead of becoming a 502."""
+    f = ferry(BASIC, "--max-pool-size", "1", "--min-instances", "1",
+              env={"FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS": "1"})
+    pid = int(requests.get(f.url + "/pid", timeout=10).text)
+    socks = _socket_files(f.tmpdir)   # the only socket file: the worker's
+    assert len(socks) == 1, socks
+    os.unlink(socks[0])
+    r = requests.get(f.url + "/pid", timeout=15)
+    assert r.status_code == 200
+    assert int(r.text) != pid
+    assert "worker unreachable" in f.log(), f.log()
