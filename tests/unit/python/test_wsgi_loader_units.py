@@ -47,8 +47,8 @@ def test_fit_message_text_escapes_nul_and_truncates_to_budget():
 # --- request block ----------------------------------------------------------------------------
 
 def test_request_block_parses_pairs_with_empty_values():
-    assert wl.parse_request_block(b"A\0b\0QUERY_STRING\0\0") == [(b"A", b"b"),
-                                                                (b"QUERY_STRING", b"")]
+    assert wl.parse_request_block(b"A\0b\0QUERY_STRING\0\0") == [("A", "b"),
+                                                                ("QUERY_STRING", "")]
 
 
 def test_request_block_empty_is_valid_and_has_no_pairs():
@@ -89,12 +89,35 @@ def test_check_status_refuses_malformed_status(status):
         wl.check_status(status)
 
 
-@pytest.mark.parametrize("headers", [
+BAD_HEADERS = [
     [("X-A", "b\r\nInjected: yes")], [("X A", "b")], [("", "b")], [("X-A", "\0")],
-    [("X-A", "snowman ☃")], [("X-A",)], [["X-A", "b"]], (("X-A", "b"),), [("X-A", 1)]])
+    [("X-A", "snowman ☃")], [("X-A",)], [["X-A", "b"]], (("X-A", "b"),), [("X-A", 1)],
+    [("X-A\n", "b")], [("X-A:", "b")], [("X-A", "b\n")], [("X-A", "ok"), ("Y", "b\rc")],
+    [(1, "b")], [("X-A", "b", "c")]]
+
+
+@pytest.mark.parametrize("headers", BAD_HEADERS)
 def test_check_headers_refuses_injection_and_bad_types(headers):
     with pytest.raises((TypeError, ValueError)):
         wl.check_headers(headers)
+
+
+@pytest.mark.parametrize("headers", BAD_HEADERS)
+def test_checked_response_head_refuses_what_check_headers_refuses(headers):
+    with pytest.raises((TypeError, ValueError)):
+        wl.checked_response_head("200 OK", headers)
+
+
+@pytest.mark.parametrize("headers", [
+    [], [("X-A", "a\tb é")], [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("X-E", "")]])
+def test_checked_response_head_equals_the_checked_encoding(headers):
+    assert (wl.checked_response_head("201 Created", headers)
+            == wl.encode_response_head("201 Created", wl.check_headers(headers)))
+
+
+def test_check_status_refuses_a_trailing_newline():
+    with pytest.raises(ValueError):
+        wl.check_status("200 OK\n")
 
 
 def test_check_headers_accepts_tab_and_latin1_values():
@@ -274,18 +297,27 @@ def test_send_to_closed_peer_raises_client_gone(pair):
 # --- the accept loop: errors outside a request ------------------------------------------------
 
 class FailingListener:
-    """A listening socket whose accept() always fails; poll() sees it readable."""
+    """A non-blocking listening socket whose accept() always fails (EMFILE), or finds nothing
+    waiting (EAGAIN) once <readable> is False; poll() sees it as <readable>."""
 
     def __init__(self):
         self.r, self.w = os.pipe()
         os.write(self.w, b"x")
         self.accepts = 0
+        self.readable = True
+        self.blocking = True
 
     def fileno(self):
         return self.r
 
+    def setblocking(self, flag):
+        self.blocking = flag
+
     def accept(self):
+        assert not self.blocking, "the loop accepts on a non-blocking listener"
         self.accepts += 1
+        if not self.readable:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
         raise OSError(errno.EMFILE, "Too many open files")
 
     def close(self):
@@ -325,8 +357,9 @@ def test_loop_returns_0_on_soft_stop_from_wake_pipe():
         worker = wl.Worker(lambda e, s: [], listener, "0" * 32)
         worker.wake_fd = wake_r
         os.read(listener.r, 1)   # not readable: only the wake pipe is
+        listener.readable = False
         assert worker.serve() == 0
-        assert listener.accepts == 0
+        assert listener.accepts == 1   # found nothing waiting, polled, saw the wake pipe
     finally:
         listener.close()
         os.close(wake_r)
@@ -407,3 +440,32 @@ def test_log_line_has_ferry_format():
 def test_struct_prefix_matches_driver_encoding():
     block = driver.encode_block([("A", "b")])
     assert struct.unpack(">I", block[:4])[0] == len(block) - 4
+
+
+# --- reading the request block -----------------------------------------------------------------
+
+def test_request_block_that_stops_arriving_is_refused_after_the_header_timeout(pair, monkeypatch):
+    monkeypatch.setattr(wl, "_HEADER_TIMEVAL", struct.pack("@ll", 0, 200000))
+    server, client = pair
+    client.sendall(b"\0\0")
+    worker = wl.Worker(lambda environ, start_response: [], None, "pw")
+    with pytest.raises(wl.RequestRefused, match="timed out reading the header size"):
+        worker.read_request(server)
+
+
+def test_request_block_password_is_checked_and_removed(pair):
+    server, client = pair
+    block = b"A\0b\0FERRY_CONNECT_PASSWORD\0pw\0"
+    client.sendall(struct.pack(">I", len(block)) + block)
+    worker = wl.Worker(lambda environ, start_response: [], None, "pw")
+    assert worker.read_request(server) == [("A", "b")]
+    block = b"A\0b\0FERRY_CONNECT_PASSWORD\0px\0"
+    client.sendall(struct.pack(">I", len(block)) + block)
+    with pytest.raises(wl.RequestRefused, match="wrong"):
+        worker.read_request(server)
+
+
+def test_environ_first_value_of_a_repeated_name_wins():
+    worker = wl.Worker(lambda environ, start_response: [], None, "pw")
+    env = worker.build_environ([("A", "1"), ("SCRIPT_NAME", "/"), ("A", "2")], None)
+    assert env["A"] == "1" and env["SCRIPT_NAME"] == "" and env["QUERY_STRING"] == ""
