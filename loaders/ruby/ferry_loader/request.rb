@@ -76,10 +76,25 @@ module FerryLoader
       items.pop
       raise BadRequest, "header block has an odd item count (#{items.size})" if items.size.odd?
 
-      pairs = items.each_slice(2).to_a
-      raise BadRequest, 'header block has an empty name' if pairs.any? { |name, _| name.empty? }
+      pairs = Array.new(items.size / 2)
+      i = 0
+      while i < items.size
+        name = items[i]
+        raise BadRequest, 'header block has an empty name' if name.empty?
 
+        pairs[i / 2] = [name, items[i + 1]]
+        i += 2
+      end
       pairs
+    end
+
+    # Whether the strings <a> and <b> are equal, in a time that depends on their length only
+    # (for the connect password): both are read as one big integer each and XORed.
+    def secure_equal?(a, b)
+      return false unless a.bytesize == b.bytesize
+      return true if a.empty?
+
+      (a.unpack1('H*').to_i(16) ^ b.unpack1('H*').to_i(16)).zero?
     end
 
     # The value of the first pair named <name>, or nil.
@@ -122,7 +137,8 @@ module FerryLoader
     # as the part after SCRIPT_NAME (CGI); when absent it comes from REQUEST_URI's path,
     # percent-decoded, with the SCRIPT_NAME prefix removed.
     def split_path(env)
-      script = env['SCRIPT_NAME'].to_s.b.sub(%r{/+\z}, '')
+      script = env['SCRIPT_NAME'].to_s.b
+      script = script.sub(%r{/+\z}, '') if script.end_with?('/')
       script = "/#{script}" unless script.empty? || script.start_with?('/')
       path = env['PATH_INFO']&.b
       if path.nil?
@@ -146,17 +162,18 @@ module FerryLoader
     # SERVER_NAME/SERVER_PORT default from HTTP_HOST, else "localhost" and the scheme's port;
     # SERVER_PROTOCOL defaults to HTTP/1.1.
     def fill_server(env)
-      https = https?(env)
+      env['SERVER_PROTOCOL'] = 'HTTP/1.1'.b if env['SERVER_PROTOCOL'].to_s.empty?
+      name_missing = env['SERVER_NAME'].to_s.empty?
+      port_missing = env['SERVER_PORT'].to_s.empty?
+      return unless name_missing || port_missing # the core sends both
+
       host_name, host_port = nil
       if (m = HOST.match(env['HTTP_HOST'].to_s))
         host_name = m[1] unless m[1].empty?
         host_port = m[2] unless m[2].nil? || m[2].empty?
       end
-      env['SERVER_NAME'] = (host_name || 'localhost').b if env['SERVER_NAME'].to_s.empty?
-      if env['SERVER_PORT'].to_s.empty?
-        env['SERVER_PORT'] = (host_port || (https ? '443' : '80')).b
-      end
-      env['SERVER_PROTOCOL'] = 'HTTP/1.1'.b if env['SERVER_PROTOCOL'].to_s.empty?
+      env['SERVER_NAME'] = (host_name || 'localhost').b if name_missing
+      env['SERVER_PORT'] = (host_port || (https?(env) ? '443' : '80')).b if port_missing
     end
 
     def https?(env)

@@ -104,14 +104,15 @@ module FerryLoader
     end
 
     # Waits for a connection or a wake-up. Returns the connection, nil to look again, or :fatal.
+    # A waiting connection is taken at once; select only runs when there is none (one syscall
+    # fewer per request under load).
     def accept_one
-      readable, = IO.select([@listener.socket, @wake_r])
-      if readable.include?(@wake_r)
-        @wake_r.read_nonblock(64, exception: false)
-        return nil
-      end
       conn = @listener.socket.accept_nonblock(exception: false)
-      conn == :wait_readable ? nil : conn[0]
+      return conn[0] unless conn == :wait_readable
+
+      readable, = IO.select([@listener.socket, @wake_r])
+      @wake_r.read_nonblock(64, exception: false) if readable.include?(@wake_r)
+      nil
     rescue Errno::ECONNABORTED, Errno::EPROTO, Errno::EINTR
       nil
     rescue StandardError => e
@@ -163,7 +164,7 @@ module FerryLoader
     def check_password(pairs)
       given = Request.lookup(pairs, Request::PASSWORD_KEY)
       raise BadRequest, "no #{Request::PASSWORD_KEY}" if given.nil?
-      raise BadRequest, "wrong #{Request::PASSWORD_KEY}" unless Rack::Utils.secure_compare(given.b, @secret)
+      raise BadRequest, "wrong #{Request::PASSWORD_KEY}" unless Request.secure_equal?(given.b, @secret)
     end
 
     def fatal?(error)
@@ -189,16 +190,26 @@ module FerryLoader
     end
 
     # Writes the head, then the body piece by piece (never buffered whole); no body for HEAD,
-    # 1xx, 204 and 304. The body is closed whatever happens.
+    # 1xx, 204 and 304. The head goes out with the first non-empty piece, in one writev, so the
+    # core reads a small response in one go. The body is closed whatever happens.
     def send_response(conn, head, code, body, head_only)
-      conn.write(head)
-      return if head_only || Response::NO_BODY_STATUS.call(code)
+      if head_only || Response::NO_BODY_STATUS.call(code)
+        conn.write(head)
+        return
+      end
 
       body.each do |chunk|
         raise InvalidResponse, "the body yielded #{chunk.class}, not a String" unless chunk.is_a?(String)
+        next if chunk.empty?
 
-        conn.write(chunk) unless chunk.empty?
+        if head
+          conn.write(head, chunk)
+          head = nil
+        else
+          conn.write(chunk)
+        end
       end
+      conn.write(head) if head
     rescue Errno::EPIPE, Errno::ECONNRESET => e
       Log.info("the core closed the connection during the response (#{e.class})", request_fields)
     rescue Exception => e # rubocop:disable Lint/RescueException

@@ -11,6 +11,8 @@ module FerryLoader
     MAX_HEAD = 131_072
     HEADER_NAME = /\A[!\#$%&'*+\-.^_`|~0-9A-Za-z]+\z/.freeze
     NO_BODY_STATUS = ->(code) { code < 200 || code == 204 || code == 304 }
+    BAD_VALUE = /[\r\n\0]/.freeze
+    VALID_NAMES = {} # rubocop:disable Style/MutableConstant -- a cache, see valid_name?
 
     module_function
 
@@ -44,20 +46,37 @@ module FerryLoader
       headers.each do |name, value|
         name = name.to_s
         next if name.start_with?('rack.') || name.casecmp?('status')
-        raise InvalidResponse, "invalid header name #{name.inspect}" unless name.match?(HEADER_NAME)
+        raise InvalidResponse, "invalid header name #{name.inspect}" unless valid_name?(name)
 
+        if value.is_a?(String) && !value.include?("\n")
+          add_header(head, name, value)
+          next
+        end
         values = value.is_a?(Array) ? value.map(&:to_s) : value.to_s.split("\n", -1)
         values = [''] if values.empty?
-        values.each do |v|
-          raise InvalidResponse, "invalid value for header #{name}: #{v.inspect}" if v.match?(/[\r\n\0]/)
-
-          head << name.b << ': ' << v.b << "\r\n"
-        end
+        values.each { |v| add_header(head, name, v) }
       end
       head << "\r\n"
       raise InvalidResponse, "response head of #{head.bytesize} bytes is over #{MAX_HEAD}" if head.bytesize > MAX_HEAD
 
       head
+    end
+
+    def add_header(head, name, value)
+      raise InvalidResponse, "invalid value for header #{name}: #{value.inspect}" if value.match?(BAD_VALUE)
+
+      head << name << ': ' << value.b << "\r\n"
+    end
+
+    # Names seen valid before are not matched again (apps send the same few names); the cache
+    # is bounded, and a name is ASCII once valid, so it can go into the binary head as it is.
+    def valid_name?(name)
+      return true if VALID_NAMES.key?(name)
+      return false unless name.match?(HEADER_NAME)
+
+      VALID_NAMES.clear if VALID_NAMES.size >= 512
+      VALID_NAMES[name.dup.freeze] = true
+      true
     end
 
     # The 500 sent when the app fails before its head went out: in development the error and its

@@ -64,6 +64,17 @@ class RequestBlockTest < Minitest::Test
     assert_equal [], R.parse_block('')
   end
 
+  def test_secure_equal_compares_whole_strings
+    secret = 'a3f09c1d2e4b5a6978c0d1e2f3a4b5c6'
+    assert R.secure_equal?(secret.dup, secret)
+    refute R.secure_equal?(secret.sub(/6\z/, '7'), secret)
+    refute R.secure_equal?("b#{secret[1..]}", secret)
+    refute R.secure_equal?(secret[0..-2], secret)
+    refute R.secure_equal?("\0#{secret[1..]}", secret)
+    assert R.secure_equal?('', '')
+    refute R.secure_equal?('', secret)
+  end
+
   def test_refuses_a_block_not_ending_in_nul
     e = assert_raises(FerryLoader::BadRequest) { R.parse_block("A\x001") }
     assert_match(/does not end in NUL/, e.message)
