@@ -13,6 +13,9 @@
 
 #define REQ(p) ((fy_http_request_t *)(p)->data)
 
+/* The longest method token taken for an unknown method (501) rather than garbage (400). */
+#define FY_HTTP_METHOD_MAX 32
+
 static int fail(fy_http_request_t *req, int status, const char *reason)
 {
     if (req->state != FY_HTTP_REQ_ERROR) {
@@ -432,6 +435,23 @@ static const char *llhttp_reason(llhttp_errno_t err)
     }
 }
 
+/* llhttp knows a fixed set of methods. A request whose method is a well-formed upper-case token
+ * it does not know (an extension method such as "FOO") is one the server does not implement:
+ * 501 (RFC 9110 section 9.1), not 400. Lower-case letters make it 400, as nginx and gunicorn
+ * do ("get" is almost always a broken client, not an extension). Looks at the request's first
+ * bytes in <data> (the method starts the request, after optional empty lines). */
+static bool unknown_method_token(const char *data, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (data[i] == '\r' || data[i] == '\n'))
+        i++;
+    size_t start = i;
+    while (i < len && i - start <= FY_HTTP_METHOD_MAX && is_tchar((unsigned char)data[i]) &&
+           !(data[i] >= 'a' && data[i] <= 'z'))
+        i++;
+    return i > start && i - start <= FY_HTTP_METHOD_MAX && i < len && data[i] == ' ';
+}
+
 int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, size_t *consumed)
 {
     *consumed = 0;
@@ -460,8 +480,12 @@ int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, s
         FY_ASSERT(req->state == FY_HTTP_REQ_DONE);
         return FY_HTTP_FEED_DONE;
     }
-    if (req->state != FY_HTTP_REQ_ERROR)
-        fail(req, 400, llhttp_reason(err));
+    if (req->state != FY_HTTP_REQ_ERROR) {
+        if (err == HPE_INVALID_METHOD && !req->headers_seen && unknown_method_token(data, len))
+            fail(req, 501, "method not implemented");
+        else
+            fail(req, 400, llhttp_reason(err));
+    }
     return -EPROTO;
 }
 

@@ -252,6 +252,10 @@ def test_lowercase_method_is_refused(wsgi, line):
     refused(wsgi, line + b"\r\nHost: a\r\n\r\n", 400)
 
 
+def test_unknown_method_is_not_implemented(wsgi):
+    refused(wsgi, b"FOO /hello HTTP/1.1\r\nHost: a\r\n\r\n", 501)
+
+
 # ---- header limits ------------------------------------------------------------------------
 
 def test_extremely_long_header_line_gets_431(wsgi):

@@ -28,7 +28,6 @@ CASES = {
     "version_2": b"GET /hello HTTP/2.0\r\nHost: a\r\n\r\n",
     "garbage_version": b"GET /hello HTTX/1.1\r\nHost: a\r\n\r\n",
     "invalid_method": b"G@T /hello HTTP/1.1\r\nHost: a\r\n\r\n",
-    "unknown_method": b"FROB /hello HTTP/1.1\r\nHost: a\r\n\r\n",
     "no_host": b"GET /hello HTTP/1.1\r\n\r\n",
     "two_hosts": b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     "bad_percent": b"GET /he%zzllo HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -41,6 +40,17 @@ def test_malformed_request_gets_exactly_one_400(ferry, conformance_app, raw_requ
     f = ferry(conformance_app("wsgi"))
     out = raw_request(f.port, CASES[name])
     assert out.startswith(b"HTTP/1.1 400 "), out[:200]
+    assert out.count(b"HTTP/1.1 ") == 1
+    assert b"Connection: close" in out.split(b"\r\n\r\n")[0]
+    r = requests.get(f.url + "/hello", timeout=20)
+    assert (r.status_code, r.text) == (200, "hello world\n")
+
+
+def test_unknown_method_gets_exactly_one_501_and_close(ferry, conformance_app, raw_request):
+    f = ferry(conformance_app("wsgi"))
+    out = raw_request(f.port, b"FROB /hello HTTP/1.1\r\nHost: a\r\n\r\nGET /hello HTTP/1.1\r\n"
+                              b"Host: a\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 501 "), out[:200]
     assert out.count(b"HTTP/1.1 ") == 1
     assert b"Connection: close" in out.split(b"\r\n\r\n")[0]
     r = requests.get(f.url + "/hello", timeout=20)

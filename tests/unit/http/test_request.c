@@ -320,3 +320,23 @@ Test(http_request, refuses_a_lowercase_method)
 {
     expect_refused("get / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
 }
+
+Test(http_request, an_unknown_uppercase_method_is_not_implemented)
+{
+    expect_refused("FOO / HTTP/1.1\r\nHost: x\r\n\r\n", 501);
+}
+
+Test(http_request, an_unknown_method_after_empty_lines_is_not_implemented)
+{
+    expect_refused("\r\nBREW-COFFEE /pot HTTP/1.1\r\nHost: x\r\n\r\n", 501);
+}
+
+Test(http_request, a_method_that_is_not_a_token_is_a_bad_request)
+{
+    expect_refused("G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+Test(http_request, an_overlong_unknown_method_is_a_bad_request)
+{
+    expect_refused("FOOBARFOOBARFOOBARFOOBARFOOBARFOOBAR / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
