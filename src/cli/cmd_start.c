@@ -28,7 +28,9 @@
 
 typedef struct start_state {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sigusr1;
+    const char *log_path, *access_path;   /* as configured; "-" or "" when not a file */
+    int log_fd, access_fd;
     fy_pool_t *pool;
     fy_http_server_t *http;
     bool stopping;
@@ -72,6 +74,7 @@ static void on_pool_done(fy_pool_t *pool, void *data)
     st->pool_done = true;
     uv_close((uv_handle_t *)&st->sigterm, NULL);
     uv_close((uv_handle_t *)&st->sigint, NULL);
+    uv_close((uv_handle_t *)&st->sigusr1, NULL);
 }
 
 static void on_pool_unused(fy_pool_t *pool, void *data) { (void)pool; (void)data; }
@@ -94,6 +97,40 @@ static void on_signal(uv_signal_t *h, int signum)
     fy_log(FY_LOG_NOTICE, "start", "signal=%s: shutting down (timeout %u ms)", strsignal(signum),
            st->shutdown_timeout_ms);
     fy_http_server_stop(st->http, st->shutdown_timeout_ms, on_http_stopped, st);
+}
+
+/* Reopens the log file <path> (nothing for "-" or "") onto <fd>, which keeps its number: logrotate
+ * moves the file away and sends SIGUSR1, the old file is closed and a new one created. Returns
+ * false (and logs why) when the new file cannot be opened; the old one then stays in use. */
+static bool reopen_log(const char *what, const char *path, int fd)
+{
+    if (path == NULL || path[0] == '\0' || strcmp(path, "-") == 0 || fd < 0)
+        return true;
+    int nfd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (nfd == -1) {
+        fy_log(FY_LOG_ERROR, "start", "%s=%s: cannot reopen: %s; still writing to the old file",
+               what, path, strerror(errno));
+        return false;
+    }
+    if (nfd != fd) {
+        /* dup3 keeps O_CLOEXEC on the number workers must not inherit */
+        if (dup3(nfd, fd, O_CLOEXEC) == -1) {
+            fy_log(FY_LOG_ERROR, "start", "%s=%s: cannot reopen: %s", what, path, strerror(errno));
+            close(nfd);
+            return false;
+        }
+        close(nfd);
+    }
+    return true;
+}
+
+static void on_reopen_logs(uv_signal_t *h, int signum)
+{
+    start_state_t *st = h->data;
+    bool log_ok = reopen_log("log_file", st->log_path, st->log_fd);
+    bool access_ok = reopen_log("access_log", st->access_path, st->access_fd);
+    if (log_ok && access_ok)
+        fy_log(FY_LOG_NOTICE, "start", "signal=%s: log files reopened", strsignal(signum));
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -302,6 +339,13 @@ int fy_cmd_start(int argc, char **argv)
     st->sigterm.data = st->sigint.data = st;
     uv_signal_start(&st->sigterm, on_signal, SIGTERM);
     uv_signal_start(&st->sigint, on_signal, SIGINT);
+    st->log_path = cfg.log_file;
+    st->access_path = cfg.access_log;
+    st->log_fd = log_fd;
+    st->access_fd = access_fd;
+    uv_signal_init(&st->loop, &st->sigusr1);
+    st->sigusr1.data = st;
+    uv_signal_start(&st->sigusr1, on_reopen_logs, SIGUSR1);
 
     rc = fy_pool_start(st->pool);
     if (rc < 0) {

@@ -456,6 +456,7 @@ void fy_start_config_usage(FILE *out)
     }
     fprintf(out, "  --%-24s %s\n", "help", "show this text");
     fprintf(out, "\nSIGTERM or SIGINT: stop accepting, let requests in flight finish within\n"
-                 "--shutdown-timeout, stop the workers, exit 0. Exit status 2: bad usage or\n"
+                 "--shutdown-timeout, stop the workers, exit 0. SIGUSR1: reopen --log-file and\n"
+                 "--access-log (log rotation). Exit status 2: bad usage or\n"
                  "configuration; 1: a runtime failure (port in use, unreadable APP_DIR, no app).\n");
 }

@@ -1,0 +1,62 @@
+"""Log files: --log-file and --access-log are appended to, and SIGUSR1 reopens both (what
+logrotate's postrotate sends), so a rotated file is closed and a new one created."""
+import os
+import signal
+import time
+
+import requests
+
+from conftest import app
+
+HELLO = app("examples", "hello-wsgi")
+
+
+def wait_for(pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def test_sigusr1_reopens_the_log_files(ferry, tmp_path):
+    log = tmp_path / "ferry.log"
+    access = tmp_path / "access.log"
+    f = ferry(HELLO, "--log-file", str(log), "--access-log", str(access), wait=False)
+    assert wait_for(lambda: log.exists() and "serving" in read(log))
+    assert wait_for(lambda: requests.get(f.url + "/first", timeout=5).status_code == 404)
+    assert wait_for(lambda: "/first" in read(access))
+
+    os.rename(log, tmp_path / "ferry.log.1")
+    os.rename(access, tmp_path / "access.log.1")
+    os.kill(f.pid, signal.SIGUSR1)
+    assert wait_for(lambda: log.exists() and "log files reopened" in read(log)), \
+        read(tmp_path / "ferry.log.1")
+    assert requests.get(f.url + "/second", timeout=5).status_code == 404
+    assert wait_for(lambda: access.exists() and "/second" in read(access))
+
+    assert "/second" not in read(tmp_path / "access.log.1")
+    assert "/first" not in read(access)
+    assert "serving" in read(tmp_path / "ferry.log.1")
+    assert f.stop() == 0
+    assert "stopped" in read(log)
+
+
+def test_a_log_file_that_cannot_be_reopened_keeps_the_old_one(ferry, tmp_path):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    log = logdir / "ferry.log"
+    f = ferry(HELLO, "--log-file", str(log), wait=False)
+    assert wait_for(lambda: log.exists() and "serving" in read(log))
+    os.rename(logdir, tmp_path / "moved")     # the configured path's directory is gone
+    os.kill(f.pid, signal.SIGUSR1)
+    moved = tmp_path / "moved" / "ferry.log"
+    assert wait_for(lambda: "cannot reopen" in read(moved)), read(moved)
+    assert requests.get(f.url + "/", timeout=5).status_code == 200
+    assert f.stop() == 0
