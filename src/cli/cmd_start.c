@@ -20,6 +20,7 @@
 #include "cli/config.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/sys.h"
 #include "http/http.h"
 #include "ipc/instdir.h"
 #include "pool/pool.h"
@@ -148,6 +149,41 @@ static int open_log(const char *path, int std_fd)
     return fd == -1 ? -errno : fd;
 }
 
+/* Writes "<pid>\n" to <path> through a temporary file and rename, so a reader never sees a
+ * half-written pid. Returns 0 or -errno. */
+static int write_pid_file(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd == -1)
+        return -errno;
+    char line[32];
+    int n = snprintf(line, sizeof line, "%d\n", (int)getpid());
+    int rc = fy_write_all(fd, line, (size_t)n);
+    if (close(fd) == -1 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) == -1)
+        rc = -errno;
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
+}
+
+/* Removes the pid file if it still names this process (a newer ferry may own it by now). */
+static void remove_pid_file(const char *path)
+{
+    char buf[32] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n > 0 && atoi(buf) == (int)getpid())
+        unlink(path);
+}
+
 static void write_properties(const fy_instdir_t *dir, const fy_start_config_t *cfg,
                              const char *app_root, const char *type)
 {
@@ -188,6 +224,7 @@ int fy_cmd_start(int argc, char **argv)
 
     int status = 1;
     int log_fd = -1, access_fd = -1;
+    bool pid_file_written = false;
     bool instdir_made = false;
     fy_instdir_t instdir;
     start_state_t *st = NULL;
@@ -333,6 +370,14 @@ int fy_cmd_start(int argc, char **argv)
         }
     }
     write_properties(&instdir, &cfg, app_root, type);
+    if (cfg.pid_file[0] != '\0') {
+        rc = write_pid_file(cfg.pid_file);
+        if (rc < 0) {
+            fprintf(stderr, "ferry start: pid file %s: %s\n", cfg.pid_file, strerror(-rc));
+            goto out_http;
+        }
+        pid_file_written = true;
+    }
 
     uv_signal_init(&st->loop, &st->sigterm);
     uv_signal_init(&st->loop, &st->sigint);
@@ -399,6 +444,8 @@ out_loop:
     uv_run(&st->loop, UV_RUN_DEFAULT);
     uv_loop_close(&st->loop);
 out:
+    if (pid_file_written)
+        remove_pid_file(cfg.pid_file);
     if (instdir_made)
         fy_instdir_remove(&instdir);
     if (access_fd > 2)

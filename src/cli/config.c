@@ -87,6 +87,8 @@ static const opt_t options[] = {
      "access log file (combined format + request time); - is stdout; empty is off"},
     {"log-level", OPT_LEVEL, OFF(log_level), "info", 0, 0, NULL,
      "alert, error, warn, notice, info or debug"},
+    {"pid-file", OPT_STR, OFF(pid_file), "", 0, 0, NULL,
+     "write the server's pid to this file while it runs; empty is none"},
 };
 
 static void set_err(char *err, size_t err_len, const char *fmt, ...)

@@ -38,6 +38,7 @@ typedef struct fy_start_config {
     char *trusted_proxy;           /* "" = none */
     char *log_file;                /* "-" = stderr */
     char *access_log;              /* "" = off, "-" = stdout */
+    char *pid_file;                /* "" = none */
     char *log_level;
     bool powered_by;
     bool help;                     /* --help was given: print fy_start_config_usage, exit 0 */

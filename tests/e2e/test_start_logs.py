@@ -2,6 +2,7 @@
 logrotate's postrotate sends), so a rotated file is closed and a new one created."""
 import os
 import signal
+import socket
 import time
 
 import requests
@@ -60,3 +61,27 @@ def test_a_log_file_that_cannot_be_reopened_keeps_the_old_one(ferry, tmp_path):
     assert wait_for(lambda: "cannot reopen" in read(moved)), read(moved)
     assert requests.get(f.url + "/", timeout=5).status_code == 200
     assert f.stop() == 0
+
+
+def test_pid_file_holds_the_pid_while_running_and_is_removed_at_exit(ferry, tmp_path):
+    pid_file = tmp_path / "run" / "ferry.pid"
+    pid_file.parent.mkdir()
+    f = ferry(HELLO, "--pid-file", str(pid_file))
+    assert read(pid_file) == "%d\n" % f.pid
+    assert sorted(os.listdir(pid_file.parent)) == ["ferry.pid"]   # no temporary file left
+    assert f.stop() == 0
+    assert not pid_file.exists()
+
+
+def test_pid_file_that_cannot_be_written_is_an_error(ferry_bin, tmp_path):
+    import subprocess
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run([ferry_bin, "start", HELLO, "--port", str(port), "--pid-file",
+                        str(tmp_path / "missing" / "ferry.pid")],
+                       capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert r.returncode == 1
+    assert "pid file" in r.stderr and "No such file or directory" in r.stderr
+    assert "worker ready" not in r.stderr

@@ -181,6 +181,7 @@ static const option_case_t every_option[] = {
     {"log-file", "FERRY_LOG_FILE", "log_file", K_STR, OFF(log_file), "/tmp/fy.log", 0},
     {"access-log", "FERRY_ACCESS_LOG", "access_log", K_STR, OFF(access_log), "-", 0},
     {"log-level", "FERRY_LOG_LEVEL", "log_level", K_STR, OFF(log_level), "debug", 0},
+    {"pid-file", "FERRY_PID_FILE", "pid_file", K_STR, OFF(pid_file), "/tmp/fy.pid", 0},
 };
 
 static void expect_option_value(const option_case_t *c, const char *source)
