@@ -651,10 +651,6 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
     }
     w->state = W_IDLE;
     w->idle_since_ms = now_ms(pool);
-    /* Under load a waiter is queued: hand it this worker now rather than on the kick timer's
-     * next loop iteration, so the worker does not sit idle for a whole batch of I/O events. */
-    if (pool->qhead && !pool->closing)
-        dispatch(pool);
 }
 
 const char *fy_worker_address(const fy_worker_t *w)
