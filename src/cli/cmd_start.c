@@ -156,19 +156,9 @@ static int write_pid_file(const char *path)
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof tmp)
         return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd == -1)
-        return -errno;
     char line[32];
     int n = snprintf(line, sizeof line, "%d\n", (int)getpid());
-    int rc = fy_write_all(fd, line, (size_t)n);
-    if (close(fd) == -1 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) == -1)
-        rc = -errno;
-    if (rc < 0)
-        unlink(tmp);
-    return rc;
+    return fy_write_file_atomic(path, tmp, line, (size_t)n, 0644);
 }
 
 /* Removes the pid file if it still names this process (a newer ferry may own it by now). */

@@ -86,21 +86,7 @@ int fy_instdir_write_file(const fy_instdir_t *dir, const char *name, const void 
     int m = snprintf(tmp_path, sizeof tmp_path, "%s/.%s.%08x.tmp", dir->path, name, (unsigned)rnd);
     if (n < 0 || (size_t)n >= sizeof final_path || m < 0 || (size_t)m >= sizeof tmp_path)
         return -ENAMETOOLONG;
-    int fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd == -1)
-        return -errno;
-    rc = 0;
-    if (fchmod(fd, mode) == -1)
-        rc = -errno;
-    if (rc == 0)
-        rc = fy_write_all(fd, data, len);
-    if (close(fd) == -1 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp_path, final_path) == -1)
-        rc = -errno;
-    if (rc < 0)
-        unlink(tmp_path);
-    return rc;
+    return fy_write_file_atomic(final_path, tmp_path, data, len, mode);
 }
 
 /* Removes the directory at <path> and its entries (empty subdirectories too). */

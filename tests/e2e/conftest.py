@@ -35,6 +35,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for(pred, timeout=10.0):
+    """Polls <pred> every 50 ms until it is true or <timeout> seconds pass; returns its last
+    value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
 def wait_port(port, proc, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

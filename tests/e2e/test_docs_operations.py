@@ -15,21 +15,12 @@ import time
 
 import requests
 
-from conftest import REPO
+from conftest import REPO, wait_for
 
 HELLO_WSGI = os.path.join(REPO, "examples", "hello-wsgi")
 CONFORMANCE_WSGI = os.path.join(REPO, "tests", "conformance", "apps", "wsgi", "main")
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[(alert|error|warn|notice|info|debug)\] "
                       r"[a-z]+: ")
-
-
-def wait_for(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def test_instance_directory_and_properties(ferry, tmp_path):

@@ -16,6 +16,8 @@ import requests
 
 from httpraw import Conn
 
+from conftest import wait_for
+
 RAW_APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps", "wsgi", "http_raw")
 
 
@@ -48,15 +50,6 @@ def send_and_half_close(sock, data):
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
     sock.sendall(data)
     sock.shutdown(socket.SHUT_WR)
-
-
-def wait_for(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.parametrize("how", ["close", "reset"])

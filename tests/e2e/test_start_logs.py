@@ -7,18 +7,9 @@ import time
 
 import requests
 
-from conftest import app
+from conftest import app, wait_for
 
 HELLO = app("examples", "hello-wsgi")
-
-
-def wait_for(pred, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def read(path):
