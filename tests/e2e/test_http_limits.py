@@ -3,11 +3,9 @@ afterwards: 408 (head and body timeouts), 413, 414, 431, 502 (a dying worker), 5
 app cannot boot), 504 (max request time)."""
 
 import os
-import socket
 import threading
 import time
 
-import pytest
 import requests
 
 

@@ -1,6 +1,5 @@
 """Pool e2e: idle workers past --pool-idle-time are stopped (down to --min-instances), and the
 next request spawns a new one."""
-import os
 import time
 
 import requests

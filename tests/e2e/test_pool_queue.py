@@ -1,6 +1,5 @@
 """Pool e2e: the request queue. A full queue answers 503 at once; a request that waits past
 --max-queue-time answers 503; the server serves the next request normally afterwards."""
-import os
 import threading
 import time
 

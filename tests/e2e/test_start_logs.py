@@ -3,7 +3,6 @@ logrotate's postrotate sends), so a rotated file is closed and a new one created
 import os
 import signal
 import socket
-import time
 
 import requests
 
