@@ -179,7 +179,7 @@ static void on_client_write(uv_write_t *wr, int status)
 static int write_client(fy_http_conn_t *c, fy_http_wbuf_t *w, uv_buf_t *bufs, unsigned n)
 {
     if (w == NULL)
-        w = fy_http_wbuf_get(c->srv, c);
+        w = fy_http_wbuf_get_small(c);
     w->req.data = w;
     int rc = uv_write(&w->req, &c->client.stream, bufs, n, on_client_write);
     if (rc < 0) {

@@ -22,13 +22,15 @@ typedef struct fy_http_conn fy_http_conn_t;
 typedef struct fy_http_upstream fy_http_upstream_t;
 
 /* One write to the client (or one read from a worker that becomes one): the libuv request, the
- * chunk-size line, and the data. Cached on the server and reused. */
+ * chunk-size line, and the data. Cached on the server and reused. A write of bytes that live
+ * elsewhere (a head in c->out, a constant) takes a "small" one: the same struct without data. */
 typedef struct fy_http_wbuf {
     uv_write_t req;
     fy_http_conn_t *conn;
     struct fy_http_wbuf *next;
+    bool small;               /* allocated without data[]: never cached, freed on put */
     char line[24];
-    char data[FY_HTTP_IO_SIZE];
+    char data[FY_HTTP_IO_SIZE];   /* last member */
 } fy_http_wbuf_t;
 
 typedef struct fy_http_listener {
@@ -167,6 +169,9 @@ void fy_http_conn_stop(fy_http_conn_t *c);
 
 /* server.c */
 fy_http_wbuf_t *fy_http_wbuf_get(fy_http_server_t *srv, fy_http_conn_t *c);
+/* A write request without data[] (a few hundred bytes instead of 64 KiB): for error pages and
+ * heads, so a thousand clients refused at once do not take a thousand data buffers. */
+fy_http_wbuf_t *fy_http_wbuf_get_small(fy_http_conn_t *c);
 void fy_http_wbuf_put(fy_http_server_t *srv, fy_http_wbuf_t *w);
 void fy_http_server_forget(fy_http_server_t *srv, fy_http_conn_t *c);
 /* A draining upstream has ended: maybe the stopped server is done now. */

@@ -1,6 +1,7 @@
 /* Listeners, the connection list, the write-buffer cache and graceful stop. */
 #include <errno.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -78,11 +79,25 @@ fy_http_wbuf_t *fy_http_wbuf_get(fy_http_server_t *srv, fy_http_conn_t *c)
     }
     w->conn = c;
     w->next = NULL;
+    w->small = false;
+    return w;
+}
+
+fy_http_wbuf_t *fy_http_wbuf_get_small(fy_http_conn_t *c)
+{
+    fy_http_wbuf_t *w = fy_xmalloc(offsetof(fy_http_wbuf_t, data));
+    w->conn = c;
+    w->next = NULL;
+    w->small = true;
     return w;
 }
 
 void fy_http_wbuf_put(fy_http_server_t *srv, fy_http_wbuf_t *w)
 {
+    if (w->small) {
+        free(w);
+        return;
+    }
     if (srv->free_wbuf_count >= FY_HTTP_WBUF_CACHE) {
         free(w);
         return;

@@ -1,0 +1,61 @@
+"""The front's memory stays bounded when many clients are refused at once: an error page is
+written from the connection's own buffer, with a small write request, not a 64 KiB data buffer
+per client (a thousand clients refused together used to grow the core by tens of MiB)."""
+import os
+import signal
+import socket
+import threading
+import time
+
+import requests
+
+RAW_APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps", "wsgi", "http_raw")
+CLIENTS = 800
+
+
+def peak_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def refuse_many(pid, port):
+    socks = []
+    for _ in range(CLIENTS):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        socks.append(s)
+    # All requests arrive while the core is stopped, so one loop turn refuses them all and
+    # every refusal's write is in flight at the same time.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for s in socks:
+            s.sendall(b"GET /count HTTP/1.1\r\nHost: a\r\n\r\n")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    statuses = []
+    for s in socks:
+        statuses.append(s.recv(64).split(b" ")[1])
+        s.close()
+    return statuses
+
+
+def test_many_clients_refused_at_once_keep_the_core_small(ferry):
+    f = ferry(RAW_APP, "--max-pool-size", "1", "--max-request-queue-size", "1")
+    assert requests.get(f.url + "/count", timeout=20).status_code == 200
+    # the worker busy for a while, the one queue place taken: every other request is a 503
+    waiting = [threading.Thread(target=lambda: requests.get(f.url + path, timeout=30))
+               for path in ("/slow?ms=5000", "/count")]
+    for t in waiting:
+        t.start()
+        time.sleep(0.3)
+    before = peak_rss_kib(f.pid)
+    rounds = [refuse_many(f.pid, f.port) for _ in range(3)]
+    after = peak_rss_kib(f.pid)
+    for t in waiting:
+        t.join()
+    assert all(st.count(b"503") >= CLIENTS - 2 for st in rounds), [set(r) for r in rounds]
+    # the peak: 800 data buffers in flight would be 50 MiB; the write requests are a few hundred
+    # bytes each
+    assert after - before < 6 * 1024, (before, after)
