@@ -826,13 +826,34 @@ static void got_worker(fy_http_conn_t *c, fy_worker_t *worker)
     connect_worker(c);
 }
 
+/* Under overload nearly every request is refused: one warn line per second at most, carrying
+ * the count of the refusals it stands for, keeps the log readable and the core off the disk. */
+static void log_queue_full(fy_http_conn_t *c)
+{
+    fy_http_server_t *srv = c->srv;
+    uint64_t now = uv_now(srv->loop);
+    if (srv->queue_full_logged && now - srv->queue_full_log_ms < 1000) {
+        srv->queue_full_unlogged++;
+        return;
+    }
+    if (srv->queue_full_unlogged > 0)
+        fy_log(FY_LOG_WARN, "http", "uri=%.*s: request queue full: 503 (and %llu more since the "
+               "previous line)", (int)(c->req.url_len > 200 ? 200 : c->req.url_len),
+               fy_http_request_url(&c->req), (unsigned long long)srv->queue_full_unlogged);
+    else
+        fy_log(FY_LOG_WARN, "http", "uri=%.*s: request queue full: 503",
+               (int)(c->req.url_len > 200 ? 200 : c->req.url_len), fy_http_request_url(&c->req));
+    srv->queue_full_logged = true;
+    srv->queue_full_log_ms = now;
+    srv->queue_full_unlogged = 0;
+}
+
 static void pool_failed(fy_http_conn_t *c, int status)
 {
     fy_http_server_t *srv = c->srv;
     switch (status) {
     case -EBUSY:
-        fy_log(FY_LOG_WARN, "http", "uri=%.*s: request queue full: 503",
-               (int)(c->req.url_len > 200 ? 200 : c->req.url_len), fy_http_request_url(&c->req));
+        log_queue_full(c);
         send_error(c, 503, "The server is too busy: the request queue is full.", NULL, false);
         break;
     case -ETIMEDOUT:

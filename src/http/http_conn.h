@@ -61,6 +61,9 @@ struct fy_http_server {
     char *shared_in;              /* FY_HTTP_IO_SIZE bytes: every read that starts a request */
     fy_http_wbuf_t *free_wbufs;
     unsigned free_wbuf_count;
+    bool queue_full_logged;           /* "request queue full" lines: at most one a second */
+    uint64_t queue_full_log_ms;
+    uint64_t queue_full_unlogged;     /* refusals since the last such line */
     bool stopping;
     bool stop_timer_open;
     uv_timer_t stop_timer;

@@ -39,6 +39,27 @@ def test_full_queue_answers_503_and_the_next_request_is_served(ferry):
     assert requests.get(f.url + "/pid", timeout=5).status_code == 200
 
 
+def test_a_burst_of_queue_full_refusals_logs_one_line_a_second(ferry):
+    f = ferry(BASIC, "--max-pool-size", "1", "--max-request-queue-size", "1")
+    assert requests.get(f.url + "/pid", timeout=10).status_code == 200
+    results = {}
+    busy = fetch_async(f.url + "/slow?ms=2500", results, "busy")
+    time.sleep(0.3)
+    queued = fetch_async(f.url + "/slow?ms=10", results, "queued")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    statuses = [requests.get(f.url + "/pid", timeout=5).status_code for _ in range(20)]
+    assert time.monotonic() - t0 < 1.0, "the burst must fit in one second for this test"
+    time.sleep(1.1)
+    assert requests.get(f.url + "/pid", timeout=5).status_code == 503
+    busy.join()
+    queued.join()
+    assert statuses == [503] * 20
+    lines = [l for l in f.log().splitlines() if "request queue full: 503" in l]
+    assert len(lines) == 2, lines
+    assert "(and 19 more since the previous line)" in lines[1], lines
+
+
 def test_request_waiting_past_max_queue_time_answers_503(ferry):
     f = ferry(BASIC, "--max-pool-size", "1", "--max-queue-time", "1")
     assert requests.get(f.url + "/pid", timeout=10).status_code == 200
