@@ -569,10 +569,11 @@ def write_report(path, args, env, rows, targets, ratio_rows, chart_files, comman
     lmin = min((x for x in loads if x is not None), default=None)
     lmax = max((x for x in loads if x is not None), default=None)
     L.append("**Load average** (1 min, read before every measured run): min %s, max %s, on %s "
-             "CPUs. This machine was shared with other engineers' builds and tests while the "
-             "bench ran, so absolute figures are noisy; each row's column `load` is the median "
+             "CPUs. The figure includes the bench's own previous run (wrk and a server keep both "
+             "CPUs busy), so it cannot tell whether other work shared the machine; absolute "
+             "figures drift with whatever else runs. Each row's column `load` is the median "
              "load before its runs. Ratios between servers measured minutes apart carry that "
-             "noise too.\n" % (benchlib.fmt(lmin, 2), benchlib.fmt(lmax, 2), os.cpu_count()))
+             "drift too.\n" % (benchlib.fmt(lmin, 2), benchlib.fmt(lmax, 2), os.cpu_count()))
     L.append("## Environment\n")
     L.append("* Host `%s`, Debian %s, kernel %s, %s, %s RAM" % (
         env["host"], env["debian"], env["kernel"], env["cpu"], env["memory"]))
