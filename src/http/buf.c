@@ -30,6 +30,31 @@ void fy_http_buf_append(fy_http_buf_t *b, const void *data, size_t len)
     b->len += len;
 }
 
+void fy_http_buf_append_str(fy_http_buf_t *b, const char *s)
+{
+    fy_http_buf_append(b, s, strlen(s));
+}
+
+size_t fy_http_format_u64(char *out, uint64_t v)
+{
+    char rev[20];
+    size_t n = 0;
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = rev[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+void fy_http_buf_append_u64(fy_http_buf_t *b, uint64_t v)
+{
+    char text[21];
+    fy_http_buf_append(b, text, fy_http_format_u64(text, v));
+}
+
 void fy_http_buf_appendf(fy_http_buf_t *b, const char *fmt, ...)
 {
     va_list ap;

@@ -218,7 +218,7 @@ int fy_http_cgi_build(const fy_http_request_t *req, const fy_http_cgi_ctx_t *ctx
         ADD_STR("HTTPS", "on");
     if (req->has_body) {
         char len_text[24];
-        snprintf(len_text, sizeof len_text, "%llu", (unsigned long long)req->body.len);
+        fy_http_format_u64(len_text, req->body.len);
         ADD_STR("CONTENT_LENGTH", len_text);
     }
 

@@ -28,6 +28,11 @@ typedef struct fy_http_buf {
 void fy_http_buf_append(fy_http_buf_t *b, const void *data, size_t len);
 /* Makes room for at least <extra> more bytes after len. */
 void fy_http_buf_reserve(fy_http_buf_t *b, size_t extra);
+void fy_http_buf_append_str(fy_http_buf_t *b, const char *s);
+/* Appends <v> in decimal: the hot path's numbers without vsnprintf's cost. */
+void fy_http_buf_append_u64(fy_http_buf_t *b, uint64_t v);
+/* Writes <v> in decimal into out (at least 21 bytes), NUL-terminated; returns the length. */
+size_t fy_http_format_u64(char *out, uint64_t v);
 void fy_http_buf_appendf(fy_http_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void fy_http_buf_dispose(fy_http_buf_t *b);
