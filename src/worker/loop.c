@@ -14,11 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __GLIBC__
-#include <execinfo.h>
-#endif
 
 #include "core/alloc.h"
 #include "core/log.h"
@@ -53,15 +51,14 @@ int fy_worker_report_error(int control_fd, const char *summary, const char *deta
     return rc;
 }
 
-/* Appends <s> to <buf> of <cap> at *len; async-signal-safe. */
-static void sig_append(char *buf, size_t cap, size_t *len, const char *s)
+void fy_sig_append(char *buf, size_t cap, size_t *len, const char *s)
 {
     while (*s && *len + 1 < cap)
         buf[(*len)++] = *s++;
     buf[*len] = '\0';
 }
 
-static void sig_append_int(char *buf, size_t cap, size_t *len, long v)
+void fy_sig_append_int(char *buf, size_t cap, size_t *len, long v)
 {
     char digits[24];
     size_t n = 0;
@@ -71,7 +68,7 @@ static void sig_append_int(char *buf, size_t cap, size_t *len, long v)
         u /= 10;
     } while (u > 0 && n < sizeof digits);
     if (v < 0)
-        sig_append(buf, cap, len, "-");
+        fy_sig_append(buf, cap, len, "-");
     while (n > 0 && *len + 1 < cap) {
         buf[(*len)++] = digits[--n];
         buf[*len] = '\0';
@@ -106,22 +103,19 @@ static void on_sigquit(int sig)
     char line[700];
     size_t len = 0;
     line[0] = '\0';
-    sig_append(line, sizeof line, &len, "SIGQUIT: pid=");
-    sig_append_int(line, sizeof line, &len, (long)getpid());
-    sig_append(line, sizeof line, &len, " busy=");
-    sig_append(line, sizeof line, &len, busy_path[0] ? busy_path : "idle");
+    fy_sig_append(line, sizeof line, &len, "SIGQUIT: pid=");
+    fy_sig_append_int(line, sizeof line, &len, (long)getpid());
+    fy_sig_append(line, sizeof line, &len, " busy=");
+    fy_sig_append(line, sizeof line, &len, busy_path[0] ? busy_path : "idle");
     fy_log_sigsafe(FY_LOG_WARN, "worker", line);
-#ifdef __GLIBC__
-    void *frames[64];
-    int n = backtrace(frames, 64);
-    backtrace_symbols_fd(frames, n, fy_log_get_fd());
-#endif
+    fy_worker_backtraces_write();
     errno = saved;
 }
 
 static void *owner_watch(void *arg)
 {
     (void)arg;
+    fy_worker_backtraces_skip_thread((pid_t)syscall(SYS_gettid));
     for (;;) {
         struct pollfd pfd = {.fd = owner_fd_watched, .events = POLLIN};
         if (poll(&pfd, 1, -1) == -1) {
@@ -261,14 +255,10 @@ int fy_worker_run(const fy_worker_config_t *cfg)
     memset(&app, 0, sizeof app);
     fy_fd_set_cloexec(cfg->control_fd);
     fy_fd_set_cloexec(cfg->owner_fd);
-#ifdef __GLIBC__
-    /* The first backtrace() loads libgcc; do it now, not inside the SIGQUIT handler. */
-    void *frame;
-    backtrace(&frame, 1);
-#endif
-
     /* Signals first: a SIGTERM during a slow app boot must still work. */
-    int rc = install_signals();
+    int rc = fy_worker_backtraces_install();
+    if (rc == 0)
+        rc = install_signals();
     if (rc == 0 && pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
         rc = -errno;
     if (rc == 0)

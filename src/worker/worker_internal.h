@@ -92,4 +92,26 @@ void fy_worker_request_dispose(struct ferry_request *req);
 /* Writes all of <data> to the socket <fd> (MSG_NOSIGNAL, EINTR retried). Returns 0 or -errno. */
 int fy_worker_send_all(int fd, const void *data, size_t len);
 
+/* ---- SIGQUIT: the backtrace of every thread (backtrace.c) ---------------------------------- */
+
+#include <signal.h>
+#include <sys/types.h>
+
+/* Sent by the thread that took SIGQUIT to each other thread so that it writes its own stack.
+ * Apps must leave this signal to the worker (docs/c-sdk.md). */
+#define FY_WORKER_BACKTRACE_SIGNAL (SIGRTMAX - 1)
+
+/* Installs the handler of FY_WORKER_BACKTRACE_SIGNAL and preloads what backtrace() needs.
+ * Returns 0 or -errno. */
+int fy_worker_backtraces_install(void);
+/* A thread of ferry's own that blocks every signal: not asked (it could not answer). */
+void fy_worker_backtraces_skip_thread(pid_t tid);
+/* From the SIGQUIT handler: writes the calling thread's stack, then every other thread's, then
+ * a summary line. Async-signal-safe. */
+void fy_worker_backtraces_write(void);
+
+/* Append <s> / the decimal <v> to <buf> of <cap> at *len, NUL-terminated; async-signal-safe. */
+void fy_sig_append(char *buf, size_t cap, size_t *len, const char *s);
+void fy_sig_append_int(char *buf, size_t cap, size_t *len, long v);
+
 #endif

@@ -128,6 +128,21 @@ def test_sigquit_logs_and_continues(spawn):
     assert w.get("/hello").body == b"hello world\n"
 
 
+def test_sigquit_writes_the_stack_of_every_thread(spawn):
+    """DESIGN.md §4: SIGQUIT writes the backtrace of every thread, not only the one that took
+    the signal: a thread parked by the app must show up by its function's name."""
+    w = spawn()
+    assert w.get("/park-thread").body == b"parked\n"
+    time.sleep(0.2)
+    w.signal(signal.SIGQUIT)
+    deadline = time.monotonic() + 5
+    while "conformance_parked_thread" not in w.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "conformance_parked_thread" in w.log(), w.log()[-3000:]
+    assert w.alive()
+    assert w.get("/hello").body == b"hello world\n"
+
+
 def test_idle_worker_does_not_spin(spawn):
     w = spawn()
     w.get("/hello")

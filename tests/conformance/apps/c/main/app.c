@@ -1,6 +1,8 @@
 /* The C conformance app: the routes of tests/conformance/APPS.md on the ferry C SDK. */
 #include <errno.h>
 #include <ferry.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +199,30 @@ static int route_slow(ferry_request_t *req)
     return respond(req, 200, "text/plain", body);
 }
 
+/* Sleeps forever: SIGQUIT's backtraces must name this function (exported, so that
+ * backtrace_symbols can). */
+void *conformance_parked_thread(void *arg);
+__attribute__((noinline)) void *conformance_parked_thread(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static int route_park_thread(ferry_request_t *req)
+{
+    static bool parked;
+    if (!parked) {
+        pthread_t tid;
+        if (pthread_create(&tid, NULL, conformance_parked_thread, NULL) != 0)
+            return respond(req, 500, "text/plain", "pthread_create failed\n");
+        pthread_detach(tid);
+        parked = true;
+    }
+    return respond(req, 200, "text/plain", "parked\n");
+}
+
 static int on_request(ferry_request_t *req)
 {
     const char *path = ferry_request_path(req);
@@ -221,6 +247,8 @@ static int on_request(ferry_request_t *req)
     }
     if (strcmp(path, "/slow") == 0)
         return route_slow(req);
+    if (strcmp(path, "/park-thread") == 0)
+        return route_park_thread(req);
     if (strcmp(path, "/pid") == 0) {
         snprintf(body, sizeof body, "%d", (int)getpid());
         return respond(req, 200, "text/plain", body);

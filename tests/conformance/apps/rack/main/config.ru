@@ -14,7 +14,12 @@ module Conformance
 
   @closes = 0
   class << self
-    attr_accessor :closes
+    attr_accessor :closes, :parked
+
+    # Sleeps forever: SIGQUIT's backtraces must name this method.
+    def conformance_parked_thread
+      loop { sleep 3600 }
+    end
   end
 
   # N MiB of the pattern, produced in 64 KiB pieces as the server asks for them.
@@ -136,6 +141,9 @@ module Conformance
 
       sleep(ms / 1000.0)
       text(200, "slept #{ms}\n")
+    elsif get && path == '/park-thread'
+      Conformance.parked ||= Thread.new { Conformance.conformance_parked_thread }
+      text(200, "parked\n")
     elsif get && path == '/pid'
       text(200, Process.pid.to_s)
     elsif get && path == '/close-tracked'

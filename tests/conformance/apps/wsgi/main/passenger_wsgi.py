@@ -5,6 +5,7 @@ Routes match on the path only (any method); the loader drops the body of HEAD re
 import hashlib
 import http
 import os
+import threading
 import time
 from urllib.parse import parse_qs
 from wsgiref.validate import validator
@@ -117,6 +118,23 @@ def slow(environ, start_response):
     return text(start_response, ("slept %d\n" % ms).encode("ascii"))
 
 
+_parked = []
+
+
+def conformance_parked_thread():
+    """Sleeps forever: SIGQUIT's tracebacks must name this function."""
+    while True:
+        time.sleep(3600)
+
+
+def park_thread(environ, start_response):
+    if not _parked:
+        thread = threading.Thread(target=conformance_parked_thread, daemon=True)
+        thread.start()
+        _parked.append(thread)
+    return text(start_response, b"parked\n")
+
+
 class TrackedBody:
     """A body that counts its close() calls in the module-level <closes>."""
 
@@ -150,6 +168,7 @@ ROUTES = {
     "/cookies": cookies,
     "/raise": raise_error,
     "/slow": slow,
+    "/park-thread": park_thread,
     "/pid": lambda e, s: text(s, str(os.getpid()).encode("ascii")),
     "/close-tracked": close_tracked,
     "/close-count": lambda e, s: text(s, str(closes).encode("ascii")),
