@@ -133,30 +133,42 @@ module FerryLoader
     end
 
     # SCRIPT_NAME is the mount point ("" at the root, never "/", no trailing slash); PATH_INFO the
-    # rest, starting with "/" ("/" when both would be empty). PATH_INFO sent by the core is taken
-    # as the part after SCRIPT_NAME (CGI); when absent it comes from REQUEST_URI's path,
-    # percent-decoded, with the SCRIPT_NAME prefix removed.
+    # rest, starting with "/" ("/" when both would be empty).
+    #
+    # Rack's PATH_INFO is the path as the client sent it, still percent-encoded: every Rack
+    # server (WEBrick, Puma, Unicorn, Thin) passes it so, and Rack::Files, Rails' router and
+    # Sinatra decode it themselves. The core sends the decoded, CGI-style PATH_INFO, which a Rack
+    # app would decode a second time ("%2541" → "%41" → "A") and whose "%2F" would split a path
+    # segment. So PATH_INFO comes from REQUEST_URI's path (an origin-form "/..."), minus the
+    # SCRIPT_NAME prefix; the PATH_INFO sent by the core is used only when there is no such
+    # REQUEST_URI (asterisk-form, a test client) or it does not start with SCRIPT_NAME.
     def split_path(env)
       script = env['SCRIPT_NAME'].to_s.b
       script = script.sub(%r{/+\z}, '') if script.end_with?('/')
       script = "/#{script}" unless script.empty? || script.start_with?('/')
-      path = env['PATH_INFO']&.b
-      if path.nil?
-        path = percent_decode(env['REQUEST_URI'].to_s.b.split('?', 2).first.to_s)
-        path = path.byteslice(script.bytesize..) if !script.empty? && mounted_under?(path, script)
-      end
+      path = raw_path_info(env['REQUEST_URI'], script) || env['PATH_INFO']&.b || +''
       path = "/#{path}" unless path.empty? || path.start_with?('/')
       path = +'/' if path.empty? && script.empty?
       env['SCRIPT_NAME'] = script.b
       env['PATH_INFO'] = path.b
     end
 
-    def mounted_under?(path, script)
-      path == script || path.start_with?("#{script}/")
+    # The undecoded path of <uri> (query and fragment cut off) after the mount point <script>;
+    # nil when <uri> is not an origin-form target under <script>.
+    def raw_path_info(uri, script)
+      return nil if uri.nil? || !uri.start_with?('/')
+
+      path = uri.b
+      cut = path.index(/[?#]/n)
+      path = path.byteslice(0, cut) if cut
+      return path if script.empty?
+      return nil unless mounted_under?(path, script)
+
+      path.byteslice(script.bytesize..)
     end
 
-    def percent_decode(str)
-      str.gsub(/%([0-9A-Fa-f]{2})/n) { Regexp.last_match(1).hex.chr }.b
+    def mounted_under?(path, script)
+      path == script || path.start_with?("#{script}/")
     end
 
     # SERVER_NAME/SERVER_PORT default from HTTP_HOST, else "localhost" and the scheme's port;

@@ -34,6 +34,18 @@ class RequestsTest < Minitest::Test
     refute_includes r.body, worker.secret
   end
 
+  # The core sends PATH_INFO decoded (CGI); the app gets the undecoded path of REQUEST_URI, as
+  # from any Rack server, so it decodes exactly once.
+  def test_path_info_reaches_the_app_percent_encoded
+    pairs = [['REQUEST_METHOD', 'GET'], ['REQUEST_URI', '/path/a%2Fb/%2541?q=%2F'],
+             ['PATH_INFO', '/path/a/b/%41'], %w[QUERY_STRING q=%2F], ['SCRIPT_NAME', ''],
+             %w[SERVER_NAME 127.0.0.1], %w[SERVER_PORT 3000],
+             ['FERRY_CONNECT_PASSWORD', misc.secret]]
+    r = LoaderTest::Worker.parse(misc.exchange(LoaderTest::Worker.block(pairs)))
+    assert_equal 200, r.status
+    assert_equal "|/path/a%2Fb/%2541\n", r.body
+  end
+
   def test_sha256_of_a_small_body
     r = worker.request('POST', '/sha256', body: 'abc')
     assert_equal "3 #{Digest::SHA256.hexdigest('abc')}\n", r.body

@@ -212,7 +212,33 @@ class RackEnvTest < Minitest::Test
   def test_path_info_comes_from_request_uri_without_the_mount_point
     env = R.cgi_env([%w[REQUEST_METHOD GET], %w[SCRIPT_NAME /app/], ['REQUEST_URI', '/app/a%20b?q=1']])
     assert_equal '/app', env['SCRIPT_NAME']
-    assert_equal '/a b', env['PATH_INFO']
+    assert_equal '/a%20b', env['PATH_INFO']
+  end
+
+  # Rack's PATH_INFO stays percent-encoded (as under WEBrick, Puma, Unicorn): the app decodes it
+  # once. The core's decoded PATH_INFO would be decoded twice ("%2541" → "A") and "%2F" would
+  # become a segment separator.
+  def test_path_info_is_the_undecoded_path_of_request_uri
+    env = R.cgi_env([%w[REQUEST_METHOD GET], ['REQUEST_URI', '/echo/a%2Fb/%2541/caf%C3%A9?x=%2F'],
+                     ['PATH_INFO', "/echo/a/b/%41/caf\xC3\xA9".b], %w[QUERY_STRING x=%2F],
+                     ['SCRIPT_NAME', '']])
+    assert_equal '/echo/a%2Fb/%2541/caf%C3%A9', env['PATH_INFO']
+    assert_equal '', env['SCRIPT_NAME']
+    assert_equal 'x=%2F', env['QUERY_STRING']
+    assert_equal Encoding::BINARY, env['PATH_INFO'].encoding
+  end
+
+  def test_path_info_from_request_uri_stops_at_a_fragment
+    env = R.cgi_env([%w[REQUEST_METHOD GET], ['REQUEST_URI', '/a%20b#frag'], ['PATH_INFO', '/a b']])
+    assert_equal '/a%20b', env['PATH_INFO']
+  end
+
+  def test_path_info_as_sent_without_an_origin_form_request_uri
+    env = R.cgi_env([%w[REQUEST_METHOD OPTIONS], %w[REQUEST_URI *], ['PATH_INFO', '']])
+    assert_equal '/', env['PATH_INFO']
+    env = R.cgi_env([%w[REQUEST_METHOD GET], %w[SCRIPT_NAME /app], %w[REQUEST_URI /other/x],
+                     %w[PATH_INFO /x]])
+    assert_equal '/x', env['PATH_INFO']
   end
 
   def test_path_info_sent_by_the_core_is_kept_as_the_part_after_script_name

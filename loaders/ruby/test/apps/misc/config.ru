@@ -58,6 +58,7 @@ run lambda { |env|
   when '/rack-header' then text("ok\n", 200, 'rack.hint' => 'internal', 'Empty' => '')
   when '/status-299' then text("odd\n", 299)
   when '/exit' then exit(3)
+  when %r{\A/path/} then text("#{env['SCRIPT_NAME']}|#{env['PATH_INFO']}\n")
   else text("misc\n")
   end
 }
