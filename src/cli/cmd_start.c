@@ -13,9 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin/admin_server.h"
+#include "cli/admin_status.h"
 #include "cli/commands.h"
 #include "cli/config.h"
 #include "core/alloc.h"
@@ -34,9 +37,13 @@ typedef struct start_state {
     int log_fd, access_fd;
     fy_pool_t *pool;
     fy_http_server_t *http;
+    fy_admin_server_t *admin;        /* NULL when it could not start (logged) */
     bool stopping;
     bool pool_done;
     unsigned shutdown_timeout_ms;
+    fy_status_source_t status;       /* what `ferry status` shows besides the live pool */
+    uint64_t started_ms;             /* uv_now at start */
+    char url[300];
 } start_state_t;
 
 /* Detects the app type from the files in <dir>. Returns the type or NULL. */
@@ -73,6 +80,8 @@ static void on_pool_done(fy_pool_t *pool, void *data)
 {
     start_state_t *st = data;
     st->pool_done = true;
+    fy_admin_server_close(st->admin);
+    st->admin = NULL;
     uv_close((uv_handle_t *)&st->sigterm, NULL);
     uv_close((uv_handle_t *)&st->sigint, NULL);
     uv_close((uv_handle_t *)&st->sigusr1, NULL);
@@ -87,17 +96,37 @@ static void on_http_stopped(fy_http_server_t *srv, void *data)
     fy_pool_shutdown(st->pool, POOL_SHUTDOWN_MS, on_pool_done, st);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+/* Graceful shutdown, from a signal or `ferry stop`; <why> names it in the log. */
+static void begin_shutdown(start_state_t *st, const char *why)
 {
-    start_state_t *st = h->data;
     if (st->stopping) {
-        fy_log(FY_LOG_NOTICE, "start", "signal=%s: already shutting down", strsignal(signum));
+        fy_log(FY_LOG_NOTICE, "start", "%s: already shutting down", why);
         return;
     }
     st->stopping = true;
-    fy_log(FY_LOG_NOTICE, "start", "signal=%s: shutting down (timeout %u ms)", strsignal(signum),
+    fy_log(FY_LOG_NOTICE, "start", "%s: shutting down (timeout %u ms)", why,
            st->shutdown_timeout_ms);
     fy_http_server_stop(st->http, st->shutdown_timeout_ms, on_http_stopped, st);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    char why[64];
+    snprintf(why, sizeof why, "signal=%s", strsignal(signum));
+    begin_shutdown(h->data, why);
+}
+
+static json_t *admin_status(void *data)
+{
+    start_state_t *st = data;
+    st->status.uptime_ms = uv_now(&st->loop) - st->started_ms;
+    st->status.stopping = st->stopping;
+    return fy_status_build(&st->status);
+}
+
+static void admin_stop(void *data)
+{
+    begin_shutdown(data, "ferry stop");
 }
 
 /* Reopens the log file <path> (nothing for "-" or "") onto <fd>, which keeps its number: logrotate
@@ -175,14 +204,15 @@ static void remove_pid_file(const char *path)
 }
 
 static void write_properties(const fy_instdir_t *dir, const fy_start_config_t *cfg,
-                             const char *app_root, const char *type)
+                             const char *app_root, const char *type, const char *url,
+                             const char *admin)
 {
     /* jansson escapes the strings: an app root or socket path may hold '"' or '\\'. */
-    json_t *props = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s}", "pid", (int)getpid(),
-                              "address", cfg->address, "port",
+    json_t *props = json_pack("{s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "pid",
+                              (int)getpid(), "address", cfg->address, "port",
                               (json_int_t)(cfg->port_set || !cfg->socket[0] ? cfg->port : 0),
-                              "socket", cfg->socket, "app_root", app_root, "app_type", type,
-                              "version", FERRY_VERSION);
+                              "socket", cfg->socket, "url", url, "app_root", app_root,
+                              "app_type", type, "version", FERRY_VERSION, "admin", admin);
     char *json = props ? json_dumps(props, JSON_PRESERVE_ORDER) : NULL;
     json_decref(props);
     if (json == NULL) {
@@ -359,7 +389,43 @@ int fy_cmd_start(int argc, char **argv)
             goto out_http;
         }
     }
-    write_properties(&instdir, &cfg, app_root, type);
+    if (tcp) {
+        bool v6 = strchr(cfg.address, ':') != NULL;
+        snprintf(st->url, sizeof st->url, "http://%s%s%s:%u", v6 ? "[" : "", cfg.address,
+                 v6 ? "]" : "", cfg.port);
+    } else {
+        snprintf(st->url, sizeof st->url, "unix:%s", cfg.socket);
+    }
+    st->started_ms = uv_now(&st->loop);
+    st->status = (fy_status_source_t){
+        .app_root = app_root,
+        .app_type = type,
+        .environment = cfg.environment,
+        .url = st->url,
+        .instance_dir = instdir.path,
+        .started_unix_s = (uint64_t)time(NULL),
+        .max_pool_size = cfg.max_pool_size,
+        .min_instances = cfg.min_instances,
+        .max_request_queue_size = cfg.max_request_queue_size,
+        .pool = st->pool,
+        .http = st->http,
+    };
+    /* `ferry status` and `ferry stop` need it, serving does not: a failure is logged only. */
+    fy_admin_ops_t admin_ops = {.status = admin_status, .stop = admin_stop, .data = st};
+    rc = fy_admin_server_start(&st->loop, instdir.path, &admin_ops, &st->admin);
+    if (rc < 0) {
+        st->admin = NULL;
+        fy_log(FY_LOG_ERROR, "start", "dir=%s: cannot start the admin server (ferry status and "
+               "ferry stop will not reach this instance): %s", instdir.path, strerror(-rc));
+    } else {
+        const char *pw = fy_admin_server_password(st->admin);
+        rc = fy_instdir_write_file(&instdir, "admin_password", pw, strlen(pw), 0600);
+        if (rc < 0)
+            fy_log(FY_LOG_ERROR, "start", "dir=%s: cannot write admin_password: %s", instdir.path,
+                   strerror(-rc));
+    }
+    write_properties(&instdir, &cfg, app_root, type, st->url,
+                     st->admin ? fy_admin_server_address(st->admin) : "");
     if (cfg.pid_file[0] != '\0') {
         rc = write_pid_file(cfg.pid_file);
         if (rc < 0) {
@@ -392,14 +458,7 @@ int fy_cmd_start(int argc, char **argv)
         goto out_after_run;
     }
 
-    char url[300];
-    if (tcp) {
-        bool v6 = strchr(cfg.address, ':') != NULL;
-        snprintf(url, sizeof url, "http://%s%s%s:%u", v6 ? "[" : "", cfg.address, v6 ? "]" : "",
-                 cfg.port);
-    } else {
-        snprintf(url, sizeof url, "unix:%s", cfg.socket);
-    }
+    const char *url = st->url;
     fy_log(FY_LOG_NOTICE, "start", "app=%s type=%s env=%s url=%s%s%s pid=%d instance=%s: serving",
            app_root, type, cfg.environment, url, tcp && cfg.socket[0] ? " socket=" : "",
            tcp && cfg.socket[0] ? cfg.socket : "", (int)getpid(), instdir.path);
@@ -421,6 +480,8 @@ out_after_run:
 
 out_http:
     /* Nothing was spawned: close what exists and let the pool finish its (empty) shutdown. */
+    fy_admin_server_close(st->admin);
+    st->admin = NULL;
     fy_http_server_stop(st->http, 0, NULL, NULL);
 out_pool:
     fy_pool_shutdown(st->pool, 0, on_pool_unused, NULL);
@@ -430,6 +491,8 @@ out_pool:
     fy_pool_free(st->pool);
     st->pool = NULL;
 out_loop:
+    fy_admin_server_close(st->admin);
+    st->admin = NULL;
     uv_walk(&st->loop, close_walk, NULL);
     uv_run(&st->loop, UV_RUN_DEFAULT);
     uv_loop_close(&st->loop);

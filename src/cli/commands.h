@@ -5,5 +5,7 @@
 
 int fy_cmd_start(int argc, char **argv);
 int fy_cmd_worker(int argc, char **argv);
+int fy_cmd_status(int argc, char **argv);
+int fy_cmd_stop(int argc, char **argv);
 
 #endif

@@ -10,6 +10,8 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"start", fy_cmd_start, "serve an app over HTTP (Rack, WSGI or native C, detected)"},
+    {"status", fy_cmd_status, "show the running instances: app, workers, queue, memory"},
+    {"stop", fy_cmd_stop, "shut a running instance down gracefully"},
     {"worker", fy_cmd_worker, "run one worker process (spawn handshake on fds 3 and 4)"},
 };
 

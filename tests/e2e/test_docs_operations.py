@@ -38,7 +38,12 @@ def test_instance_directory_and_properties(ferry, tmp_path):
     with open(props_path) as fh:
         props = json.load(fh)   # valid JSON although the path holds '"' and '\'
     assert props == {"pid": f.pid, "address": "127.0.0.1", "port": f.port, "socket": "",
-                     "app_root": str(app), "app_type": "wsgi", "version": props["version"]}
+                     "url": f.url, "app_root": str(app), "app_type": "wsgi",
+                     "version": props["version"], "admin": props["admin"]}
+    assert re.fullmatch(r"abstract:ferry\.ferry-admin\.%d\.[0-9a-f]{16}" % f.pid, props["admin"])
+    password_path = os.path.join(dirs[0], "admin_password")
+    assert stat.S_IMODE(os.stat(password_path).st_mode) == 0o600
+    assert re.fullmatch(r"[0-9a-f]{32}", open(password_path).read())
     assert requests.get(f.url + "/", timeout=10).status_code == 200
     assert f.stop() == 0
     assert not os.path.exists(dirs[0]), "removed at a clean exit"
