@@ -32,6 +32,9 @@ CASES = {
     "two_hosts": b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     "bad_percent": b"GET /he%zzllo HTTP/1.1\r\nHost: a\r\n\r\n",
     "encoded_nul": b"GET /he%00llo HTTP/1.1\r\nHost: a\r\n\r\n",
+    # llhttp's default build skipped the two bytes after a chunk's data unread
+    "chunk_data_without_crlf": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                               b"\r\n5\r\nhelloXX0\r\n\r\n",
 }
 
 
