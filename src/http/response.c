@@ -17,6 +17,7 @@ const char *fy_http_status_reason(int status)
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 205: return "Reset Content";
     case 206: return "Partial Content";
     case 301: return "Moved Permanently";
     case 302: return "Found";
@@ -44,6 +45,7 @@ const char *fy_http_status_reason(int status)
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
     }
 }
@@ -128,7 +130,8 @@ int fy_http_response_head(const fy_resphead_t *head, const fy_http_request_t *re
 {
     memset(plan, 0, sizeof *plan);
     int status = head->status;
-    if (status < 200 || status > 999)
+    /* 1xx are not forwarded; 600..999 are not HTTP status codes (RFC 9110 §15) */
+    if (status < 200 || status > 599)
         return -EPROTO;
     bool has_length = false, has_date = false, has_powered = false;
     uint64_t length = 0;
@@ -149,7 +152,10 @@ int fy_http_response_head(const fy_resphead_t *head, const fy_http_request_t *re
         }
     }
 
-    bool no_body = req->is_head || status == 204 || status == 304;
+    /* 205 has no content (RFC 9110 §15.3.6) but, unlike 204 and 304, is not known to have none
+     * by its status (RFC 9112 §6.3): the client is told "Content-Length: 0". */
+    bool reset_content = status == 205;
+    bool no_body = req->is_head || status == 204 || status == 304 || reset_content;
     if (no_body) {
         plan->framing = FY_HTTP_FRAME_NONE;
     } else if (has_length) {
@@ -189,7 +195,9 @@ int fy_http_response_head(const fy_resphead_t *head, const fy_http_request_t *re
     if (powered_by && !has_powered)
         fy_http_buf_append(out, "X-Powered-By: ferry/" FERRY_VERSION "\r\n",
                            strlen("X-Powered-By: ferry/" FERRY_VERSION "\r\n"));
-    if (has_length && status != 204 && !(status == 304 && !req->is_head))
+    if (reset_content)
+        fy_http_buf_append(out, "Content-Length: 0\r\n", 19);
+    else if (has_length && status != 204 && !(status == 304 && !req->is_head))
         fy_http_buf_appendf(out, "Content-Length: %llu\r\n", (unsigned long long)length);
     if (plan->framing == FY_HTTP_FRAME_CHUNKED)
         fy_http_buf_append(out, "Transfer-Encoding: chunked\r\n", 28);

@@ -197,3 +197,38 @@ Test(http_response, has_a_reason_for_417)
 {
     cr_assert_str_eq(fy_http_status_reason(417), "Expectation Failed");
 }
+
+Test(http_response, refuses_a_status_past_599)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 600 Beyond\r\nContent-Length: 2\r\n\r\n", &plan), -EPROTO);
+    cr_assert_eq(frame("Status: 999 Beyond\r\n\r\n", &plan), -EPROTO);
+}
+
+Test(http_response, sends_205_with_a_zero_length_and_no_body)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 205 Reset Content\r\nContent-Length: 5\r\n\r\n", &plan), 0);
+    cr_assert_eq(plan.framing, FY_HTTP_FRAME_NONE);
+    cr_assert(plan.keep_alive);
+    cr_assert(strstr(out.data, "Content-Length: 0\r\n") != NULL, "%s", out.data);
+    cr_assert(strstr(out.data, "Content-Length: 5") == NULL, "%s", out.data);
+    cr_assert(strstr(out.data, "Transfer-Encoding") == NULL, "%s", out.data);
+}
+
+Test(http_response, sends_205_without_a_length_as_zero_length_not_chunked)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 205 Reset Content\r\n\r\n", &plan), 0);
+    cr_assert_eq(plan.framing, FY_HTTP_FRAME_NONE);
+    cr_assert(strstr(out.data, "Content-Length: 0\r\n") != NULL, "%s", out.data);
+    cr_assert(strstr(out.data, "Transfer-Encoding") == NULL, "%s", out.data);
+}
+
+Test(http_response, has_a_reason_for_505)
+{
+    cr_assert_str_eq(fy_http_status_reason(505), "HTTP Version Not Supported");
+}
