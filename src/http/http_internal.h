@@ -118,6 +118,7 @@ typedef struct fy_http_request {
     bool any_bytes;                  /* a byte of this request has arrived */
     bool headers_seen;               /* the head is complete */
     int host_count;
+    unsigned trailer_count;          /* trailer fields read (checked, counted, dropped) */
     /* filled at headers complete */
     fy_http_target_t target;         /* the form of the target and where its parts are */
     const char *method;              /* static string */

@@ -57,7 +57,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     fy_http_request_t *req = REQ(p);
     if (req->last_cb != 1) {
-        if (req->hdr_count >= req->opts->max_header_count)
+        if (req->hdr_count + req->trailer_count >= req->opts->max_header_count)
             return fail(req, 431, "too many request headers");
         if (req->hdr_count == req->hdr_cap) {
             req->hdr_cap = req->hdr_cap ? req->hdr_cap * 2 : 16;
@@ -93,7 +93,8 @@ static int on_header_field_complete(llhttp_t *p)
         if (!is_tchar((unsigned char)req->head.data[h->name_off + i]))
             return fail(req, 400, "invalid character in a header name");
     }
-    if (h->name_len == 4 && strncasecmp(req->head.data + h->name_off, "host", 4) == 0)
+    if (!req->headers_seen && h->name_len == 4 &&
+        strncasecmp(req->head.data + h->name_off, "host", 4) == 0)
         req->host_count++;
     return 0;
 }
@@ -124,6 +125,14 @@ static int on_header_value_complete(llhttp_t *p)
     if (req->last_cb == 1) {   /* an empty value: no on_header_value call */
         req->hdrs[req->hdr_count - 1].value_off = req->head.len;
         req->last_cb = 2;
+    }
+    if (req->headers_seen) {
+        /* A trailer field (after the last chunk): checked like a header field and counted
+         * against the same limits, then dropped. It must not be merged into the header section
+         * (RFC 9110 §6.5.1): "Host" or "X-Forwarded-For" sent as a trailer would otherwise reach
+         * the app as a header the client never sent in the head. */
+        req->head.len = req->hdrs[--req->hdr_count].name_off;
+        req->trailer_count++;
     }
     /* A following value piece would be a fold; a new field resets last_cb. */
     return 0;
@@ -397,6 +406,7 @@ void fy_http_request_reset(fy_http_request_t *req)
     req->any_bytes = false;
     req->headers_seen = false;
     req->host_count = 0;
+    req->trailer_count = 0;
     memset(&req->target, 0, sizeof req->target);
     req->method = NULL;
     req->http_major = req->http_minor = 0;

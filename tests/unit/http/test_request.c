@@ -153,6 +153,27 @@ Test(http_request, refuses_http_2_and_0_9_versions)
     expect_refused("GET / HTTP/2.0\r\nHost: x\r\n\r\n", 400);
 }
 
+Test(http_request, accepts_trailer_fields_and_drops_them)
+{
+    size_t used;
+    const char *wire = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "5\r\nhello\r\n0\r\nHost: evil\r\nX-T: 1\r\n\r\nGET /";
+    cr_assert_eq(feed_str(wire, &used), FY_HTTP_FEED_DONE);
+    cr_assert_eq(used, strlen(wire) - 5);
+    cr_assert_eq(req.body.len, 5);
+    cr_assert_eq(req.hdr_count, 2);
+    size_t len;
+    const char *host = fy_http_request_header(&req, "host", &len);
+    cr_assert(host != NULL && len == 1 && host[0] == 'x');
+    cr_assert_null(fy_http_request_header(&req, "x-t", &len));
+}
+
+Test(http_request, counts_trailer_fields_against_the_header_count_limit)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", 431);
+}
+
 Test(http_request, refuses_an_invalid_method)
 {
     expect_refused("G@T / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
