@@ -1,9 +1,9 @@
 /* Fuzzes the HTTP/1 request parser (src/http/request.c) and the CGI builder: the input is fed in
  * two pieces (split where its first byte says) and parsed as a pipeline. Properties: the parser
  * never consumes more than it was given, a complete request respects every limit, has a target
- * of a known form and a valid Host, a refusal carries a known status, and the request block
- * built from any accepted request parses back (PATH_INFO empty only for "*", else starting with
- * '/' for the origin and absolute forms). */
+ * of a known form, a valid Host and version 1.0 or 1.1, a refusal carries a known status, and
+ * the request block built from any accepted request parses back (PATH_INFO empty only for "*",
+ * else starting with '/' for the origin and absolute forms). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +31,7 @@ static void check_request(const fy_http_request_t *req, const fy_http_options_t 
         host_len--;
     FY_ASSERT(host == NULL || fy_http_host_valid(host, host_len));
     FY_ASSERT(!req->chunked || req->http_minor == 1);
+    FY_ASSERT(req->http_major == 1 && req->http_minor <= 1);
     fy_http_cgi_ctx_t ctx = {.server_name = "h", .server_port = "1", .remote_addr = "r",
                              .remote_port = "2", .secret = "s"};
     fy_reqblock_builder_t b = {0};
@@ -86,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (rc < 0) {
                 int s = req.error_status;
                 FY_ASSERT(s == 400 || s == 413 || s == 414 || s == 417 || s == 431 || s == 500 ||
-                          s == 501);
+                          s == 501 || s == 505);
                 goto out;
             }
             piece += used;

@@ -1126,6 +1126,7 @@ static void refuse(fy_http_conn_t *c)
     case 431: title = "The request headers are too large."; break;
     case 500: title = "The request body could not be buffered."; break;
     case 501: title = "This method or transfer coding is not supported."; break;
+    case 505: title = "This HTTP version is not supported."; break;
     default: title = "The request is malformed."; break;
     }
     send_error(c, req->error_status, title, req->error_reason, true);

@@ -119,6 +119,16 @@ typedef struct fy_http_request {
     bool headers_seen;               /* the head is complete */
     int host_count;
     unsigned trailer_count;          /* trailer fields read (checked, counted, dropped) */
+    /* the head scanner: what llhttp leaves unchecked in the request line and line ends */
+    uint8_t scan_state;
+    uint8_t version_len;
+    char version[8];                 /* "HTTP/x.y" as it arrives */
+    size_t method_len;
+    size_t line_bytes;               /* bytes of the current header line before its LF */
+    char scan_prev;                  /* the head byte before the next one scanned */
+    bool method_done;                /* the space after the method was seen */
+    bool method_lower;               /* the method has a lower-case letter */
+    bool method_refused;             /* llhttp does not know the method: the scanner decides */
     /* filled at headers complete */
     fy_http_target_t target;         /* the form of the target and where its parts are */
     const char *method;              /* static string */
@@ -131,7 +141,7 @@ typedef struct fy_http_request {
     uint64_t content_length;         /* declared, when not chunked */
     fy_http_body_t body;
     /* set when state == FY_HTTP_REQ_ERROR */
-    int error_status;                /* 400, 413, 414, 431, 500 */
+    int error_status;                /* 400, 413, 414, 417, 431, 500, 501, 505 */
     const char *error_reason;        /* for the log; static string */
 } fy_http_request_t;
 
@@ -151,8 +161,10 @@ void fy_http_request_dispose(fy_http_request_t *req);
  * caller answers Expect: 100-continue then), or -EPROTO when the request is refused:
  * req->error_status says with what (400 malformed, 413 body too large, 414 target too long, 417
  * an expectation other than 100-continue, 431 headers too large, 500 temp file failure, 501
- * CONNECT or a transfer coding other than chunked) and req->error_reason why. After an error
- * the connection must close. */
+ * CONNECT, an unknown method or a transfer coding other than chunked, 505 an HTTP major
+ * version other than 1) and req->error_reason why. After an error the connection must close.
+ * "HTTP/1.x" with x > 1 is read as HTTP/1.1 (RFC 9110 §2.5). Trailer fields are checked like
+ * header fields and count against the same limits, but are dropped (RFC 9110 §6.5.1). */
 int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, size_t *consumed);
 
 /* Tells the parser the client closed its side. Returns 0 when no request had started (a clean

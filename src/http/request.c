@@ -1,7 +1,9 @@
-/* The llhttp glue: strict RFC 9112 request parsing (no lenient flags) plus the checks llhttp
- * leaves to us (obs-fold, token header names, the Host rule, HTTP versions), the size limits
- * (414, 431, 413) and de-chunked body buffering. One request at a time: the parser pauses after
- * each head and each complete message, so pipelined bytes stay with the caller. */
+/* The llhttp glue: strict RFC 9112 request parsing (llhttp's strict mode, no lenient flags)
+ * plus the checks llhttp leaves to us (obs-fold, token header names, the Host rule, the request
+ * line's single spaces and HTTP version, bare LF line ends, unknown methods, trailer fields),
+ * the size limits (414, 431, 413) and de-chunked body buffering. One request at a time: the
+ * parser pauses after each head and each complete message, so pipelined bytes stay with the
+ * caller. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,21 @@
 
 #define REQ(p) ((fy_http_request_t *)(p)->data)
 
-/* The longest method token taken for an unknown method (501) rather than garbage (400). */
+/* States of the head scanner (scan_head, below). */
+enum {
+    SCAN_LEAD = 0,        /* empty lines before the request line */
+    SCAN_METHOD,
+    SCAN_TARGET_START,    /* the byte after the method's SP */
+    SCAN_TARGET,
+    SCAN_VERSION_START,   /* the byte after the target's SP */
+    SCAN_VERSION,
+    SCAN_LINE_LF,         /* the LF after the request line's CR */
+    SCAN_FIELDS,          /* header lines, up to the empty line */
+    SCAN_DONE,
+};
+
+/* Longer than every method llhttp knows: an upper-case token method that reaches this length
+ * is refused with 501 at once (RFC 9112 §3.1), without waiting for its end. */
 #define FY_HTTP_METHOD_MAX 32
 
 static int fail(fy_http_request_t *req, int status, const char *reason)
@@ -311,8 +327,8 @@ static int on_headers_complete(llhttp_t *p)
     fy_http_request_t *req = REQ(p);
     req->http_major = p->http_major;
     req->http_minor = p->http_minor;
-    if (req->http_major != 1 || req->http_minor > 1)
-        return fail(req, 400, "unsupported HTTP version");
+    if (req->http_major != 1 || req->http_minor > 1)   /* the head scanner refuses them first */
+        return fail(req, 505, "unsupported HTTP version");
     if (p->method == HTTP_CONNECT)
         return fail(req, 501, "CONNECT is not supported");
     if (req->url_len == 0)
@@ -407,6 +423,12 @@ void fy_http_request_reset(fy_http_request_t *req)
     req->headers_seen = false;
     req->host_count = 0;
     req->trailer_count = 0;
+    req->scan_state = SCAN_LEAD;
+    req->version_len = 0;
+    req->method_len = 0;
+    req->line_bytes = 0;
+    req->scan_prev = '\0';
+    req->method_done = req->method_lower = req->method_refused = false;
     memset(&req->target, 0, sizeof req->target);
     req->method = NULL;
     req->http_major = req->http_minor = 0;
@@ -445,21 +467,189 @@ static const char *llhttp_reason(llhttp_errno_t err)
     }
 }
 
-/* llhttp knows a fixed set of methods. A request whose method is a well-formed upper-case token
- * it does not know (an extension method such as "FOO") is one the server does not implement:
- * 501 (RFC 9110 section 9.1), not 400. Lower-case letters make it 400, as nginx and gunicorn
- * do ("get" is almost always a broken client, not an extension). Looks at the request's first
- * bytes in <data> (the method starts the request, after optional empty lines). */
-static bool unknown_method_token(const char *data, size_t len)
+/* ---- the head scanner ------------------------------------------------------------------- */
+
+/* llhttp (even in strict mode) takes runs of spaces between the parts of the request line, a
+ * bare LF at the end of the request line and of the head, and any method it does not know as a
+ * plain parse error. The scanner reads the head's bytes before llhttp does and decides those
+ * cases itself: one SP between method, target and version (RFC 9112 §3); CRLF line ends; the
+ * version "HTTP/" DIGIT "." DIGIT, whose major must be 1 (else 505) and whose minor above 1 is
+ * read as 1 (RFC 9110 §2.5); and whether an unknown method is a well-formed upper-case token
+ * (501) or not (400). Empty lines before the request line are skipped, as llhttp does (RFC 9112
+ * §2.2). */
+
+/* Scans <len> bytes of <data>, the next bytes of the head. Returns 0 when none is wrong (the
+ * head may have ended among them), or the status that refuses the request, with *stop at the
+ * offending byte and *reason set. Sets *patch to the offset of a version's minor digit above 1
+ * (to be read as '1'), else SIZE_MAX. */
+static int scan_head(fy_http_request_t *req, const char *data, size_t len, size_t *stop,
+                     size_t *patch, const char **reason)
 {
+    *patch = SIZE_MAX;
+    *stop = len;
     size_t i = 0;
-    while (i < len && (data[i] == '\r' || data[i] == '\n'))
-        i++;
-    size_t start = i;
-    while (i < len && i - start <= FY_HTTP_METHOD_MAX && is_tchar((unsigned char)data[i]) &&
-           !(data[i] >= 'a' && data[i] <= 'z'))
-        i++;
-    return i > start && i - start <= FY_HTTP_METHOD_MAX && i < len && data[i] == ' ';
+    for (; i < len && req->scan_state != SCAN_DONE; i++) {
+        unsigned char ch = (unsigned char)data[i];
+        switch (req->scan_state) {
+        case SCAN_LEAD:
+            if (ch == '\r' || ch == '\n')
+                break;
+            req->scan_state = SCAN_METHOD;
+            /* fall through */
+        case SCAN_METHOD:
+            if (ch == ' ' && req->method_len > 0) {
+                req->method_done = true;
+                req->scan_state = SCAN_TARGET_START;
+                break;
+            }
+            if (!is_tchar(ch)) {
+                *reason = "invalid method";
+                goto refuse_400;
+            }
+            if (ch >= 'a' && ch <= 'z')
+                req->method_lower = true;
+            if (++req->method_len >= FY_HTTP_METHOD_MAX) {
+                *stop = i;
+                *reason = "method not implemented";
+                return req->method_lower ? 400 : 501;
+            }
+            break;
+        case SCAN_TARGET_START:
+        case SCAN_VERSION_START:
+            if (ch == ' ') {
+                *reason = "more than one space in the request line";
+                goto refuse_400;
+            }
+            req->scan_state++;
+            if (req->scan_state == SCAN_VERSION)
+                goto version;
+            /* fall through */
+        case SCAN_TARGET:
+            if (ch == ' ')
+                req->scan_state = SCAN_VERSION_START;
+            else if (ch == '\r' || ch == '\n') {
+                *reason = "no HTTP version in the request line";
+                goto refuse_400;
+            }
+            break;
+        case SCAN_VERSION:
+        version:
+            if (ch == '\r') {
+                if (req->version_len != 8 || memcmp(req->version, "HTTP/", 5) != 0 ||
+                    !is_digit(req->version[5]) || req->version[6] != '.' ||
+                    !is_digit(req->version[7])) {
+                    *reason = "malformed HTTP version";
+                    goto refuse_400;
+                }
+                req->scan_state = SCAN_LINE_LF;
+                break;
+            }
+            if (ch == '\n') {
+                *reason = "bare LF in the request line";
+                goto refuse_400;
+            }
+            if (req->version_len == sizeof req->version) {
+                *reason = "malformed HTTP version";
+                goto refuse_400;
+            }
+            req->version[req->version_len++] = (char)ch;
+            if (req->version_len == 6 && memcmp(req->version, "HTTP/", 5) == 0 &&
+                is_digit(ch) && ch != '1') {
+                *stop = i;
+                *reason = "unsupported HTTP version";
+                return 505;
+            }
+            if (req->version_len == 8 && memcmp(req->version, "HTTP/1.", 7) == 0 && ch >= '2' &&
+                ch <= '9')
+                *patch = i;
+            break;
+        case SCAN_LINE_LF:
+            if (ch != '\n') {
+                *reason = "bare CR in the request line";
+                goto refuse_400;
+            }
+            req->scan_state = SCAN_FIELDS;
+            req->line_bytes = 0;
+            break;
+        case SCAN_FIELDS: {
+            const char *nl = memchr(data + i, '\n', len - i);
+            if (nl == NULL) {
+                req->line_bytes += len - i;
+                i = len - 1;
+                break;
+            }
+            size_t at = (size_t)(nl - data);
+            char before = at > 0 ? data[at - 1] : req->scan_prev;
+            req->line_bytes += at - i;
+            if (before != '\r') {
+                i = at;
+                *reason = "bare LF in the request head";
+                goto refuse_400;
+            }
+            if (req->line_bytes == 1)   /* just the CR: the empty line that ends the head */
+                req->scan_state = SCAN_DONE;
+            req->line_bytes = 0;
+            i = at;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (i > 0)
+        req->scan_prev = data[i - 1];
+    return 0;
+refuse_400:
+    *stop = i;
+    return 400;
+}
+
+/* llhttp refused the method: a well-formed upper-case token is one the server does not
+ * implement, 501 (RFC 9110 §9.1); lower-case letters make it 400, as with nginx and gunicorn
+ * ("get" is nearly always a broken client, not an extension). Decided once the method's space
+ * arrived (the method may come in several reads); until then all of <len> is consumed. */
+static int method_verdict(fy_http_request_t *req, int scan_status, const char *scan_reason,
+                          size_t len, size_t *consumed)
+{
+    req->method_refused = true;
+    if (req->method_done) {
+        if (req->method_lower)
+            fail(req, 400, "method with lower-case letters");
+        else
+            fail(req, 501, "method not implemented");
+        return -EPROTO;
+    }
+    if (scan_status != 0) {
+        fail(req, scan_status, scan_reason);
+        return -EPROTO;
+    }
+    *consumed = len;
+    return FY_HTTP_FEED_MORE;
+}
+
+/* Whether the byte before the final LF of a message that ended <end> bytes into <data> is CR:
+ * llhttp takes a bare LF as the empty line that ends a chunked message's trailer section. */
+static bool ends_with_crlf(const fy_http_request_t *req, const char *data, size_t end)
+{
+    if (end >= 2)
+        return data[end - 2] == '\r';
+    return req->prev_last_byte == '\r';
+}
+
+/* Runs llhttp over <len> bytes at <data>, with the byte at <patch> (when < len) read as '1'. */
+static llhttp_errno_t execute(fy_http_request_t *req, const char *data, size_t len, size_t patch)
+{
+    static const char one = '1';
+    if (patch >= len)
+        return llhttp_execute(&req->parser, data, len);
+    llhttp_errno_t err = HPE_OK;
+    if (patch > 0)
+        err = llhttp_execute(&req->parser, data, patch);
+    if (err == HPE_OK)
+        err = llhttp_execute(&req->parser, &one, 1);
+    if (err == HPE_OK && patch + 1 < len)
+        err = llhttp_execute(&req->parser, data + patch + 1, len - patch - 1);
+    return err;
 }
 
 int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, size_t *consumed)
@@ -471,13 +661,22 @@ int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, s
         return FY_HTTP_FEED_DONE;
     if (len == 0)
         return FY_HTTP_FEED_MORE;
+    req->any_bytes = true;
+    /* The scanner sees the head's bytes first; llhttp gets them up to the first wrong one, so
+     * that its own refusals and the limits (414, 431) of what precedes it come first. */
+    size_t stop = len, patch = SIZE_MAX;
+    const char *scan_reason = NULL;
+    int scan_status = 0;
+    if (req->scan_state != SCAN_DONE)
+        scan_status = scan_head(req, data, len, &stop, &patch, &scan_reason);
+    if (req->method_refused)
+        return method_verdict(req, scan_status, scan_reason, len, consumed);
     if (llhttp_get_errno(&req->parser) == HPE_PAUSED)
         llhttp_resume(&req->parser);
-    req->any_bytes = true;
     req->exec_start = data;
-    llhttp_errno_t err = llhttp_execute(&req->parser, data, len);
+    llhttp_errno_t err = execute(req, data, stop, patch);
     req->exec_start = NULL;
-    if (err == HPE_OK) {
+    if (err == HPE_OK && scan_status == 0) {
         *consumed = len;
         req->prev_last_byte = data[len - 1];
         return FY_HTTP_FEED_MORE;
@@ -485,14 +684,22 @@ int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, s
     if (err == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&req->parser);
         *consumed = (size_t)(pos - data);
+        FY_ASSERT(req->state == FY_HTTP_REQ_DONE);
+        if (req->chunked && !ends_with_crlf(req, data, *consumed)) {
+            req->state = FY_HTTP_REQ_ERROR;
+            req->error_status = 400;
+            req->error_reason = "bare LF at the end of the chunked body";
+            return -EPROTO;
+        }
         if (*consumed > 0)
             req->prev_last_byte = data[*consumed - 1];
-        FY_ASSERT(req->state == FY_HTTP_REQ_DONE);
         return FY_HTTP_FEED_DONE;
     }
     if (req->state != FY_HTTP_REQ_ERROR) {
-        if (err == HPE_INVALID_METHOD && !req->headers_seen && unknown_method_token(data, len))
-            fail(req, 501, "method not implemented");
+        if (err == HPE_INVALID_METHOD && !req->headers_seen)
+            return method_verdict(req, scan_status, scan_reason, len, consumed);
+        if (err == HPE_OK || (err == HPE_INVALID_VERSION && scan_status == 505))
+            fail(req, scan_status, scan_reason);
         else
             fail(req, 400, llhttp_reason(err));
     }

@@ -24,8 +24,8 @@ CASES = {
     "bare_cr_in_header": b"GET /hello HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n",
     "bare_lf": b"GET /hello HTTP/1.1\nHost: a\n\n",
     "space_before_colon": b"GET /hello HTTP/1.1\r\nHost : a\r\n\r\n",
-    "invalid_version": b"GET /hello HTTP/1.7\r\nHost: a\r\n\r\n",
-    "version_2": b"GET /hello HTTP/2.0\r\nHost: a\r\n\r\n",
+    "invalid_version": b"GET /hello HTTP/1.10\r\nHost: a\r\n\r\n",
+    "two_digit_major": b"GET /hello HTTP/10.1\r\nHost: a\r\n\r\n",
     "garbage_version": b"GET /hello HTTX/1.1\r\nHost: a\r\n\r\n",
     "invalid_method": b"G@T /hello HTTP/1.1\r\nHost: a\r\n\r\n",
     "no_host": b"GET /hello HTTP/1.1\r\n\r\n",
@@ -35,6 +35,18 @@ CASES = {
     # llhttp's default build skipped the two bytes after a chunk's data unread
     "chunk_data_without_crlf": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
                                b"\r\n5\r\nhelloXX0\r\n\r\n",
+    # bare LF: refused in header lines, so refused where llhttp alone would take it too
+    "bare_lf_ends_request_line": b"GET /hello HTTP/1.1\nHost: a\r\n\r\n",
+    "bare_lf_ends_head": b"GET /hello HTTP/1.1\r\nHost: a\r\n\nGET /hello HTTP/1.1\r\n"
+                         b"Host: a\r\n\r\n",
+    "bare_lf_ends_trailers": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                             b"\r\n5\r\nhello\r\n0\r\n\nGET /hello HTTP/1.1\r\nHost: a\r\n\r\n",
+    "bare_lf_after_trailer": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                             b"\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\nGET /hello HTTP/1.1\r\n"
+                             b"Host: a\r\n\r\n",
+    # one SP between the parts of the request line (RFC 9112 section 3)
+    "two_spaces_after_method": b"GET  /hello HTTP/1.1\r\nHost: a\r\n\r\n",
+    "two_spaces_before_version": b"GET /hello  HTTP/1.1\r\nHost: a\r\n\r\n",
 }
 
 

@@ -148,9 +148,101 @@ Test(http_request, refuses_space_before_the_colon)
     expect_refused("GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400);
 }
 
-Test(http_request, refuses_http_2_and_0_9_versions)
+Test(http_request, refuses_http_2_and_0_9_versions_with_505)
 {
-    expect_refused("GET / HTTP/2.0\r\nHost: x\r\n\r\n", 400);
+    expect_refused("GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505);
+    fy_http_request_dispose(&req);
+    fy_http_request_init(&req, &opts);
+    expect_refused("GET / HTTP/0.9\r\nHost: x\r\n\r\n", 505);
+    fy_http_request_dispose(&req);
+    fy_http_request_init(&req, &opts);
+    expect_refused("GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505);
+}
+
+Test(http_request, refuses_a_major_version_other_than_1_sent_byte_by_byte_with_505)
+{
+    static const char wire[] = "GET / HTTP/3.0\r\nHost: x\r\n\r\n";
+    size_t used;
+    int rc = FY_HTTP_FEED_MORE;
+    for (size_t i = 0; i < sizeof wire - 1 && rc == FY_HTTP_FEED_MORE; i++)
+        rc = fy_http_request_feed(&req, wire + i, 1, &used);
+    cr_assert_eq(rc, -EPROTO);
+    cr_assert_eq(req.error_status, 505);
+}
+
+Test(http_request, reads_a_higher_http_1_minor_version_as_1_1)
+{
+    cr_assert_eq(feed_str("GET / HTTP/1.2\r\nHost: x\r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+    cr_assert_eq(req.http_major, 1);
+    cr_assert_eq(req.http_minor, 1);
+    cr_assert(req.keep_alive);
+}
+
+Test(http_request, reads_a_higher_minor_version_split_before_its_digit)
+{
+    cr_assert_eq(feed_str("GET / HTTP/1.", NULL), FY_HTTP_FEED_MORE);
+    cr_assert_eq(feed_str("9\r\nHost: x\r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+    cr_assert_eq(req.http_minor, 1);
+}
+
+Test(http_request, refuses_a_version_that_is_not_one_digit_dot_one_digit)
+{
+    expect_refused("GET / HTTP/1.10\r\nHost: x\r\n\r\n", 400);
+    fy_http_request_dispose(&req);
+    fy_http_request_init(&req, &opts);
+    expect_refused("GET / HTTP/10.1\r\nHost: x\r\n\r\n", 400);
+    fy_http_request_dispose(&req);
+    fy_http_request_init(&req, &opts);
+    expect_refused("GET / http/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_more_than_one_space_in_the_request_line)
+{
+    expect_refused("GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    fy_http_request_dispose(&req);
+    fy_http_request_init(&req, &opts);
+    expect_refused("GET /  HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_a_bare_lf_ending_the_request_line)
+{
+    expect_refused("GET / HTTP/1.1\nHost: x\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_a_bare_lf_ending_the_head)
+{
+    expect_refused("GET / HTTP/1.1\r\nHost: x\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_a_bare_lf_ending_the_head_in_its_own_read)
+{
+    cr_assert_eq(feed_str("GET / HTTP/1.1\r\nHost: x\r\n", NULL), FY_HTTP_FEED_MORE);
+    expect_refused("\n", 400);
+}
+
+Test(http_request, skips_empty_lines_before_the_request_line)
+{
+    cr_assert_eq(feed_str("\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", NULL), FY_HTTP_FEED_DONE);
+    cr_assert_str_eq(req.method, "GET");
+}
+
+Test(http_request, refuses_chunk_data_not_followed_by_crlf)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "5\r\nhelloXX0\r\n\r\n", 400);
+}
+
+Test(http_request, refuses_a_bare_lf_ending_the_trailer_section)
+{
+    expect_refused("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "5\r\nhello\r\n0\r\n\n", 400);
+}
+
+Test(http_request, refuses_a_bare_lf_ending_the_trailer_section_in_its_own_read)
+{
+    cr_assert_eq(feed_str("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "0\r\nX: y\r\n", NULL), FY_HTTP_FEED_MORE);
+    expect_refused("\n", 400);
 }
 
 Test(http_request, accepts_trailer_fields_and_drops_them)
@@ -357,7 +449,36 @@ Test(http_request, a_method_that_is_not_a_token_is_a_bad_request)
     expect_refused("G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
 }
 
-Test(http_request, an_overlong_unknown_method_is_a_bad_request)
+Test(http_request, an_overlong_unknown_method_is_not_implemented)
 {
-    expect_refused("FOOBARFOOBARFOOBARFOOBARFOOBARFOOBAR / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    expect_refused("FOOBARFOOBARFOOBARFOOBARFOOBARFOOBAR / HTTP/1.1\r\nHost: x\r\n\r\n", 501);
+}
+
+Test(http_request, an_overlong_lowercase_method_is_a_bad_request)
+{
+    expect_refused("FOOBARFOOBARFOOBARFOOBARFOOBARfoobar / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+Test(http_request, an_unknown_method_sent_byte_by_byte_is_not_implemented)
+{
+    static const char wire[] = "FROB / HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t used;
+    int rc = FY_HTTP_FEED_MORE;
+    size_t i = 0;
+    for (; i < sizeof wire - 1 && rc == FY_HTTP_FEED_MORE; i++)
+        rc = fy_http_request_feed(&req, wire + i, 1, &used);
+    cr_assert_eq(rc, -EPROTO);
+    cr_assert_eq(req.error_status, 501);
+    cr_assert_eq(i, 5, "decided at the space after the method, after %zu bytes", i);
+}
+
+Test(http_request, a_lowercase_method_sent_byte_by_byte_is_a_bad_request)
+{
+    static const char wire[] = "get / HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t used;
+    int rc = FY_HTTP_FEED_MORE;
+    for (size_t i = 0; i < sizeof wire - 1 && rc == FY_HTTP_FEED_MORE; i++)
+        rc = fy_http_request_feed(&req, wire + i, 1, &used);
+    cr_assert_eq(rc, -EPROTO);
+    cr_assert_eq(req.error_status, 400);
 }
