@@ -1,9 +1,10 @@
 /* Fuzzes the HTTP/1 request parser (src/http/request.c) and the CGI builder: the input is fed in
  * two pieces (split where its first byte says) and parsed as a pipeline. Properties: the parser
  * never consumes more than it was given, a complete request respects every limit, has a target
- * of a known form, a valid Host and version 1.0 or 1.1, a refusal carries a known status, and
- * the request block built from any accepted request parses back (PATH_INFO empty only for "*",
- * else starting with '/' for the origin and absolute forms). */
+ * of a known form, a valid Host, version 1.0 or 1.1 and a path that stays under the root, a
+ * refusal carries a known status, and the request block built from any accepted request parses
+ * back (PATH_INFO empty only for "*", else starting with '/' for the origin and absolute
+ * forms). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,6 +33,13 @@ static void check_request(const fy_http_request_t *req, const fy_http_options_t 
     FY_ASSERT(host == NULL || fy_http_host_valid(host, host_len));
     FY_ASSERT(!req->chunked || req->http_minor == 1);
     FY_ASSERT(req->http_major == 1 && req->http_minor <= 1);
+    if (target.form != FY_HTTP_TARGET_ASTERISK) {
+        const char *path = fy_http_request_url(req) + target.path_off;
+        size_t path_len = 0;
+        while (path_len < target.path_len && path[path_len] != '?' && path[path_len] != '#')
+            path_len++;
+        FY_ASSERT(!fy_http_path_climbs_above_root(path, path_len));
+    }
     fy_http_cgi_ctx_t ctx = {.server_name = "h", .server_port = "1", .remote_addr = "r",
                              .remote_port = "2", .secret = "s"};
     fy_reqblock_builder_t b = {0};

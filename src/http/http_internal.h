@@ -89,6 +89,12 @@ typedef struct fy_http_target {
  * carries userinfo ("user@") or is not a valid host[:port]. */
 int fy_http_target_parse(const char *target, size_t len, fy_http_target_t *out);
 
+/* Whether the path <path> (<len> bytes, the target's path without query or fragment) climbs
+ * above the root once percent-decoded: a ".." segment with no segment left to remove
+ * ("/../x", "/a/../../x", "/%2e%2E/x", "/a%2f..%2f..%2fx"). Dot segments that stay inside the
+ * root are fine (PATH_INFO keeps them; the app resolves them). */
+bool fy_http_path_climbs_above_root(const char *path, size_t len);
+
 /* Whether <len> bytes of <value> are a valid Host (RFC 9110 §7.2: uri-host [":" port], an IP
  * literal in brackets, or a reg-name of unreserved / %-escaped / sub-delim characters; the
  * empty value is valid). Refuses spaces, '@', '/', '?', '#', non-ASCII and a bad port. */

@@ -248,6 +248,46 @@ int fy_http_target_parse(const char *target, size_t len, fy_http_target_t *out)
     return 0;
 }
 
+/* The byte at <s>[*i] with %2E/%2e read as '.' and %2F/%2f as '/' (other escapes stay '%':
+ * neither a dot nor a slash); advances *i past it. */
+static char path_byte(const char *s, size_t len, size_t *i)
+{
+    char c = s[*i];
+    if (c == '%' && *i + 2 < len && s[*i + 1] == '2') {
+        char low = (char)(s[*i + 2] | 0x20);
+        if (low == 'e' || low == 'f') {
+            *i += 3;
+            return low == 'e' ? '.' : '/';
+        }
+    }
+    (*i)++;
+    return c;
+}
+
+bool fy_http_path_climbs_above_root(const char *path, size_t len)
+{
+    long depth = 0;
+    size_t i = 0;
+    while (i < len) {
+        /* one segment: its bytes up to the next (decoded) '/' */
+        size_t seg_len = 0, dots = 0;
+        while (i < len) {
+            char c = path_byte(path, len, &i);
+            if (c == '/')
+                break;
+            seg_len++;
+            dots += c == '.';
+        }
+        if (seg_len == 2 && dots == 2) {
+            if (--depth < 0)
+                return true;
+        } else if (seg_len > 0 && !(seg_len == 1 && dots == 1)) {
+            depth++;
+        }
+    }
+    return false;
+}
+
 static bool token_is(const char *s, size_t len, const char *word)
 {
     size_t n = strlen(word);
@@ -337,6 +377,18 @@ static int on_headers_complete(llhttp_t *p)
         return fail(req, 400, "malformed request target");
     if (req->target.form == FY_HTTP_TARGET_ASTERISK && p->method != HTTP_OPTIONS)
         return fail(req, 400, "the target * is only for OPTIONS");
+    if (req->target.form != FY_HTTP_TARGET_ASTERISK) {
+        const char *path = req->head.data + req->target.path_off;
+        size_t path_len = req->target.path_len;
+        for (size_t i = 0; i < path_len; i++) {
+            if (path[i] == '?' || path[i] == '#') {
+                path_len = i;
+                break;
+            }
+        }
+        if (fy_http_path_climbs_above_root(path, path_len))
+            return fail(req, 400, "the path climbs above the root");
+    }
     if (req->http_minor == 1 && req->host_count != 1)
         return fail(req, 400, req->host_count ? "more than one Host header" : "no Host header");
     if (req->host_count > 1)

@@ -107,6 +107,22 @@ def test_raw_non_ascii_bytes_in_the_target_are_refused(wsgi):
     refused(wsgi, b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400)
 
 
+@pytest.mark.parametrize("path", [b"/../hello", b"/a/../../hello", b"/%2e%2E/hello",
+                                  b"/a%2f..%2f..%2fhello"])
+def test_a_path_that_climbs_above_the_root_is_refused(wsgi, path):
+    refused(wsgi, b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n", 400)
+
+
+def test_dot_segments_inside_the_root_reach_the_app_as_sent(wire):
+    with Conn(wire.port) as c:
+        c.send(b"GET /a/./b/%2e%2E/../env?x=/../.. HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200, r.head
+        env = env_of(r)
+        assert env["PATH_INFO"] == "/a/./b/../../env"   # decoded, not normalized
+        assert env["QUERY_STRING"] == "x=/../.."
+
+
 # ---- chunked bodies: trailer fields ----------------------------------------------------------
 
 def test_trailer_fields_are_accepted_but_never_become_request_headers(wsgi):

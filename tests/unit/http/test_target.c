@@ -75,6 +75,40 @@ Test(http_target, refuses_authority_form_and_garbage)
     cr_assert_eq(fy_http_target_parse("", 0, &t), -EPROTO);
 }
 
+static bool climbs(const char *path) { return fy_http_path_climbs_above_root(path, strlen(path)); }
+
+Test(http_path, dot_segments_inside_the_root_are_fine)
+{
+    cr_assert(!climbs("/"));
+    cr_assert(!climbs(""));
+    cr_assert(!climbs("/a/../b"));
+    cr_assert(!climbs("/a/b/../../c"));
+    cr_assert(!climbs("/a/.."));
+    cr_assert(!climbs("/./a/./../b"));
+    cr_assert(!climbs("/a//../b"));
+    cr_assert(!climbs("/...x/..y/...."));
+    cr_assert(!climbs("/a%2Fb/../.."));
+    cr_assert(!climbs("/%25/.."));
+}
+
+Test(http_path, a_dot_dot_past_the_root_climbs)
+{
+    cr_assert(climbs("/.."));
+    cr_assert(climbs("/../a"));
+    cr_assert(climbs("/a/../../b"));
+    cr_assert(climbs("/./../a"));
+    cr_assert(climbs("/.//.."));
+}
+
+Test(http_path, percent_encoded_dots_and_slashes_count)
+{
+    cr_assert(climbs("/%2e%2e/etc/passwd"));
+    cr_assert(climbs("/%2E./a"));
+    cr_assert(climbs("/.%2e"));
+    cr_assert(climbs("/a%2f..%2f..%2fb"));
+    cr_assert(climbs("/a%2F%2E%2E%2F%2E%2E"));
+}
+
 Test(http_host, accepts_names_addresses_ports_and_empty)
 {
     cr_assert(host_ok(""));
