@@ -340,15 +340,27 @@ static void on_upstream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* The client no longer wants the response (it went away, or its response is complete while the
- * worker still sends): the worker finishes its request by itself, so once every byte of the
- * request is written its connection is read and discarded until the worker closes it, and only
- * then is the worker checked in (FY_WORKER_OK) - it never gets a second request on top of one it
- * is still busy with. A request not yet written in full is cut (the worker sees EOF inside its
- * request and refuses it on its own) and the worker checked in at once. */
+ * worker still sends). Before the worker's head has come, the worker is still computing: once
+ * every byte of the request is written its connection is read and discarded until the worker
+ * closes it, and only then is the worker checked in (FY_WORKER_OK) - it does not get a second
+ * request on top of one it is busy computing. Once the head has come, the worker is streaming:
+ * its connection is closed and it is checked in at once (below). A request not yet written in
+ * full is cut (the worker sees EOF inside its request and refuses it on its own) and the worker
+ * checked in at once. */
 static void abandon_upstream(fy_http_conn_t *c)
 {
     fy_http_upstream_t *up = c->up;
     if (up == NULL || c->worker == NULL || !up->request_sent) {
+        detach_upstream(c, FY_WORKER_OK);
+        return;
+    }
+    if (c->head_done) {
+        /* The worker is sending a body nobody will read. Closing its connection makes its next
+         * write fail (EPIPE), which ends the request in every loader (the body is closed, the
+         * worker goes back to accept), so it is checked in now instead of after producing the
+         * whole body: an endless stream (server-sent events) would hold it for ever. A worker
+         * pausing between two writes finishes that pause first; a request handed to it
+         * meanwhile waits in its listen queue. */
         detach_upstream(c, FY_WORKER_OK);
         return;
     }
