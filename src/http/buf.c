@@ -49,6 +49,21 @@ size_t fy_http_format_u64(char *out, uint64_t v)
     return n;
 }
 
+size_t fy_http_format_hex(char *out, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char rev[16];
+    size_t n = 0;
+    do {
+        rev[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = rev[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
 void fy_http_buf_append_u64(fy_http_buf_t *b, uint64_t v)
 {
     char text[21];

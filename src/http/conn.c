@@ -475,7 +475,9 @@ static void forward_body(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data,
         bufs[n++] = uv_buf_init(c->out.data, (unsigned)c->out.len);
     }
     if (c->plan.framing == FY_HTTP_FRAME_CHUNKED) {
-        int l = snprintf(w->line, sizeof w->line, "%zx\r\n", len);
+        size_t l = fy_http_format_hex(w->line, len);
+        w->line[l++] = '\r';
+        w->line[l++] = '\n';
         bufs[n++] = uv_buf_init(w->line, (unsigned)l);
         bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
         bufs[n++] = uv_buf_init((char *)"\r\n", 2);

@@ -33,6 +33,8 @@ void fy_http_buf_append_str(fy_http_buf_t *b, const char *s);
 void fy_http_buf_append_u64(fy_http_buf_t *b, uint64_t v);
 /* Writes <v> in decimal into out (at least 21 bytes), NUL-terminated; returns the length. */
 size_t fy_http_format_u64(char *out, uint64_t v);
+/* The same in lower-case hex (at least 17 bytes): chunk sizes. */
+size_t fy_http_format_hex(char *out, uint64_t v);
 void fy_http_buf_appendf(fy_http_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void fy_http_buf_dispose(fy_http_buf_t *b);

@@ -48,3 +48,16 @@ Test(http_buf, appendf_past_the_small_buffer)
     cr_expect_eq(b.data[b.len - 1], '>');
     fy_http_buf_dispose(&b);
 }
+
+Test(http_buf, format_hex_matches_printf_at_the_edges)
+{
+    const uint64_t values[] = {0, 1, 9, 10, 15, 16, 255, 256, 65535, 65536, 0xdeadbeefu,
+                               UINT64_MAX - 1, UINT64_MAX};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char got[17], want[32];
+        size_t n = fy_http_format_hex(got, values[i]);
+        snprintf(want, sizeof want, "%llx", (unsigned long long)values[i]);
+        cr_expect_str_eq(got, want);
+        cr_expect_eq(n, strlen(want));
+    }
+}
