@@ -112,6 +112,7 @@ def test_status_shows_the_app_and_its_workers(ferry):
 
 def test_status_counts_busy_workers_and_the_queue(ferry):
     f = ferry(BASIC, "--min-instances", "1", "--max-pool-size", "1")
+    assert wait_for(lambda: status_json(f)["pool"]["idle"] == 1)   # booted
     results = []
 
     def slow():
@@ -121,9 +122,12 @@ def test_status_counts_busy_workers_and_the_queue(ferry):
     for t in threads:
         t.start()
     try:
-        assert wait_for(lambda: status_json(f)["pool"]["queued"] == 1, timeout=5)
+        def one_busy_one_queued():
+            pool = status_json(f)["pool"]
+            return pool["queued"] == 1 and pool["busy"] == 1
+        assert wait_for(one_busy_one_queued, timeout=5)
         doc = status_json(f)
-        assert doc["pool"]["busy"] == 1
+        assert doc["pool"]["busy"] == 1 and doc["pool"]["queued"] == 1
         assert [w["state"] for w in doc["workers"]] == ["busy"]
         assert doc["pool"]["connections"] >= 2
     finally:
@@ -146,10 +150,11 @@ def test_status_shows_the_boot_error(ferry):
 
 def test_stop_shuts_down_gracefully_and_waits(ferry):
     f = ferry(BASIC)
+    assert wait_for(lambda: status_json(f)["pool"]["idle"] == 1)   # booted
     result = {}
 
     def slow():
-        result["r"] = requests.get(f.url + "/slow?ms=800", timeout=20)
+        result["r"] = requests.get(f.url + "/slow?ms=1500", timeout=20)
 
     t = threading.Thread(target=slow)
     t.start()
@@ -158,7 +163,7 @@ def test_stop_shuts_down_gracefully_and_waits(ferry):
     t.join()
     assert r.returncode == 0, r.stderr
     assert "pid %d stopped" % f.pid in r.stdout
-    assert result["r"].status_code == 200 and result["r"].text == "slept 800"
+    assert result["r"].status_code == 200 and result["r"].text == "slept 1500"
     assert f.wait(5) == 0
     assert "ferry stop: shutting down" in f.log()
     assert not glob.glob(os.path.join(f.tmpdir, "ferry.*"))
