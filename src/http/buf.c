@@ -35,13 +35,15 @@ void fy_http_buf_append_str(fy_http_buf_t *b, const char *s)
     fy_http_buf_append(b, s, strlen(s));
 }
 
-size_t fy_http_format_u64(char *out, uint64_t v)
+/* Writes <v> in <base> (10 or 16, lower-case digits) into out, NUL-terminated. */
+static size_t format_uint(char *out, uint64_t v, unsigned base)
 {
+    static const char digits[] = "0123456789abcdef";
     char rev[20];
     size_t n = 0;
     do {
-        rev[n++] = (char)('0' + v % 10);
-        v /= 10;
+        rev[n++] = digits[v % base];
+        v /= base;
     } while (v != 0);
     for (size_t i = 0; i < n; i++)
         out[i] = rev[n - 1 - i];
@@ -49,20 +51,8 @@ size_t fy_http_format_u64(char *out, uint64_t v)
     return n;
 }
 
-size_t fy_http_format_hex(char *out, uint64_t v)
-{
-    static const char digits[] = "0123456789abcdef";
-    char rev[16];
-    size_t n = 0;
-    do {
-        rev[n++] = digits[v & 15];
-        v >>= 4;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++)
-        out[i] = rev[n - 1 - i];
-    out[n] = '\0';
-    return n;
-}
+size_t fy_http_format_u64(char *out, uint64_t v) { return format_uint(out, v, 10); }
+size_t fy_http_format_hex(char *out, uint64_t v) { return format_uint(out, v, 16); }
 
 void fy_http_buf_append_u64(fy_http_buf_t *b, uint64_t v)
 {
