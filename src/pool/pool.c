@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
@@ -22,6 +23,8 @@
 #define SOFT_STOP_GRACE_MS 10000
 /* Grace after SIGQUIT (max request time) or SIGTERM (broken worker) before SIGKILL. */
 #define HARD_STOP_GRACE_MS 1000
+/* tmp/restart.txt is looked at by a checkout at most this often. */
+#define RESTART_TXT_CHECK_MS 1000
 
 typedef enum worker_state {
     W_SPAWNING = 0,
@@ -46,6 +49,9 @@ struct fy_worker {
     uint64_t ready_at_ms;
     const char *retire_reason; /* why it was told to stop; NULL: any exit is unexpected */
     bool retire_lost_request;  /* retired because a request failed (broken, timed out) */
+    unsigned generation;       /* the pool's generation when it was spawned */
+    bool replacement;          /* spawned by a rolling restart to replace an old worker */
+    bool retire_when_free;     /* picked by a restart: retired at check-in, or once ready */
     fy_worker_t *prev, *next;
 };
 
@@ -77,6 +83,16 @@ struct fy_pool {
     char err_id[17];
     fy_app_error_t err;
 
+    /* Rolling restarts: workers of a generation below <generation> are old. */
+    unsigned generation;
+    bool restarting;
+    bool restart_failed;
+    unsigned restart_replaced; /* old workers the running restart has retired or picked */
+    char *restart_txt;         /* APP_ROOT/tmp/restart.txt */
+    bool restart_txt_seen;     /* it existed at the last look, with this mtime: */
+    struct timespec restart_txt_mtime;
+    uint64_t restart_txt_next_check_ms;
+
     fy_pool_stats_t stats;
 };
 
@@ -102,6 +118,25 @@ static unsigned live_count(const fy_pool_t *pool)
     unsigned n[5];
     count(pool, n);
     return n[W_IDLE] + n[W_BUSY];
+}
+
+static bool is_alive(const fy_worker_t *w)
+{
+    return w->state == W_SPAWNING || w->state == W_IDLE || w->state == W_BUSY;
+}
+
+/* Alive and spawned before the last fy_pool_restart. */
+static bool is_old(const fy_pool_t *pool, const fy_worker_t *w)
+{
+    return is_alive(w) && w->generation < pool->generation;
+}
+
+static unsigned old_count(const fy_pool_t *pool)
+{
+    unsigned n = 0;
+    for (const fy_worker_t *w = pool->workers; w; w = w->next)
+        n += is_old(pool, w);
+    return n;
 }
 
 static bool in_boot_pause(const fy_pool_t *pool)
@@ -276,15 +311,70 @@ static bool crashed_after_boot(const fy_worker_t *w, int64_t exit_status, int te
            term_signal == SIGILL || term_signal == SIGFPE;
 }
 
+/* --- rolling restarts ----------------------------------------------------------------------- */
+
+/* A boot failure of <w> stops the running restart when <w> is one the restart started or runs
+ * the new generation's code: the app is broken, and the old workers left must keep serving.
+ * Called after the error was recorded and <w> left the live states. */
+static void restart_boot_failed(fy_pool_t *pool, const fy_worker_t *w)
+{
+    if (!pool->restarting || (!w->replacement && w->generation < pool->generation))
+        return;
+    pool->restarting = false;
+    pool->restart_failed = true;
+    fy_log(FY_LOG_ERROR, "pool",
+           "app=%s generation=%u error_id=%s replaced=%u old_workers=%u: rolling restart "
+           "stopped: a new worker failed to boot; the old workers keep serving (fix the app, "
+           "then restart again)",
+           pool->app_root, pool->generation, pool->err_id, pool->restart_replaced,
+           old_count(pool));
+}
+
+/* <replacement> became ready: one old worker goes. An idle one is told to stop now (the oldest
+ * generation first, then the one ready longest); else a spawning one is stopped once it is ready,
+ * else a busy one after its current request. */
+static void retire_an_old_worker(fy_pool_t *pool, fy_worker_t *replacement)
+{
+    fy_worker_t *idle = NULL, *spawning = NULL, *busy = NULL;
+    for (fy_worker_t *w = pool->workers; w; w = w->next) {
+        if (w == replacement || !is_old(pool, w) || w->retire_when_free)
+            continue;
+        if (w->state == W_IDLE) {
+            if (idle == NULL || w->generation < idle->generation ||
+                (w->generation == idle->generation && w->ready_at_ms < idle->ready_at_ms))
+                idle = w;
+        } else if (w->state == W_SPAWNING) {
+            spawning = w;
+        } else {
+            busy = w;
+        }
+    }
+    fy_worker_t *old = idle ? idle : spawning ? spawning : busy;
+    if (old == NULL)
+        return; /* the old workers went by themselves meanwhile */
+    pool->restart_replaced++;
+    fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d generation=%u: replaced by pid=%d; %s",
+           pool->app_root, (int)old->pid, old->generation, (int)replacement->pid,
+           idle ? "stopping the old worker"
+           : spawning ? "stopping the old worker once it is ready"
+                      : "stopping the old worker after its current request");
+    if (idle)
+        retire(old, SIGUSR1, SOFT_STOP_GRACE_MS, "rolling restart");
+    else
+        old->retire_when_free = true;
+}
+
 static void on_worker_ready(fy_proc_t *proc, int status, void *data)
 {
     fy_worker_t *w = data;
     fy_pool_t *pool = w->pool;
     if (status != 0) {
-        if (!pool->shutting_down)
+        w->state = W_GONE;
+        if (!pool->shutting_down) {
             record_boot_error(pool, fy_proc_pid(proc), fy_proc_error_summary(proc),
                               fy_proc_error_details(proc));
-        w->state = W_GONE;
+            restart_boot_failed(pool, w);
+        }
         fy_proc_close(proc);
         kick(pool);
         return;
@@ -302,8 +392,13 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
     }
     fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d address=%s: worker ready", pool->app_root,
            (int)w->pid, w->address);
-    if (pool->shutting_down)
+    if (pool->shutting_down) {
         retire(w, SIGUSR1, shutdown_grace_left(pool), "shutdown");
+    } else if (w->retire_when_free) {
+        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "rolling restart");
+    } else if (w->replacement && pool->restarting) {
+        retire_an_old_worker(pool, w);
+    }
     kick(pool);
 }
 
@@ -332,6 +427,8 @@ static void on_worker_exit(fy_proc_t *proc, int64_t exit_status, int term_signal
         char *tail = fy_proc_stderr_tail(proc);
         record_boot_error(pool, w->pid, summary, tail);
         free(tail);
+        w->state = W_GONE;
+        restart_boot_failed(pool, w);
     } else {
         fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d status=%lld signal=%d: worker died %s; removed",
                pool->app_root, (int)w->pid, (long long)exit_status, term_signal,
@@ -355,11 +452,14 @@ static void on_worker_closed(fy_proc_t *proc, void *data)
     maybe_close(pool);
 }
 
-static int spawn_one(fy_pool_t *pool)
+/* Starts one worker of the current generation; <replacement>: for a rolling restart. */
+static int spawn_one(fy_pool_t *pool, bool replacement)
 {
     fy_worker_t *w = fy_xcalloc(1, sizeof *w);
     w->pool = pool;
     w->state = W_SPAWNING;
+    w->generation = pool->generation;
+    w->replacement = replacement;
     fy_spawn_options_t so = {
         .ferry_bin = pool->ferry_bin,
         .app_root = pool->app_root,
@@ -388,7 +488,13 @@ static int spawn_one(fy_pool_t *pool)
         pool->workers->prev = w;
     pool->workers = w;
     pool->stats.spawns_started++;
-    fy_log(FY_LOG_INFO, "pool", "app=%s pid=%d: spawning a worker", pool->app_root, (int)w->pid);
+    if (replacement)
+        fy_log(FY_LOG_INFO, "pool",
+               "app=%s pid=%d: spawning a worker (rolling restart: generation %u)",
+               pool->app_root, (int)w->pid, w->generation);
+    else
+        fy_log(FY_LOG_INFO, "pool", "app=%s pid=%d: spawning a worker", pool->app_root,
+               (int)w->pid);
     return 0;
 }
 
@@ -411,9 +517,48 @@ static void maybe_spawn(fy_pool_t *pool)
          * app costs one failed worker, not max_pool_size of them. */
         if ((pool->has_boot_error || !pool->ever_ready) && n[W_SPAWNING] > 0)
             return;
-        if (spawn_one(pool) < 0)
+        if (spawn_one(pool, false) < 0)
             return;
     }
+}
+
+/* The running restart's next move: it is done when no old worker is alive; otherwise, one
+ * replacement at a time, it spawns the next one. The replacement may be the (max_pool_size + 1)th
+ * live worker, not counting old workers already picked to go after their request. */
+static void restart_step(fy_pool_t *pool)
+{
+    if (!pool->restarting || pool->shutting_down)
+        return;
+    unsigned alive = 0, picked = 0, old_left = 0, old_unpicked = 0;
+    bool spawning = false, replacing = false;
+    for (const fy_worker_t *w = pool->workers; w; w = w->next) {
+        if (!is_alive(w))
+            continue;
+        alive++;
+        picked += w->retire_when_free;
+        if (w->state == W_SPAWNING) {
+            spawning = true;
+            replacing |= w->replacement;
+        }
+        if (w->generation < pool->generation) {
+            old_left++;
+            old_unpicked += !w->retire_when_free;
+        }
+    }
+    if (old_left == 0) {
+        pool->restarting = false;
+        fy_log(FY_LOG_NOTICE, "pool", "app=%s generation=%u replaced=%u: rolling restart done",
+               pool->app_root, pool->generation, pool->restart_replaced);
+        return;
+    }
+    if (old_unpicked == 0 || replacing || in_boot_pause(pool))
+        return;
+    /* The one-probe rule of maybe_spawn holds for replacements too. */
+    if ((pool->has_boot_error || !pool->ever_ready) && spawning)
+        return;
+    if (alive - picked > pool->o.max_pool_size)
+        return;
+    spawn_one(pool, true);
 }
 
 /* --- the loop side ------------------------------------------------------------------------- */
@@ -456,6 +601,7 @@ static void process(fy_pool_t *pool)
     if (in_boot_pause(pool) && live_count(pool) == 0)
         fail_all(pool, -ENOEXEC);
     maybe_spawn(pool);
+    restart_step(pool);
 }
 
 static void on_kick(uv_timer_t *t)
@@ -552,6 +698,16 @@ int fy_pool_new(uv_loop_t *loop, const fy_pool_options_t *opts, fy_pool_t **out)
     pool->o.environment = pool->environment;
     pool->o.ferry_bin = pool->ferry_bin;
     pool->o.instance_dir = pool->instance_dir;
+    pool->generation = 1;
+    size_t len = strlen(pool->app_root) + sizeof "/tmp/restart.txt";
+    pool->restart_txt = fy_xmalloc(len);
+    snprintf(pool->restart_txt, len, "%s/tmp/restart.txt", pool->app_root);
+    /* A restart.txt older than the pool restarts nothing: only a later change does. */
+    struct stat st;
+    if (stat(pool->restart_txt, &st) == 0) {
+        pool->restart_txt_seen = true;
+        pool->restart_txt_mtime = st.st_mtim;
+    }
     uv_timer_init(loop, &pool->kick_timer);
     uv_timer_init(loop, &pool->tick_timer);
     uv_timer_init(loop, &pool->shutdown_timer);
@@ -573,6 +729,29 @@ int fy_pool_start(fy_pool_t *pool)
     return 0;
 }
 
+/* Starts a rolling restart when tmp/restart.txt appeared or its mtime changed since the last
+ * look; looks at most once per RESTART_TXT_CHECK_MS (one stat, not one per request). */
+static void check_restart_txt(fy_pool_t *pool)
+{
+    uint64_t now = now_ms(pool);
+    if (now < pool->restart_txt_next_check_ms)
+        return;
+    pool->restart_txt_next_check_ms = now + RESTART_TXT_CHECK_MS;
+    struct stat st;
+    if (stat(pool->restart_txt, &st) != 0) {
+        pool->restart_txt_seen = false; /* a file created later counts as a change */
+        return;
+    }
+    if (pool->restart_txt_seen && st.st_mtim.tv_sec == pool->restart_txt_mtime.tv_sec &&
+        st.st_mtim.tv_nsec == pool->restart_txt_mtime.tv_nsec)
+        return;
+    pool->restart_txt_seen = true;
+    pool->restart_txt_mtime = st.st_mtim;
+    fy_log(FY_LOG_NOTICE, "pool", "app=%s file=%s: restart.txt changed: rolling restart",
+           pool->app_root, pool->restart_txt);
+    fy_pool_restart(pool);
+}
+
 int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **worker)
 {
     FY_ASSERT(waiter != NULL && waiter->cb != NULL && worker != NULL && !waiter->queued);
@@ -580,6 +759,7 @@ int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **wo
         return -ESHUTDOWN;
     if (!uv_is_active((uv_handle_t *)&pool->tick_timer))
         uv_timer_start(&pool->tick_timer, on_tick, TICK_MS, TICK_MS);
+    check_restart_txt(pool);
     if (in_boot_pause(pool) && live_count(pool) == 0)
         return -ENOEXEC;
     if (pool->queued == 0) {
@@ -641,6 +821,10 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
         retire(w, SIGUSR1, shutdown_grace_left(pool), "shutdown");
         return;
     }
+    if (w->retire_when_free) {
+        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "rolling restart");
+        return;
+    }
     if (pool->o.max_requests && w->requests >= pool->o.max_requests) {
         fy_log(FY_LOG_NOTICE, "pool",
                "app=%s pid=%d requests=%u: max requests reached; "
@@ -666,6 +850,30 @@ pid_t fy_worker_pid(const fy_worker_t *w)
     return w->pid;
 }
 
+int fy_pool_restart(fy_pool_t *pool)
+{
+    if (pool->shutting_down)
+        return -ESHUTDOWN;
+    bool again = pool->restarting;
+    pool->generation++;
+    pool->stats.restarts++;
+    pool->restart_failed = false;
+    pool->restart_replaced = 0;
+    unsigned old = old_count(pool);
+    pool->restarting = old > 0;
+    if (old == 0) {
+        fy_log(FY_LOG_NOTICE, "pool",
+               "app=%s generation=%u: rolling restart: no worker to replace; new workers load "
+               "the app as it is now", pool->app_root, pool->generation);
+        return 0;
+    }
+    fy_log(FY_LOG_NOTICE, "pool", "app=%s generation=%u old_workers=%u: rolling restart %s",
+           pool->app_root, pool->generation, old,
+           again ? "started over (asked again while one ran)" : "started");
+    kick(pool);
+    return 0;
+}
+
 const fy_app_error_t *fy_pool_boot_error(const fy_pool_t *pool)
 {
     return pool->has_boot_error ? &pool->err : NULL;
@@ -677,6 +885,7 @@ void fy_pool_shutdown(fy_pool_t *pool, unsigned timeout_ms,
     if (pool->shutting_down)
         return;
     pool->shutting_down = true;
+    pool->restarting = false;
     pool->done = done;
     pool->done_data = data;
     pool->shutdown_deadline_ms = now_ms(pool) + timeout_ms;
@@ -704,6 +913,7 @@ void fy_pool_free(fy_pool_t *pool)
     free(pool->instance_dir);
     free(pool->err_summary);
     free(pool->err_details);
+    free(pool->restart_txt);
     free(pool);
 }
 
@@ -717,6 +927,10 @@ void fy_pool_get_stats(const fy_pool_t *pool, fy_pool_stats_t *out)
     out->busy = n[W_BUSY];
     out->retiring = n[W_RETIRING];
     out->queued = pool->queued;
+    out->generation = pool->generation;
+    out->restarting = pool->restarting;
+    out->old_workers = old_count(pool);
+    out->restart_failed = pool->restart_failed;
 }
 
 size_t fy_pool_list_workers(const fy_pool_t *pool, fy_pool_worker_info_t *out, size_t max)
@@ -732,6 +946,7 @@ size_t fy_pool_list_workers(const fy_pool_t *pool, fy_pool_worker_info_t *out, s
         i->requests = w->requests;
         i->age_ms = w->ready_at_ms ? now - w->ready_at_ms : 0;
         i->idle_ms = w->state == W_IDLE ? now - w->idle_since_ms : 0;
+        i->generation = w->generation;
     }
     return n;
 }

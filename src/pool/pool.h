@@ -8,6 +8,7 @@
 #ifndef FY_POOL_POOL_H
 #define FY_POOL_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -69,7 +70,10 @@ int fy_pool_start(fy_pool_t *pool);
  * NULL and -ETIMEDOUT (max queue time), -ENOEXEC (the app failed to boot: see
  * fy_pool_boot_error), -ESHUTDOWN (the pool is stopping). Returns -EBUSY when the queue is full,
  * -ENOEXEC when the app is failing to boot and inside its 10-second retry pause (and no worker is
- * alive), -ESHUTDOWN after fy_pool_shutdown. Callbacks never run from inside this call. */
+ * alive), -ESHUTDOWN after fy_pool_shutdown. Callbacks never run from inside this call.
+ * At most once a second it also stats APP_ROOT/tmp/restart.txt: when the file's mtime differs
+ * from the one seen last (recorded by fy_pool_new, so a file older than the pool restarts
+ * nothing), a rolling restart starts (fy_pool_restart) before this request is placed. */
 int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **worker);
 
 /* Removes a queued <waiter> (its client went away); its cb will not run. No-op if not queued. */
@@ -85,6 +89,23 @@ pid_t fy_worker_pid(const fy_worker_t *worker);
 /* The last boot failure, or NULL when the app's last spawn succeeded. Valid until the next
  * pool call. */
 const fy_app_error_t *fy_pool_boot_error(const fy_pool_t *pool);
+
+/* Starts a rolling restart (DESIGN.md §5): every worker alive now (spawning, idle or busy) belongs
+ * to the old generation and is replaced, one at a time: a new-generation worker is spawned, and
+ * once it is ready one old worker is retired (an idle one at once with SIGUSR1; a busy one when it
+ * is checked in, after its request; a spawning one as soon as it is ready). Old workers keep
+ * serving until they are retired, so no request waits for the restart or fails because of it.
+ * The replacement may be the (max_pool_size + 1)th live worker: old workers already marked to
+ * retire after their request are not counted for it, retiring ones never are.
+ *
+ * The restart stops at the first boot failure of a worker it started or of any new-generation
+ * worker: the error is recorded as for any boot failure (fy_pool_boot_error, the 10-second rule)
+ * and the old workers that are left keep serving; fy_pool_get_stats then says restart_failed.
+ * A restart asked while one runs starts over from the current state: the generation number goes
+ * up again and every worker alive at that moment, those already replaced included, is old (they
+ * may have loaded the code the new restart is for).
+ * Returns 0 (also when no worker is alive: nothing to replace) or -ESHUTDOWN. */
+int fy_pool_restart(fy_pool_t *pool);
 
 /* Graceful stop: fails queued waiters with -ESHUTDOWN, soft-terminates (SIGUSR1) idle workers
  * now and busy ones as they are checked in, SIGKILLs whatever is left after <timeout_ms>; <done>
@@ -106,6 +127,11 @@ typedef struct fy_pool_stats {
     uint64_t spawns_started;  /* every spawn attempt since fy_pool_new */
     uint64_t boot_failures;   /* attempts that ended without ready */
     uint64_t requests_done;   /* check-ins */
+    unsigned generation;      /* of workers spawned now; 1, plus one per fy_pool_restart */
+    bool restarting;          /* a rolling restart is running */
+    unsigned old_workers;     /* spawning, idle or busy workers of an older generation */
+    uint64_t restarts;        /* fy_pool_restart calls that started a restart */
+    bool restart_failed;      /* the last restart stopped on a boot failure */
 } fy_pool_stats_t;
 
 void fy_pool_get_stats(const fy_pool_t *pool, fy_pool_stats_t *out);
@@ -117,6 +143,7 @@ typedef struct fy_pool_worker_info {
     unsigned requests;   /* check-ins so far */
     uint64_t age_ms;     /* since it became ready; 0 while spawning */
     uint64_t idle_ms;    /* since its last check-in when idle, else 0 */
+    unsigned generation; /* the pool's generation when it was spawned (see fy_pool_restart) */
 } fy_pool_worker_info_t;
 
 /* Fills at most <max> entries of <out> (may be NULL when <max> is 0) with the pool's workers,

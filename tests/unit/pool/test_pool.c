@@ -2,10 +2,13 @@
  * test apps in apps/ (c_hello answers with its pid; c_boot_error fails in ferry_app_init). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ipc/sock.h"
@@ -800,4 +803,355 @@ Test(pool, shutdown_of_a_pool_never_started_completes)
     open_pool(&o);
     close_pool();
     cr_assert_eq(uvtest_log_count("spawning a worker"), 0);
+}
+
+/* --- rolling restarts ---------------------------------------------------------------------- */
+
+/* Samples the pool while a restart runs: the most workers alive and spawning at once. */
+typedef struct restart_watch {
+    unsigned max_alive;
+    unsigned max_spawning;
+} restart_watch_t;
+
+static bool restart_over(void *arg)
+{
+    restart_watch_t *rw = arg;
+    fy_pool_stats_t s = stats();
+    unsigned alive = s.spawning + s.idle + s.busy;
+    if (rw && alive > rw->max_alive)
+        rw->max_alive = alive;
+    if (rw && s.spawning > rw->max_spawning)
+        rw->max_spawning = s.spawning;
+    return !s.restarting;
+}
+
+static void wait_restart_over(restart_watch_t *rw, unsigned ms)
+{
+    cr_assert(uvtest_run_until(&C.loop, restart_over, rw, ms), "restart still running: %s",
+              uvtest_log_text());
+}
+
+/* The pids (and generations) of the workers that are not retiring. */
+static size_t worker_pids(pid_t *out, size_t max, unsigned *generations)
+{
+    fy_pool_worker_info_t info[8];
+    size_t all = fy_pool_list_workers(C.pool, info, 8), n = 0;
+    cr_assert_leq(all, 8);
+    for (size_t i = 0; i < all; i++) {
+        if (strcmp(info[i].state, "retiring") == 0 || strcmp(info[i].state, "gone") == 0)
+            continue;
+        cr_assert_lt(n, max);
+        out[n] = info[i].pid;
+        if (generations)
+            generations[n] = info[i].generation;
+        n++;
+    }
+    return n;
+}
+
+Test(pool, restart_replaces_every_worker_one_at_a_time)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.min_instances = 2;
+    o.max_pool_size = 2;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(2, 20000);
+    pid_t before[2];
+    unsigned gen[2];
+    cr_assert_eq(worker_pids(before, 2, gen), 2);
+    cr_assert_eq(gen[0], 1);
+    cr_assert_eq(gen[1], 1);
+    cr_assert_eq(stats().generation, 1);
+    cr_assert_eq(fy_pool_restart(C.pool), 0);
+    fy_pool_stats_t s = stats();
+    cr_assert(s.restarting);
+    cr_assert_eq(s.old_workers, 2);
+    cr_assert_eq(s.generation, 2);
+    cr_assert_eq(s.restarts, 1);
+    restart_watch_t rw = {0};
+    wait_restart_over(&rw, 30000);
+    cr_assert_eq(rw.max_spawning, 1, "one replacement at a time");
+    cr_assert_eq(rw.max_alive, 3, "the replacement may pass max_pool_size by one");
+    wait_idle(2, 5000);
+    s = stats();
+    cr_assert_eq(s.old_workers, 0);
+    cr_assert(!s.restart_failed);
+    cr_assert_eq(s.spawns_started, 4);
+    pid_t after[2];
+    cr_assert_eq(worker_pids(after, 2, gen), 2);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(gen[i], 2);
+        cr_assert(after[i] != before[0] && after[i] != before[1], "pid %d is an old one",
+                  (int)after[i]);
+        cr_assert(uvtest_run_until(&C.loop, pid_gone, &before[i], 3000));
+    }
+    cr_assert_eq(uvtest_log_count("rolling restart started"), 1);
+    cr_assert_eq(uvtest_log_count("worker stopped (rolling restart)"), 2);
+    cr_assert_eq(uvtest_log_count("rolling restart done"), 1);
+    close_pool();
+}
+
+Test(pool, old_idle_workers_serve_while_the_replacement_boots)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t old = fy_worker_pid(w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert_eq(fy_pool_restart(C.pool), 0);
+    cr_assert(uvtest_run_until(&C.loop, spawning_one, NULL, 2000), "the replacement spawns");
+    w = take_idle();
+    cr_assert_eq(fy_worker_pid(w), old, "the old worker serves at once, nobody waits");
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    wait_restart_over(NULL, 20000);
+    w = take_idle();
+    cr_assert_neq(fy_worker_pid(w), old);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &old, 3000));
+    close_pool();
+}
+
+static bool replacement_idle(void *arg)
+{
+    (void)arg;
+    return stats().idle == 1;
+}
+
+Test(pool, busy_old_worker_is_retired_when_checked_in)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t old = fy_worker_pid(w);
+    cr_assert_eq(fy_pool_restart(C.pool), 0);
+    cr_assert(uvtest_run_until(&C.loop, replacement_idle, NULL, 20000));
+    uvtest_run_for(&C.loop, 300);
+    fy_pool_stats_t s = stats();
+    cr_assert_eq(s.busy, 1, "the old worker keeps its request");
+    cr_assert_eq(s.idle, 1, "its replacement is ready: max_pool_size + 1 alive");
+    cr_assert_eq(s.spawning, 0, "no further replacement");
+    cr_assert(s.restarting);
+    cr_assert_eq(s.old_workers, 1);
+    cr_assert(!uvtest_pid_gone(old));
+    cr_assert(strstr(uvtest_log_text(), "stopping the old worker after its current request"));
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert_eq(stats().retiring, 1);
+    wait_restart_over(NULL, 5000);
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &old, 3000));
+    cr_assert_eq(stats().old_workers, 0);
+    close_pool();
+}
+
+Test(pool, restart_with_no_worker_alive_is_done_at_once)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.min_instances = 0;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    cr_assert_eq(fy_pool_restart(C.pool), 0);
+    fy_pool_stats_t s = stats();
+    cr_assert(!s.restarting);
+    cr_assert_eq(s.generation, 2);
+    cr_assert_eq(s.restarts, 1);
+    uvtest_run_for(&C.loop, 200);
+    cr_assert_eq(stats().spawns_started, 0);
+    close_pool();
+}
+
+static bool one_replaced(void *arg)
+{
+    (void)arg;
+    return uvtest_log_count("replaced by pid=") >= 1;
+}
+
+Test(pool, restart_asked_again_replaces_every_worker_alive_then)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.min_instances = 2;
+    o.max_pool_size = 2;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(2, 20000);
+    cr_assert_eq(fy_pool_restart(C.pool), 0);
+    cr_assert(uvtest_run_until(&C.loop, one_replaced, NULL, 20000));
+    cr_assert_eq(fy_pool_restart(C.pool), 0);
+    fy_pool_stats_t s = stats();
+    cr_assert(s.restarting);
+    cr_assert_eq(s.generation, 3);
+    cr_assert_eq(s.old_workers, s.spawning + s.idle + s.busy,
+                 "the worker already replaced is old again");
+    cr_assert(strstr(uvtest_log_text(), "rolling restart started over"));
+    wait_restart_over(NULL, 30000);
+    wait_idle(2, 5000);
+    pid_t pids[2];
+    unsigned gen[2];
+    cr_assert_eq(worker_pids(pids, 2, gen), 2);
+    cr_assert_eq(gen[0], 3);
+    cr_assert_eq(gen[1], 3);
+    cr_assert_eq(stats().old_workers, 0);
+    close_pool();
+}
+
+Test(pool, restart_after_shutdown_is_refused)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    fy_pool_shutdown(C.pool, 1000, on_done, NULL);
+    cr_assert_eq(fy_pool_restart(C.pool), -ESHUTDOWN);
+    cr_assert(uvtest_run_until(&C.loop, is_done, NULL, 5000));
+    fy_pool_free(C.pool);
+    cr_assert_eq(uv_loop_close(&C.loop), 0);
+}
+
+/* An app dir whose app.so is a symlink the test repoints, and a tmp/ for restart.txt. */
+static char deploy_dir[] = "/tmp/fy-pool-deploy-XXXXXX";
+
+static void deploy_path(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", deploy_dir, name);
+}
+
+static void deploy(const char *app_env)
+{
+    char link[256], target[4096];
+    deploy_path(link, sizeof link, "app.so");
+    unlink(link);
+    snprintf(target, sizeof target, "%s/app.so", getenv(app_env));
+    cr_assert_eq(symlink(target, link), 0);
+}
+
+static void make_deploy_dir(void)
+{
+    cr_assert_not_null(mkdtemp(deploy_dir));
+    char tmp[256];
+    deploy_path(tmp, sizeof tmp, "tmp");
+    cr_assert_eq(mkdir(tmp, 0700), 0);
+}
+
+/* Runs even when an assertion ended the test early. */
+static void remove_deploy_dir(void)
+{
+    char path[256];
+    deploy_path(path, sizeof path, "tmp/restart.txt");
+    unlink(path);
+    deploy_path(path, sizeof path, "tmp");
+    rmdir(path);
+    deploy_path(path, sizeof path, "app.so");
+    unlink(path);
+    rmdir(deploy_dir);
+}
+
+/* Sets tmp/restart.txt's mtime to <sec> (creating the file). */
+static void touch_restart_txt(time_t sec)
+{
+    char path[256];
+    deploy_path(path, sizeof path, "tmp/restart.txt");
+    FILE *f = fopen(path, "a");
+    cr_assert_not_null(f);
+    fclose(f);
+    struct timespec ts[2] = {{sec, 0}, {sec, 0}};
+    cr_assert_eq(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static bool restart_failed(void *arg)
+{
+    (void)arg;
+    return stats().restart_failed;
+}
+
+Test(pool, boot_failure_stops_the_restart_and_old_workers_keep_serving, .timeout = 60,
+     .fini = remove_deploy_dir)
+{
+    make_deploy_dir();
+    deploy("POOL_APP_HELLO");
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.app_root = deploy_dir;
+    o.min_instances = 2;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(2, 20000);
+    pid_t before[2];
+    cr_assert_eq(worker_pids(before, 2, NULL), 2);
+    deploy("POOL_APP_BOOT_ERROR");
+    cr_assert_eq(fy_pool_restart(C.pool), 0);
+    cr_assert(uvtest_run_until(&C.loop, restart_failed, NULL, 20000));
+    fy_pool_stats_t s = stats();
+    cr_assert(!s.restarting);
+    cr_assert_eq(s.old_workers, 2);
+    cr_assert_eq(s.idle, 2);
+    cr_assert_eq(s.boot_failures, 1);
+    const fy_app_error_t *e = fy_pool_boot_error(C.pool);
+    cr_assert_not_null(e);
+    char want[128];
+    snprintf(want, sizeof want, "error_id=%s replaced=0 old_workers=2: rolling restart stopped",
+             e->error_id);
+    cr_assert(strstr(uvtest_log_text(), want), "%s", uvtest_log_text());
+    for (int i = 0; i < 4; i++) {
+        fy_worker_t *w = take_idle();
+        pid_t pid = fy_worker_pid(w);
+        cr_assert(pid == before[0] || pid == before[1]);
+        fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    }
+    /* A later restart tries again, after the 10-second pause. */
+    deploy("POOL_APP_HELLO");
+    cr_assert_eq(fy_pool_restart(C.pool), 0);
+    cr_assert(!stats().restart_failed);
+    uvtest_run_for(&C.loop, 2000);
+    cr_assert_eq(stats().spawns_started, 3, "no spawn inside the pause");
+    wait_restart_over(NULL, 30000);
+    cr_assert(!stats().restart_failed);
+    cr_assert_null(fy_pool_boot_error(C.pool));
+    cr_assert_eq(stats().old_workers, 0);
+    close_pool();
+}
+
+static bool restarted_once(void *arg)
+{
+    (void)arg;
+    return stats().restarts == 1 && !stats().restarting;
+}
+
+/* Checks out and back in now and then for <ms>: each checkout may look at restart.txt. */
+static void serve_for(unsigned ms)
+{
+    for (unsigned t = 0; t < ms; t += 100) {
+        fy_worker_t *w = take_idle();
+        fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+        uvtest_run_for(&C.loop, 100);
+    }
+}
+
+Test(pool, restart_txt_restarts_on_the_next_request_when_its_mtime_changes, .timeout = 60,
+     .fini = remove_deploy_dir)
+{
+    make_deploy_dir();
+    deploy("POOL_APP_HELLO");
+    touch_restart_txt(1000000000); /* older than the pool: restarts nothing */
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.app_root = deploy_dir;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    serve_for(1500);
+    cr_assert_eq(stats().restarts, 0, "an old restart.txt does not restart at boot");
+    touch_restart_txt(1000000100);
+    uvtest_run_for(&C.loop, 1100);
+    cr_assert_eq(stats().restarts, 0, "nothing happens without a request");
+    fy_worker_t *w = take_idle();
+    cr_assert_eq(stats().restarts, 1, "the next request starts it");
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert(uvtest_run_until(&C.loop, restarted_once, NULL, 20000));
+    char want[256];
+    snprintf(want, sizeof want, "[notice] pool: app=%s file=%s/tmp/restart.txt: restart.txt "
+             "changed: rolling restart", deploy_dir, deploy_dir);
+    cr_assert(strstr(uvtest_log_text(), want), "%s", uvtest_log_text());
+    serve_for(2500);
+    cr_assert_eq(stats().restarts, 1, "an unchanged restart.txt does not restart again");
+    close_pool();
 }
