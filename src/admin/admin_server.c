@@ -130,6 +130,20 @@ static void run_command(admin_client_t *cl, const fy_array_t *msg)
         reply(cl, json);
         return;
     }
+    if (strcmp(name, "restart") == 0 && msg->count == 1) {
+        fy_log(FY_LOG_NOTICE, "admin", "peer_pid=%d: restart asked for", (int)cl->peer_pid);
+        int rc = srv->ops.restart(srv->ops.data);
+        json_t *doc = rc == 0 ? json_pack("{s:b, s:i}", "restarting", 1, "pid", (int)getpid())
+                              : json_pack("{s:b, s:i, s:s}", "restarting", 0, "pid",
+                                          (int)getpid(), "error",
+                                          rc == -ESHUTDOWN ? "shutting down" : strerror(-rc));
+        char *json = dump(doc);
+        if (json != NULL)
+            reply(cl, json);
+        else
+            close_client(cl);
+        return;
+    }
     if (strcmp(name, "stop") == 0 && msg->count == 1) {
         fy_log(FY_LOG_NOTICE, "admin", "peer_pid=%d: stop asked for", (int)cl->peer_pid);
         char *json = dump(json_pack("{s:b, s:i}", "stopping", 1, "pid", (int)getpid()));

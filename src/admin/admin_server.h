@@ -1,4 +1,5 @@
-/* The admin server of `ferry start` (DESIGN.md §1): what `ferry status` and `ferry stop` talk to.
+/* The admin server of `ferry start` (DESIGN.md §1): what `ferry status`, `ferry restart` and
+ * `ferry stop` talk to.
  *
  * It listens on a password-protected Unix socket (abstract namespace, or a socket file in the
  * instance directory when abstract sockets are disabled) inside the core's event loop: its
@@ -6,7 +7,7 @@
  * no locks. One command per connection, in MessageChannel messages (docs/protocol.md, "Admin"):
  *
  *     client → core   scalar message: the admin password (32 hex digits)
- *     client → core   array message: ["status"] or ["stop"]
+ *     client → core   array message: ["status"], ["restart"] or ["stop"]
  *     core → client   scalar message: a JSON document
  *     core closes the connection
  *
@@ -30,6 +31,9 @@ typedef struct fy_admin_server fy_admin_server_t;
 typedef struct fy_admin_ops {
     /* The status document (a new reference), built when a client asks. */
     json_t *(*status)(void *data);
+    /* Starts a rolling restart of the app's workers. Returns 0, or a negative errno
+     * (-ESHUTDOWN while shutting down). Called before the reply is built. */
+    int (*restart)(void *data);
     /* Starts a graceful shutdown, as SIGTERM does. Called after the reply was queued. */
     void (*stop)(void *data);
     void *data;

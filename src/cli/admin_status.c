@@ -47,10 +47,11 @@ static json_t *workers_json(const fy_pool_t *pool)
     for (size_t i = 0; i < n; i++) {
         uint64_t rss = 0, pss = 0;
         bool have_memory = info[i].pid > 0 && fy_status_read_memory(info[i].pid, &rss, &pss) == 0;
-        json_t *w = json_pack("{s:i, s:s, s:I, s:I, s:I}", "pid", (int)info[i].pid, "state",
-                              info[i].state, "requests", (json_int_t)info[i].requests,
+        json_t *w = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I}", "pid", (int)info[i].pid,
+                              "state", info[i].state, "requests", (json_int_t)info[i].requests,
                               "age_ms", (json_int_t)info[i].age_ms, "idle_ms",
-                              (json_int_t)info[i].idle_ms);
+                              (json_int_t)info[i].idle_ms, "generation",
+                              (json_int_t)info[i].generation);
         if (w == NULL)
             continue;
         json_object_set_new(w, "rss_kib", have_memory ? json_integer((json_int_t)rss) : json_null());
@@ -92,6 +93,11 @@ json_t *fy_status_build(const fy_status_source_t *src)
     }
     json_object_set_new(core, "rss_kib", core_memory ? json_integer((json_int_t)core_rss)
                                                      : json_null());
+    json_object_set_new(pool, "generation", json_integer((json_int_t)stats.generation));
+    json_object_set_new(pool, "restarting", json_boolean(stats.restarting));
+    json_object_set_new(pool, "old_workers", json_integer((json_int_t)stats.old_workers));
+    json_object_set_new(pool, "restarts", json_integer((json_int_t)stats.restarts));
+    json_object_set_new(pool, "restart_failed", json_boolean(stats.restart_failed));
     const fy_app_error_t *err = fy_pool_boot_error(src->pool);
     json_object_set_new(pool, "boot_error",
                         err ? json_pack("{s:s, s:s}", "summary", err->summary, "error_id",
@@ -167,14 +173,20 @@ void fy_status_print(FILE *out, const json_t *doc)
                  " boot failures\n",
             (int64_t)num(pool, "requests_done"), (int64_t)num(pool, "spawns_started"),
             (int64_t)num(pool, "boot_failures"));
+    if (json_is_true(json_object_get(pool, "restarting")))
+        fprintf(out, "  restart    rolling restart to generation %d: %d old workers left\n",
+                (int)num(pool, "generation"), (int)num(pool, "old_workers"));
+    else if (json_is_true(json_object_get(pool, "restart_failed")))
+        fprintf(out, "  restart    the last rolling restart stopped: the new workers failed to "
+                     "boot; %d old workers serve\n", (int)num(pool, "old_workers"));
     const json_t *err = json_object_get(pool, "boot_error");
     if (json_is_object(err))
         fprintf(out, "  boot error %s (error id %s)\n", str(err, "summary"), str(err, "error_id"));
     size_t n = json_array_size(workers);
     if (n == 0)
         return;
-    fprintf(out, "\n  %-8s %-9s %9s %9s %9s %11s %11s\n", "pid", "state", "requests", "age",
-            "idle", "RSS", "PSS");
+    fprintf(out, "\n  %-8s %-9s %9s %9s %9s %11s %11s %4s\n", "pid", "state", "requests", "age",
+            "idle", "RSS", "PSS", "gen");
     for (size_t i = 0; i < n; i++) {
         const json_t *w = json_array_get(workers, i);
         char age[32], idle[32], rss[32], pss[32];
@@ -185,7 +197,8 @@ void fy_status_print(FILE *out, const json_t *doc)
             snprintf(idle, sizeof idle, "-");
         format_kib(rss, sizeof rss, json_object_get(w, "rss_kib"));
         format_kib(pss, sizeof pss, json_object_get(w, "pss_kib"));
-        fprintf(out, "  %-8d %-9s %9" PRId64 " %9s %9s %11s %11s\n", (int)num(w, "pid"),
-                str(w, "state"), (int64_t)num(w, "requests"), age, idle, rss, pss);
+        fprintf(out, "  %-8d %-9s %9" PRId64 " %9s %9s %11s %11s %4d\n", (int)num(w, "pid"),
+                str(w, "state"), (int64_t)num(w, "requests"), age, idle, rss, pss,
+                (int)num(w, "generation"));
     }
 }

@@ -1,4 +1,4 @@
-/* `ferry status` and `ferry stop`: find the running instances through their instance
+/* `ferry status`, `ferry restart` and `ferry stop`: find the running instances through their instance
  * directories ($TMPDIR/ferry.<pid>.<random>/, DESIGN.md §1) and talk to each one's admin server
  * (src/admin/admin_server.h) with the password stored there. */
 #include <dirent.h>
@@ -17,6 +17,7 @@
 #include "cli/admin_status.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
+#include "core/log.h"
 #include "ipc/channel.h"
 #include "ipc/instdir.h"
 #include "ipc/sock.h"
@@ -33,11 +34,16 @@ typedef struct instance {
     char app_root[PATH_MAX];
 } instance_t;
 
+/* The options a command accepts besides --pid and --help. */
+enum { OPT_JSON = 1, OPT_TIMEOUT = 2, OPT_WAIT = 4 };
+
 typedef struct admin_args {
     bool json;
     bool help;
+    bool wait;          /* restart only */
+    bool timeout_set;
     pid_t pid;          /* 0: every instance */
-    unsigned timeout_s; /* stop only */
+    unsigned timeout_s; /* stop and restart */
 } admin_args_t;
 
 static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -54,7 +60,7 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 }
 
 /* Returns 0, or 2 after printing what is wrong. */
-static int parse_args(const char *cmd, int argc, char **argv, bool with_json, admin_args_t *a)
+static int parse_args(const char *cmd, int argc, char **argv, unsigned allowed, admin_args_t *a)
 {
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -73,9 +79,12 @@ static int parse_args(const char *cmd, int argc, char **argv, bool with_json, ad
         unsigned long v;
         if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
             a->help = true;
-        } else if (with_json && strcmp(name, "--json") == 0 && !eq) {
+        } else if ((allowed & OPT_JSON) && strcmp(name, "--json") == 0 && !eq) {
             a->json = true;
-        } else if (strcmp(name, "--pid") == 0 || (!with_json && strcmp(name, "--timeout") == 0)) {
+        } else if ((allowed & OPT_WAIT) && strcmp(name, "--wait") == 0 && !eq) {
+            a->wait = true;
+        } else if (strcmp(name, "--pid") == 0 ||
+                   ((allowed & OPT_TIMEOUT) && strcmp(name, "--timeout") == 0)) {
             if (value == NULL && i + 1 < argc)
                 value = argv[++i];
             bool is_pid = strcmp(name, "--pid") == 0;
@@ -85,10 +94,12 @@ static int parse_args(const char *cmd, int argc, char **argv, bool with_json, ad
                         value ? value : "");
                 return 2;
             }
-            if (is_pid)
+            if (is_pid) {
                 a->pid = (pid_t)v;
-            else
+            } else {
                 a->timeout_s = (unsigned)v;
+                a->timeout_set = true;
+            }
         } else {
             fprintf(stderr, "ferry %s: unknown option '%s' (see ferry %s --help)\n", cmd, arg, cmd);
             return 2;
@@ -123,6 +134,8 @@ static void copy_str(char *dst, size_t cap, const json_t *v)
 /* Fills <out> with the live instances of our uid, oldest pid first. Returns the count or -errno. */
 static int find_instances(const char *cmd, instance_t *out, size_t max)
 {
+    /* the count below says it once; the module's own info line per directory would repeat it */
+    fy_log_set_level(FY_LOG_WARN);
     int stale = fy_instdir_clean_stale();
     if (stale > 0)
         fprintf(stderr, "ferry %s: removed %d instance director%s left by dead instances\n", cmd,
@@ -245,6 +258,21 @@ static int select_instances(const char *cmd, const admin_args_t *a, instance_t *
     return n;
 }
 
+/* For the commands that act on one instance: like select_instances, but with several running
+ * and no --pid it lists them and returns their count (the caller exits 2). */
+static int select_one_instance(const char *cmd, const admin_args_t *a, instance_t *list,
+                               size_t max)
+{
+    int n = select_instances(cmd, a, list, max);
+    if (n > 1) {
+        fprintf(stderr, "ferry %s: %d instances are running; say which with --pid:\n", cmd, n);
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, "  --pid %d  %s  %s\n", (int)list[i].pid, list[i].app_root,
+                    list[i].url);
+    }
+    return n;
+}
+
 static void status_usage(FILE *out)
 {
     fprintf(out,
@@ -260,7 +288,7 @@ static void status_usage(FILE *out)
 int fy_cmd_status(int argc, char **argv)
 {
     admin_args_t a = {0};
-    int rc = parse_args("status", argc, argv, true, &a);
+    int rc = parse_args("status", argc, argv, OPT_JSON, &a);
     if (rc != 0)
         return rc;
     if (a.help) {
@@ -308,7 +336,7 @@ static void stop_usage(FILE *out)
 int fy_cmd_stop(int argc, char **argv)
 {
     admin_args_t a = {.timeout_s = 60};
-    int rc = parse_args("stop", argc, argv, false, &a);
+    int rc = parse_args("stop", argc, argv, OPT_TIMEOUT, &a);
     if (rc != 0)
         return rc;
     if (a.help) {
@@ -316,15 +344,9 @@ int fy_cmd_stop(int argc, char **argv)
         return 0;
     }
     instance_t *list = fy_xcalloc(MAX_INSTANCES, sizeof *list);
-    int n = select_instances("stop", &a, list, MAX_INSTANCES);
-    int status = 1;
-    if (n > 1) {
-        fprintf(stderr, "ferry stop: %d instances are running; say which with --pid:\n", n);
-        for (int i = 0; i < n; i++)
-            fprintf(stderr, "  --pid %d  %s  %s\n", (int)list[i].pid, list[i].app_root,
-                    list[i].url);
-        status = 2;
-    } else if (n == 1) {
+    int n = select_one_instance("stop", &a, list, MAX_INSTANCES);
+    int status = n > 1 ? 2 : 1;
+    if (n == 1) {
         char err[2 * PATH_MAX + 200];
         json_t *doc = ask(&list[0], "stop", err, sizeof err);
         if (doc == NULL) {
@@ -349,6 +371,111 @@ int fy_cmd_stop(int argc, char **argv)
                 status = 0;
             }
         }
+    }
+    free(list);
+    return status;
+}
+
+static void restart_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ferry restart [--pid PID] [--wait [--timeout SECONDS]]\n\n"
+            "Replaces the workers of a running ferry without dropping a request (a rolling\n"
+            "restart): one at a time, a new worker is started and, once it is ready, an old one\n"
+            "is stopped (a busy one after its current request). The new workers load the app\n"
+            "as it is now. Returns once the restart has begun. Touching APP_DIR/tmp/restart.txt\n"
+            "restarts the same way on the next request.\n\n"
+            "  --pid PID          the instance to restart; needed when several are running\n"
+            "  --wait             wait until every worker is replaced: exit status 0 then, 1 when\n"
+            "                     the new workers failed to boot (the old ones keep serving)\n"
+            "  --timeout SECONDS  with --wait: give up after this long, exit status 1\n"
+            "                     (default 120)\n");
+}
+
+/* Polls <in>'s status until its restart is over. Returns the exit status: 0 when every worker
+ * was replaced, 1 when the restart stopped on a boot failure, timed out, or the instance went
+ * away (each said on stderr). */
+static int wait_restart(const instance_t *in, unsigned timeout_s)
+{
+    struct timespec step = {0, 200 * 1000 * 1000};
+    for (unsigned waited_ms = 0;; waited_ms += 200) {
+        char err[2 * PATH_MAX + 200];
+        json_t *doc = ask(in, "status", err, sizeof err);
+        if (doc == NULL) {
+            fprintf(stderr, "ferry restart: pid %d (%s): %s\n", (int)in->pid, in->app_root, err);
+            return 1;
+        }
+        const json_t *pool = json_object_get(doc, "pool");
+        int old = (int)json_integer_value(json_object_get(pool, "old_workers"));
+        int status = -1;
+        if (json_is_true(json_object_get(json_object_get(doc, "ferry"), "stopping"))) {
+            fprintf(stderr, "ferry restart: pid %d is shutting down; the restart is over\n",
+                    (int)in->pid);
+            status = 1;
+        } else if (!json_is_true(json_object_get(pool, "restarting"))) {
+            if (json_is_true(json_object_get(pool, "restart_failed"))) {
+                const json_t *be = json_object_get(pool, "boot_error");
+                const char *summary = json_string_value(json_object_get(be, "summary"));
+                const char *id = json_string_value(json_object_get(be, "error_id"));
+                fprintf(stderr, "ferry restart: pid %d: the restart stopped: the new workers "
+                        "failed to boot%s%s%s%s%s; %d old worker%s keep%s serving\n",
+                        (int)in->pid, summary ? ": " : "", summary ? summary : "",
+                        id ? " (error id " : "", id ? id : "", id ? ", details in its log)" : "",
+                        old, old == 1 ? "" : "s", old == 1 ? "s" : "");
+                status = 1;
+            } else {
+                printf("ferry restart: pid %d: restart done: every worker replaced "
+                       "(generation %d)\n", (int)in->pid,
+                       (int)json_integer_value(json_object_get(pool, "generation")));
+                status = 0;
+            }
+        } else if (waited_ms >= timeout_s * 1000u) {
+            fprintf(stderr, "ferry restart: pid %d: still restarting after %u s (%d old "
+                    "worker%s left); it goes on\n", (int)in->pid, timeout_s, old,
+                    old == 1 ? "" : "s");
+            status = 1;
+        }
+        json_decref(doc);
+        if (status >= 0)
+            return status;
+        nanosleep(&step, NULL);
+    }
+}
+
+int fy_cmd_restart(int argc, char **argv)
+{
+    admin_args_t a = {.timeout_s = 120};
+    int rc = parse_args("restart", argc, argv, OPT_TIMEOUT | OPT_WAIT, &a);
+    if (rc != 0)
+        return rc;
+    if (a.help) {
+        restart_usage(stdout);
+        return 0;
+    }
+    if (a.timeout_set && !a.wait) {
+        fprintf(stderr, "ferry restart: --timeout goes with --wait (see ferry restart --help)\n");
+        return 2;
+    }
+    instance_t *list = fy_xcalloc(MAX_INSTANCES, sizeof *list);
+    int n = select_one_instance("restart", &a, list, MAX_INSTANCES);
+    int status = n > 1 ? 2 : 1;
+    if (n == 1) {
+        char err[2 * PATH_MAX + 200];
+        json_t *doc = ask(&list[0], "restart", err, sizeof err);
+        if (doc == NULL) {
+            fprintf(stderr, "ferry restart: pid %d (%s): %s\n", (int)list[0].pid,
+                    list[0].app_root, err);
+        } else if (!json_is_true(json_object_get(doc, "restarting"))) {
+            const char *why = json_string_value(json_object_get(doc, "error"));
+            fprintf(stderr, "ferry restart: pid %d (%s): not restarted: %s\n", (int)list[0].pid,
+                    list[0].app_root, why ? why : "refused");
+        } else {
+            printf("ferry restart: pid %d is restarting its workers (%s)\n", (int)list[0].pid,
+                   list[0].app_root);
+            fflush(stdout);
+            status = a.wait ? wait_restart(&list[0], a.timeout_s) : 0;
+        }
+        json_decref(doc);
     }
     free(list);
     return status;

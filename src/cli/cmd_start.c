@@ -124,6 +124,15 @@ static json_t *admin_status(void *data)
     return fy_status_build(&st->status);
 }
 
+/* `ferry restart`: a rolling restart of the workers; refused once the shutdown began. */
+static int admin_restart(void *data)
+{
+    start_state_t *st = data;
+    if (st->stopping)
+        return -ESHUTDOWN;
+    return fy_pool_restart(st->pool);
+}
+
 static void admin_stop(void *data)
 {
     begin_shutdown(data, "ferry stop");
@@ -410,13 +419,15 @@ int fy_cmd_start(int argc, char **argv)
         .pool = st->pool,
         .http = st->http,
     };
-    /* `ferry status` and `ferry stop` need it, serving does not: a failure is logged only. */
-    fy_admin_ops_t admin_ops = {.status = admin_status, .stop = admin_stop, .data = st};
+    /* `ferry status`, `ferry restart` and `ferry stop` need it, serving does not: a failure is
+     * logged only. */
+    fy_admin_ops_t admin_ops = {
+        .status = admin_status, .restart = admin_restart, .stop = admin_stop, .data = st};
     rc = fy_admin_server_start(&st->loop, instdir.path, &admin_ops, &st->admin);
     if (rc < 0) {
         st->admin = NULL;
-        fy_log(FY_LOG_ERROR, "start", "dir=%s: cannot start the admin server (ferry status and "
-               "ferry stop will not reach this instance): %s", instdir.path, strerror(-rc));
+        fy_log(FY_LOG_ERROR, "start", "dir=%s: cannot start the admin server (ferry status, "
+               "restart and stop will not reach this instance): %s", instdir.path, strerror(-rc));
     } else {
         const char *pw = fy_admin_server_password(st->admin);
         rc = fy_instdir_write_file(&instdir, "admin_password", pw, strlen(pw), 0600);

@@ -6,6 +6,7 @@
 int fy_cmd_start(int argc, char **argv);
 int fy_cmd_worker(int argc, char **argv);
 int fy_cmd_status(int argc, char **argv);
+int fy_cmd_restart(int argc, char **argv);
 int fy_cmd_stop(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"start", fy_cmd_start, "serve an app over HTTP (Rack, WSGI or native C, detected)"},
     {"status", fy_cmd_status, "show the running instances: app, workers, queue, memory"},
+    {"restart", fy_cmd_restart, "replace the workers of a running instance, dropping no request"},
     {"stop", fy_cmd_stop, "shut a running instance down gracefully"},
     {"worker", fy_cmd_worker, "run one worker process (spawn handshake on fds 3 and 4)"},
 };
