@@ -871,8 +871,8 @@ Test(pool, restart_replaces_every_worker_one_at_a_time)
     cr_assert_eq(s.restarts, 1);
     restart_watch_t rw = {0};
     wait_restart_over(&rw, 30000);
-    cr_assert_eq(rw.max_spawning, 1, "one replacement at a time");
-    cr_assert_eq(rw.max_alive, 3, "the replacement may pass max_pool_size by one");
+    cr_assert_leq(rw.max_spawning, 1, "one replacement at a time");
+    cr_assert_leq(rw.max_alive, 3, "a replacement passes max_pool_size by one at most");
     wait_idle(2, 5000);
     s = stats();
     cr_assert_eq(s.old_workers, 0);
@@ -892,6 +892,12 @@ Test(pool, restart_replaces_every_worker_one_at_a_time)
     close_pool();
 }
 
+static bool replacement_idle(void *arg)
+{
+    (void)arg;
+    return stats().idle == 1;
+}
+
 Test(pool, old_idle_workers_serve_while_the_replacement_boots)
 {
     fy_pool_options_t o = default_opts("POOL_APP_HELLO");
@@ -902,9 +908,12 @@ Test(pool, old_idle_workers_serve_while_the_replacement_boots)
     pid_t old = fy_worker_pid(w);
     fy_pool_checkin(C.pool, w, FY_WORKER_OK);
     cr_assert_eq(fy_pool_restart(C.pool), 0);
-    cr_assert(uvtest_run_until(&C.loop, spawning_one, NULL, 2000), "the replacement spawns");
+    cr_assert(stats().restarting);
     w = take_idle();
     cr_assert_eq(fy_worker_pid(w), old, "the old worker serves at once, nobody waits");
+    /* The replacement boots meanwhile; the busy old worker goes once it is checked in. */
+    cr_assert(uvtest_run_until(&C.loop, replacement_idle, NULL, 20000));
+    cr_assert(stats().restarting);
     fy_pool_checkin(C.pool, w, FY_WORKER_OK);
     wait_restart_over(NULL, 20000);
     w = take_idle();
@@ -912,12 +921,6 @@ Test(pool, old_idle_workers_serve_while_the_replacement_boots)
     fy_pool_checkin(C.pool, w, FY_WORKER_OK);
     cr_assert(uvtest_run_until(&C.loop, pid_gone, &old, 3000));
     close_pool();
-}
-
-static bool replacement_idle(void *arg)
-{
-    (void)arg;
-    return stats().idle == 1;
 }
 
 Test(pool, busy_old_worker_is_retired_when_checked_in)
