@@ -26,7 +26,8 @@ def cli(f, *args, tmpdir=None, timeout=30):
 
 
 def status_json(f):
-    r = cli(f, "status", "--json")
+    """The status document of <f> alone (other instances may share its TMPDIR)."""
+    r = cli(f, "status", "--json", "--pid", str(f.pid))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 1, r.stdout

@@ -13,16 +13,9 @@ import pytest
 import requests
 
 from conftest import FERRY_BIN, app, wait_for
-from test_admin import admin_connect, array, cli, instance_dir, read_all, scalar
+from test_admin import admin_connect, array, cli, instance_dir, read_all, scalar, status_json
 
 BASIC = app("tests", "e2e", "apps", "wsgi", "pool_basic")
-
-
-def status_json(f):
-    """The status document of <f> alone (other instances may share its TMPDIR)."""
-    r = cli(f, "status", "--json", "--pid", str(f.pid))
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def pool(f):

@@ -545,7 +545,7 @@ Test(pool, idle_worker_that_dies_is_removed_and_replaced)
     close_pool();
 }
 
-static bool no_busy_and_idle(void *arg)
+static bool one_idle(void *arg)
 {
     (void)arg;
     return stats().idle == 1;
@@ -560,7 +560,7 @@ Test(pool, busy_worker_that_dies_stays_valid_until_checked_in)
     fy_worker_t *w = take_idle();
     pid_t first = fy_worker_pid(w);
     cr_assert_eq(kill(first, SIGKILL), 0);
-    cr_assert(uvtest_run_until(&C.loop, no_busy_and_idle, NULL, 20000), "replacement spawned");
+    cr_assert(uvtest_run_until(&C.loop, one_idle, NULL, 20000), "replacement spawned");
     cr_assert_eq(fy_worker_pid(w), first, "the dead worker is still readable");
     cr_assert(strstr(uvtest_log_text(), "worker died during a request") != NULL);
     fy_pool_checkin(C.pool, w, FY_WORKER_BROKEN);
@@ -892,12 +892,6 @@ Test(pool, restart_replaces_every_worker_one_at_a_time)
     close_pool();
 }
 
-static bool replacement_idle(void *arg)
-{
-    (void)arg;
-    return stats().idle == 1;
-}
-
 Test(pool, old_idle_workers_serve_while_the_replacement_boots)
 {
     fy_pool_options_t o = default_opts("POOL_APP_HELLO");
@@ -912,7 +906,7 @@ Test(pool, old_idle_workers_serve_while_the_replacement_boots)
     w = take_idle();
     cr_assert_eq(fy_worker_pid(w), old, "the old worker serves at once, nobody waits");
     /* The replacement boots meanwhile; the busy old worker goes once it is checked in. */
-    cr_assert(uvtest_run_until(&C.loop, replacement_idle, NULL, 20000));
+    cr_assert(uvtest_run_until(&C.loop, one_idle, NULL, 20000));
     cr_assert(stats().restarting);
     fy_pool_checkin(C.pool, w, FY_WORKER_OK);
     wait_restart_over(NULL, 20000);
@@ -933,7 +927,7 @@ Test(pool, busy_old_worker_is_retired_when_checked_in)
     fy_worker_t *w = take_idle();
     pid_t old = fy_worker_pid(w);
     cr_assert_eq(fy_pool_restart(C.pool), 0);
-    cr_assert(uvtest_run_until(&C.loop, replacement_idle, NULL, 20000));
+    cr_assert(uvtest_run_until(&C.loop, one_idle, NULL, 20000));
     uvtest_run_for(&C.loop, 300);
     fy_pool_stats_t s = stats();
     cr_assert_eq(s.busy, 1, "the old worker keeps its request");
