@@ -1,5 +1,4 @@
 /* The status document and its human rendering: see admin_status.h. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,32 +6,9 @@
 
 #include "cli/admin_status.h"
 #include "core/alloc.h"
+#include "ipc/procmem.h"
 
 #define MAX_WORKERS_LISTED 1024
-
-int fy_status_read_memory(pid_t pid, uint64_t *rss_kib, uint64_t *pss_kib)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return -errno;
-    char line[256];
-    int found = 0;
-    *rss_kib = *pss_kib = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
-        unsigned long long v;
-        if (sscanf(line, "Rss: %llu kB", &v) == 1) {
-            *rss_kib = v;
-            found |= 1;
-        } else if (sscanf(line, "Pss: %llu kB", &v) == 1) {
-            *pss_kib = v;
-            found |= 2;
-        }
-    }
-    fclose(f);
-    return found == 3 ? 0 : -ENODATA;
-}
 
 static json_t *workers_json(const fy_pool_t *pool)
 {
@@ -46,7 +22,7 @@ static json_t *workers_json(const fy_pool_t *pool)
         n = MAX_WORKERS_LISTED;
     for (size_t i = 0; i < n; i++) {
         uint64_t rss = 0, pss = 0;
-        bool have_memory = info[i].pid > 0 && fy_status_read_memory(info[i].pid, &rss, &pss) == 0;
+        bool have_memory = info[i].pid > 0 && fy_procmem_read(info[i].pid, &rss, &pss) == 0;
         json_t *w = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I}", "pid", (int)info[i].pid,
                               "state", info[i].state, "requests", (json_int_t)info[i].requests,
                               "age_ms", (json_int_t)info[i].age_ms, "idle_ms",
@@ -67,7 +43,7 @@ json_t *fy_status_build(const fy_status_source_t *src)
     fy_pool_stats_t stats;
     fy_pool_get_stats(src->pool, &stats);
     uint64_t core_rss = 0, core_pss = 0;
-    bool core_memory = fy_status_read_memory(getpid(), &core_rss, &core_pss) == 0;
+    bool core_memory = fy_procmem_read(getpid(), &core_rss, &core_pss) == 0;
     json_t *core = json_pack("{s:s, s:i, s:s, s:s, s:s, s:I, s:I, s:b}", "version", FERRY_VERSION,
                              "pid", (int)getpid(), "url", src->url, "environment",
                              src->environment, "instance_dir", src->instance_dir, "started_at",

@@ -28,7 +28,4 @@ json_t *fy_status_build(const fy_status_source_t *src);
 /* Writes <doc> as the human summary `ferry status` prints. */
 void fy_status_print(FILE *out, const json_t *doc);
 
-/* Reads Rss and Pss (KiB) of <pid> from /proc/<pid>/smaps_rollup. Returns 0 or -errno. */
-int fy_status_read_memory(pid_t pid, uint64_t *rss_kib, uint64_t *pss_kib);
-
 #endif
