@@ -1,6 +1,6 @@
 /* The application pool (DESIGN.md §5): one app's workers, its request queue, spawning and the
- * policies that retire workers (idle time, max requests, max request time, crashes, the 10-second
- * boot rule). Owned by the core; loop thread only.
+ * policies that retire workers (idle time, max requests, memory limit, max request time, crashes,
+ * the 10-second boot rule). Owned by the core; loop thread only.
  *
  * The HTTP front talks to the pool through a checkout/checkin pair: it checks a worker out for
  * one request, talks to the worker's socket itself (address + secret), and checks it back in
@@ -30,6 +30,10 @@ typedef struct fy_pool_options {
     unsigned max_queue_time_s;        /* a request queued longer gets 503; 0 = no limit */
     unsigned max_requests;            /* a worker is replaced after this many; 0 = unlimited */
     unsigned start_timeout_s;         /* a worker not ready by then is killed: boot failure */
+    uint64_t memory_limit_kib;        /* a worker whose PSS passes this is replaced; 0 = none */
+    /* How often each idle or busy worker's PSS is read against memory_limit_kib; 0 means the
+     * default, 5000. Only tests set it (lower, to keep them short). */
+    unsigned memory_check_interval_ms;
 } fy_pool_options_t;
 
 /* A request waiting for a worker. Embedded in the caller's request; the caller sets <cb> and
@@ -132,6 +136,7 @@ typedef struct fy_pool_stats {
     unsigned old_workers;     /* spawning, idle or busy workers of an older generation */
     uint64_t restarts;        /* fy_pool_restart calls that started a restart */
     bool restart_failed;      /* the last restart stopped on a boot failure */
+    uint64_t memory_limit_replacements; /* workers retired for passing memory_limit_kib */
 } fy_pool_stats_t;
 
 void fy_pool_get_stats(const fy_pool_t *pool, fy_pool_stats_t *out);

@@ -524,6 +524,86 @@ Test(pool, replaces_a_worker_after_max_requests)
     close_pool();
 }
 
+/* --- memory limit -------------------------------------------------------------------------- */
+
+/* A 1 KiB limit: every ferry worker is past it as soon as its PSS is read. The interval is the
+ * test-only knob memory_check_interval_ms, so the check comes within a tick or two. */
+static fy_pool_options_t memory_opts(uint64_t limit_kib)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    o.memory_limit_kib = limit_kib;
+    o.memory_check_interval_ms = 100;
+    return o;
+}
+
+Test(pool, idle_worker_past_the_memory_limit_is_replaced)
+{
+    fy_pool_options_t o = memory_opts(1);
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t first = fy_worker_pid(w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert(uvtest_run_until(&C.loop, idle_with_new_pid, &first, 20000), "%s",
+              uvtest_log_text());
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &first, 3000));
+    char want[160];
+    snprintf(want, sizeof want, "[notice] pool: app=%s pid=%d pss_kib=", o.app_root, (int)first);
+    cr_assert(strstr(uvtest_log_text(), want) != NULL, "%s", uvtest_log_text());
+    cr_assert(strstr(uvtest_log_text(), " limit_kib=1: memory limit passed; replacing the "
+                                        "worker\n") != NULL, "%s", uvtest_log_text());
+    snprintf(want, sizeof want, "pid=%d status=0 signal=0: worker stopped (memory limit)",
+             (int)first);
+    cr_assert(strstr(uvtest_log_text(), want) != NULL, "%s", uvtest_log_text());
+    cr_assert_geq(stats().memory_limit_replacements, 1);
+    close_pool();
+}
+
+Test(pool, busy_worker_past_the_memory_limit_is_replaced_at_checkin)
+{
+    fy_pool_options_t o = memory_opts(1);
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t first = fy_worker_pid(w);
+    uvtest_run_for(&C.loop, 800); /* several checks while it is busy */
+    cr_assert_eq(uvtest_log_count("memory limit passed; replacing the worker after its current "
+                                  "request"), 1, "%s", uvtest_log_text());
+    cr_assert_eq(stats().busy, 1, "the request is not cut short");
+    cr_assert_eq(stats().retiring, 0);
+    cr_assert_eq(stats().spawns_started, 1);
+    cr_assert_eq(stats().memory_limit_replacements, 0);
+    cr_assert(!uvtest_pid_gone(first));
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert_eq(stats().retiring, 1);
+    cr_assert_eq(stats().memory_limit_replacements, 1);
+    cr_assert(uvtest_run_until(&C.loop, idle_with_new_pid, &first, 20000));
+    cr_assert(uvtest_run_until(&C.loop, pid_gone, &first, 3000));
+    close_pool();
+}
+
+Test(pool, worker_under_the_memory_limit_is_kept)
+{
+    fy_pool_options_t o = memory_opts(1024 * 1024); /* 1 GiB */
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t first = fy_worker_pid(w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    uvtest_run_for(&C.loop, 1000);
+    w = take_idle();
+    cr_assert_eq(fy_worker_pid(w), first);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert_eq(stats().spawns_started, 1);
+    cr_assert_eq(stats().memory_limit_replacements, 0);
+    cr_assert_eq(uvtest_log_count("memory limit passed"), 0);
+    close_pool();
+}
+
 Test(pool, idle_worker_that_dies_is_removed_and_replaced)
 {
     fy_pool_options_t o = default_opts("POOL_APP_HELLO");
