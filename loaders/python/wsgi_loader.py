@@ -41,6 +41,9 @@ BODY_TIMEOUT_S = 60.0
 # than ECONNRESET; this bounds the time spent on it.
 DRAIN_TIMEOUT_S = 5.0
 IO_CHUNK = 65536
+# The first read of a connection: the size prefix, the request block and usually the whole body
+# of a small request in one recv.
+FIRST_READ = 16384
 # Two errors outside a request less than this apart end the worker (DESIGN.md §4).
 ERROR_RETRY_INTERVAL_S = 10.0
 # Where `application` is looked for, in this order.
@@ -223,15 +226,18 @@ def is_development():
 # Request body: wsgi.input.
 
 class RequestBody:
-    """wsgi.input: reads exactly <length> bytes from <sock>, lazily (nothing is read until the
-    app asks), never past the body. read(size), readline(size), readlines(hint), iteration.
-    A body cut short by the peer ends early (logged once)."""
+    """wsgi.input: <length> bytes: <prefix> (what arrived with the request block), then the
+    rest from <sock>, lazily (read when the app asks), never past the body. read(size),
+    readline(size), readlines(hint), iteration. A body cut short by the peer ends early (logged
+    once)."""
 
-    def __init__(self, sock, length, timeout=BODY_TIMEOUT_S):
+    def __init__(self, sock, length, timeout=BODY_TIMEOUT_S, prefix=b""):
         self._sock = sock
         self._timeout = timeout      # seconds a read may wait for the next byte
-        self._left = length          # bytes still in the socket
-        self._buf = bytearray()      # received, not yet handed to the app
+        # received, not yet handed to the app: first what came with the request block (bytes
+        # past the body, which the core never sends, are dropped)
+        self._buf = bytearray(prefix[:length])
+        self._left = length - len(self._buf)   # bytes still in the socket
         self.truncated = False
 
     @property
@@ -495,23 +501,28 @@ class Worker:
 
     # --- reading the request -----------------------------------------------------------------
 
-    def _recv_exact(self, conn, size, what):
-        chunks = []
-        got = 0
-        while got < size:
+    @staticmethod
+    def _recv_once(conn, max_bytes, what):
+        """One recv of at most <max_bytes>; b"" at EOF. Raises RequestRefused."""
+        while True:
             try:
-                data = conn.recv(min(size - got, 1 << 20))
+                return conn.recv(max_bytes)
             except InterruptedError:
                 continue
             except (socket.timeout, BlockingIOError):
                 raise RequestRefused("timed out reading the %s" % what) from None
             except OSError as exc:
                 raise RequestRefused("reading the %s failed: %s" % (what, exc)) from None
+
+    def _recv_exact(self, conn, size, what, already=0):
+        """Receives exactly <size> more bytes of the <what>, of which <already> came before."""
+        chunks = []
+        got = 0
+        while got < size:
+            data = self._recv_once(conn, min(size - got, 1 << 20), what)
             if not data:
-                if got == 0 and what == "header size":
-                    raise RequestRefused("connection closed before a request")
                 raise RequestRefused("connection closed inside the %s (%d of %d bytes)"
-                                     % (what, got, size))
+                                     % (what, already + got, already + size))
             if got == 0 and len(data) == size:
                 return data
             chunks.append(data)
@@ -520,15 +531,25 @@ class Worker:
 
     def read_request(self, conn):
         """Reads and checks the request block from <conn> (a blocking socket). Returns the
-        (name, value) str pairs without the password. Raises RequestRefused (logged by the
-        caller, no reply)."""
+        (name, value) str pairs without the password, and the body bytes that arrived with the
+        block. Raises RequestRefused (logged by the caller, no reply)."""
         # A receive timeout on the blocking socket bounds each read without the poll() that
         # settimeout() would add before every recv.
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _HEADER_TIMEVAL)
-        (size,) = struct.unpack(">I", self._recv_exact(conn, 4, "header size"))
+        # One recv takes the size, the block and often the whole body (one syscall, not two).
+        first = self._recv_once(conn, FIRST_READ, "header size")
+        if not first:
+            raise RequestRefused("connection closed before a request")
+        if len(first) < 4:
+            first += self._recv_exact(conn, 4 - len(first), "header size", already=len(first))
+        (size,) = struct.unpack(">I", first[:4])
         if size > REQUEST_BLOCK_MAX:
             raise RequestRefused("header block of %d bytes passes %d" % (size, REQUEST_BLOCK_MAX))
-        block = self._recv_exact(conn, size, "header block")
+        block = first[4:4 + size]
+        if len(block) < size:
+            block += self._recv_exact(conn, size - len(block), "header block",
+                                      already=len(block))
+        rest = first[4 + size:]
         try:
             pairs = parse_request_block(block)
         except ProtocolError as exc:
@@ -542,7 +563,7 @@ class Worker:
             raise RequestRefused("request without %s" % PASSWORD_VAR)
         if not hmac.compare_digest(password.encode("latin-1"), self.secret):
             raise RequestRefused("wrong %s" % PASSWORD_VAR)
-        return [pair for pair in pairs if pair[0] != PASSWORD_VAR]
+        return [pair for pair in pairs if pair[0] != PASSWORD_VAR], rest
 
     def build_environ(self, pairs, body):
         """Builds the PEP 3333 environ from the request variables (first value of a repeated
@@ -569,7 +590,7 @@ class Worker:
         app's exceptions, the core going away) are handled and logged here."""
         try:
             try:
-                pairs = self.read_request(conn)
+                pairs, body_start = self.read_request(conn)
             except RequestRefused as exc:
                 log("warn", "connection refused without a reply: %s" % exc)
                 return
@@ -586,7 +607,7 @@ class Worker:
                     break
             # Writes may wait on a slow HTTP client (backpressure); body reads have their own
             # timeout (they poll before each recv).
-            body = RequestBody(conn, content_length)
+            body = RequestBody(conn, content_length, prefix=body_start)
             environ = self.build_environ(pairs, body)
             self.run_application(conn, environ, body)
         finally:
@@ -670,12 +691,14 @@ class Worker:
         return True
 
     def end_connection(self, conn, body):
-        """After a complete response: EOF to the core, then drain the body the app left unread
-        (so the core's writes and reads end cleanly, not with ECONNRESET)."""
+        """After a complete response, when the app left part of the body unread: EOF to the
+        core first, then drain the rest (so the core's writes and reads end cleanly, not with
+        ECONNRESET). Otherwise the close that follows is the EOF (one syscall fewer)."""
+        if body.unread_in_socket == 0:
+            return
         try:
             conn.shutdown(socket.SHUT_WR)
-            if body.unread_in_socket > 0:
-                body.drain(time.monotonic() + DRAIN_TIMEOUT_S)
+            body.drain(time.monotonic() + DRAIN_TIMEOUT_S)
         except OSError:
             pass
 

@@ -6,6 +6,8 @@ import os
 import socket
 import struct
 import sys
+import threading
+import time
 
 import pytest
 
@@ -453,15 +455,62 @@ def test_request_block_that_stops_arriving_is_refused_after_the_header_timeout(p
         worker.read_request(server)
 
 
-def test_request_block_password_is_checked_and_removed(pair):
+def test_request_block_password_is_checked_and_removed():
+    worker = wl.Worker(lambda environ, start_response: [], None, "pw")
+    for password, ok in ((b"pw", True), (b"px", False)):
+        server, client = socket.socketpair()
+        try:
+            block = b"A\0b\0FERRY_CONNECT_PASSWORD\0" + password + b"\0"
+            client.sendall(struct.pack(">I", len(block)) + block)
+            if ok:
+                assert worker.read_request(server) == ([("A", "b")], b"")
+            else:
+                with pytest.raises(wl.RequestRefused, match="wrong"):
+                    worker.read_request(server)
+        finally:
+            server.close()
+            client.close()
+
+
+def test_body_bytes_that_come_with_the_block_are_read_first(pair):
+    server, client = pair
+    block = b"CONTENT_LENGTH\0" + b"10\0FERRY_CONNECT_PASSWORD\0pw\0"
+    client.sendall(struct.pack(">I", len(block)) + block + b"hello")
+    worker = wl.Worker(lambda environ, start_response: [], None, "pw")
+    pairs, start = worker.read_request(server)
+    assert pairs == [("CONTENT_LENGTH", "10")] and start == b"hello"
+    body = wl.RequestBody(server, 10, prefix=start)
+    assert body.unread_in_socket == 5
+    assert body.read(3) == b"hel"
+    client.sendall(b" world")
+    assert body.read() == b"lo worl"
+    assert body.unread_in_socket == 0
+
+
+def test_block_arriving_in_pieces_is_put_together(pair):
     server, client = pair
     block = b"A\0b\0FERRY_CONNECT_PASSWORD\0pw\0"
-    client.sendall(struct.pack(">I", len(block)) + block)
+    wire = struct.pack(">I", len(block)) + block + b"xy"
     worker = wl.Worker(lambda environ, start_response: [], None, "pw")
-    assert worker.read_request(server) == [("A", "b")]
-    block = b"A\0b\0FERRY_CONNECT_PASSWORD\0px\0"
-    client.sendall(struct.pack(">I", len(block)) + block)
-    with pytest.raises(wl.RequestRefused, match="wrong"):
+    done = []
+    reader = threading.Thread(target=lambda: done.append(worker.read_request(server)))
+    reader.start()
+    for i in range(len(wire)):
+        client.sendall(wire[i:i + 1])
+        time.sleep(0.002)
+    reader.join(5)
+    # what came with the block's last piece, if anything, is the start of the body
+    assert len(done) == 1 and done[0][0] == [("A", "b")] and b"xy".startswith(done[0][1])
+
+
+def test_header_block_cut_short_says_how_much_came(pair):
+    server, client = pair
+    block = b"A\0b\0FERRY_CONNECT_PASSWORD\0pw\0"
+    client.sendall(struct.pack(">I", len(block)) + block[:5])
+    client.shutdown(socket.SHUT_WR)
+    worker = wl.Worker(lambda environ, start_response: [], None, "pw")
+    with pytest.raises(wl.RequestRefused,
+                       match=r"closed inside the header block \(5 of %d bytes\)" % len(block)):
         worker.read_request(server)
 
 
