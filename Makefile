@@ -56,7 +56,7 @@ pytest: build
 # sanitizer report makes ferry exit non-zero, which the suite's teardown turns into a failure.
 pytest-asan: build asan
 	FERRY_BIN=$(CURDIR)/$(ASAN_BUILD)/ferry FERRY_BUILD_DIR=$(CURDIR)/$(BUILD) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e -k "http or pool or frameworks or admin"
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e -k "http or pool or frameworks or admin or restart"
 
 test: deps
 	$(MAKE) build asan fuzz-build
