@@ -74,6 +74,9 @@ json_t *fy_status_build(const fy_status_source_t *src)
     json_object_set_new(pool, "old_workers", json_integer((json_int_t)stats.old_workers));
     json_object_set_new(pool, "restarts", json_integer((json_int_t)stats.restarts));
     json_object_set_new(pool, "restart_failed", json_boolean(stats.restart_failed));
+    json_object_set_new(pool, "memory_limit_kib", json_integer((json_int_t)src->memory_limit_kib));
+    json_object_set_new(pool, "memory_limit_replacements",
+                        json_integer((json_int_t)stats.memory_limit_replacements));
     const fy_app_error_t *err = fy_pool_boot_error(src->pool);
     json_object_set_new(pool, "boot_error",
                         err ? json_pack("{s:s, s:s}", "summary", err->summary, "error_id",
@@ -149,6 +152,12 @@ void fy_status_print(FILE *out, const json_t *doc)
                  " boot failures\n",
             (int64_t)num(pool, "requests_done"), (int64_t)num(pool, "spawns_started"),
             (int64_t)num(pool, "boot_failures"));
+    if (num(pool, "memory_limit_kib") > 0) {
+        char limit[32];
+        format_kib(limit, sizeof limit, json_object_get(pool, "memory_limit_kib"));
+        fprintf(out, "  memory     limit %s PSS per worker; %" PRId64 " workers replaced for it\n",
+                limit, (int64_t)num(pool, "memory_limit_replacements"));
+    }
     if (json_is_true(json_object_get(pool, "restarting")))
         fprintf(out, "  restart    rolling restart to generation %d: %d old workers left\n",
                 (int)num(pool, "generation"), (int)num(pool, "old_workers"));

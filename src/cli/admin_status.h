@@ -18,6 +18,7 @@ typedef struct fy_status_source {
     uint64_t uptime_ms;
     bool stopping;
     unsigned max_pool_size, min_instances, max_request_queue_size;
+    uint64_t memory_limit_kib; /* PSS per worker; 0 = no limit */
     const fy_pool_t *pool;
     const fy_http_server_t *http;
 } fy_status_source_t;

@@ -332,6 +332,7 @@ int fy_cmd_start(int argc, char **argv)
         .max_request_queue_size = cfg.max_request_queue_size,
         .max_queue_time_s = cfg.max_queue_time,
         .max_requests = cfg.max_requests,
+        .memory_limit_kib = (uint64_t)cfg.memory_limit * 1024u,
         .start_timeout_s = cfg.start_timeout,
     };
 
@@ -416,6 +417,7 @@ int fy_cmd_start(int argc, char **argv)
         .max_pool_size = cfg.max_pool_size,
         .min_instances = cfg.min_instances,
         .max_request_queue_size = cfg.max_request_queue_size,
+        .memory_limit_kib = (uint64_t)cfg.memory_limit * 1024u,
         .pool = st->pool,
         .http = st->http,
     };

@@ -56,6 +56,9 @@ static const opt_t options[] = {
      "seconds a request may wait for a worker before 503; 0 no limit"},
     {"max-requests", OPT_UINT, OFF(max_requests), "0", 0, U32, NULL,
      "requests per worker before it is replaced; 0 unlimited"},
+    {"memory-limit", OPT_UINT, OFF(memory_limit), "0", 0, 1048576, NULL,
+     "MB of private memory (PSS) per worker; past it the worker is replaced after its current "
+     "request; 0 no limit"},
     {"max-request-time", OPT_UINT, OFF(max_request_time), "0", 0, 86400, NULL,
      "seconds a worker may take for one request: 504, worker replaced; 0 no limit"},
     {"start-timeout", OPT_UINT, OFF(start_timeout), "90", 1, 86400, NULL,

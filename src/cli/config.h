@@ -24,6 +24,7 @@ typedef struct fy_start_config {
     unsigned max_request_queue_size;
     unsigned max_queue_time;       /* seconds */
     unsigned max_requests;
+    unsigned memory_limit;         /* MiB of PSS per worker; 0 = no limit */
     unsigned max_request_time;     /* seconds */
     unsigned start_timeout;        /* seconds */
     unsigned shutdown_timeout;     /* seconds */

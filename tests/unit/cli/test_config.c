@@ -155,6 +155,7 @@ static const option_case_t every_option[] = {
     {"max-queue-time", "FERRY_MAX_QUEUE_TIME", "max_queue_time", K_UINT, OFF(max_queue_time), "12",
      12},
     {"max-requests", "FERRY_MAX_REQUESTS", "max_requests", K_UINT, OFF(max_requests), "13", 13},
+    {"memory-limit", "FERRY_MEMORY_LIMIT", "memory_limit", K_UINT, OFF(memory_limit), "512", 512},
     {"max-request-time", "FERRY_MAX_REQUEST_TIME", "max_request_time", K_UINT,
      OFF(max_request_time), "14", 14},
     {"start-timeout", "FERRY_START_TIMEOUT", "start_timeout", K_UINT, OFF(start_timeout), "15", 15},
@@ -350,6 +351,7 @@ Test(config, defaults_without_flags_environment_or_file)
     cr_assert_eq(cfg.max_request_queue_size, 100);
     cr_assert_eq(cfg.max_queue_time, 0);
     cr_assert_eq(cfg.max_requests, 0);
+    cr_assert_eq(cfg.memory_limit, 0);
     cr_assert_eq(cfg.max_request_time, 0);
     cr_assert_eq(cfg.start_timeout, 90);
     cr_assert_eq(cfg.shutdown_timeout, 30);
@@ -705,10 +707,34 @@ Test(config, range_limits_of_numeric_options)
                  "--min-instances: 10001 is out of range (0..10000)");
 }
 
+Test(config, memory_limit_is_0_to_1048576_mb_from_every_source)
+{
+    cr_assert_eq(load("--memory-limit", "1048576"), 0, "%s", err);
+    cr_assert_eq(cfg.memory_limit, 1048576);
+    expect_error(load("--memory-limit", "1048577"),
+                 "--memory-limit: 1048577 is out of range (0..1048576)");
+    expect_error(load("--memory-limit", "64m"),
+                 "--memory-limit: '64m' is not a non-negative integer");
+    cr_assert_eq(setenv("FERRY_MEMORY_LIMIT", "-1", 1), 0);
+    expect_error(load_none(), "FERRY_MEMORY_LIMIT: '-1' is not a non-negative integer");
+    cr_assert_eq(unsetenv("FERRY_MEMORY_LIMIT"), 0);
+    write_json("{\"memory_limit\": 2000000}");
+    expect_file_error(load_none(), "key 'memory_limit': 2000000 is out of range (0..1048576)");
+    write_json("{\"memory_limit\": 256}");
+    cr_assert_eq(setenv("FERRY_MEMORY_LIMIT", "128", 1), 0);
+    cr_assert_eq(load("--memory-limit", "64"), 0, "%s", err);
+    cr_assert_eq(cfg.memory_limit, 64, "the flag wins");
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.memory_limit, 128, "the environment wins over the file");
+    cr_assert_eq(unsetenv("FERRY_MEMORY_LIMIT"), 0);
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.memory_limit, 256);
+}
+
 Test(config, zero_is_allowed_where_it_means_unlimited_or_never)
 {
     cr_assert_eq(load("--pool-idle-time", "0", "--max-request-queue-size", "0", "--max-queue-time",
-                      "0", "--max-requests", "0", "--max-request-time", "0", "--shutdown-timeout",
+                      "0", "--max-requests", "0", "--memory-limit", "0", "--max-request-time", "0", "--shutdown-timeout",
                       "0", "--max-body-size", "0", "--body-buffer-threshold", "0",
                       "--min-instances", "0"),
                  0, "%s", err);
