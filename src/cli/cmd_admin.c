@@ -181,7 +181,7 @@ static int find_instances(const char *cmd, instance_t *out, size_t max)
 }
 
 /* Sends <command> to <in>'s admin server; returns the JSON reply, or NULL with <err> filled. */
-static json_t *ask(const instance_t *in, const char *command, char *err, size_t cap)
+static json_t *ask_quietly(const instance_t *in, const char *command, char *err, size_t cap)
 {
     if (in->admin[0] == '\0') {
         snprintf(err, cap, "no admin socket in %s/properties.json (still starting, or a ferry "
@@ -229,6 +229,16 @@ static json_t *ask(const instance_t *in, const char *command, char *err, size_t 
     free(reply);
     if (doc == NULL)
         snprintf(err, cap, "its admin server sent bad JSON: %s", jerr.text);
+    return doc;
+}
+
+/* ask_quietly, saying on stderr why there is no reply ("ferry <cmd>: pid N (app): why"). */
+static json_t *ask(const char *cmd, const instance_t *in, const char *command)
+{
+    char err[2 * PATH_MAX + 200];
+    json_t *doc = ask_quietly(in, command, err, sizeof err);
+    if (doc == NULL)
+        fprintf(stderr, "ferry %s: pid %d (%s): %s\n", cmd, (int)in->pid, in->app_root, err);
     return doc;
 }
 
@@ -299,11 +309,8 @@ int fy_cmd_status(int argc, char **argv)
     int n = select_instances("status", &a, list, MAX_INSTANCES);
     int status = n > 0 ? 0 : 1;
     for (int i = 0; i < n; i++) {
-        char err[2 * PATH_MAX + 200];
-        json_t *doc = ask(&list[i], "status", err, sizeof err);
+        json_t *doc = ask("status", &list[i], "status");
         if (doc == NULL) {
-            fprintf(stderr, "ferry status: pid %d (%s): %s\n", (int)list[i].pid, list[i].app_root,
-                    err);
             status = 1;
             continue;
         }
@@ -347,12 +354,8 @@ int fy_cmd_stop(int argc, char **argv)
     int n = select_one_instance("stop", &a, list, MAX_INSTANCES);
     int status = n > 1 ? 2 : 1;
     if (n == 1) {
-        char err[2 * PATH_MAX + 200];
-        json_t *doc = ask(&list[0], "stop", err, sizeof err);
-        if (doc == NULL) {
-            fprintf(stderr, "ferry stop: pid %d (%s): %s\n", (int)list[0].pid, list[0].app_root,
-                    err);
-        } else {
+        json_t *doc = ask("stop", &list[0], "stop");
+        if (doc != NULL) {
             json_decref(doc);
             printf("ferry stop: pid %d is shutting down (%s)\n", (int)list[0].pid,
                    list[0].app_root);
@@ -399,12 +402,9 @@ static int wait_restart(const instance_t *in, unsigned timeout_s)
 {
     struct timespec step = {0, 200 * 1000 * 1000};
     for (unsigned waited_ms = 0;; waited_ms += 200) {
-        char err[2 * PATH_MAX + 200];
-        json_t *doc = ask(in, "status", err, sizeof err);
-        if (doc == NULL) {
-            fprintf(stderr, "ferry restart: pid %d (%s): %s\n", (int)in->pid, in->app_root, err);
+        json_t *doc = ask("restart", in, "status");
+        if (doc == NULL)
             return 1;
-        }
         const json_t *pool = json_object_get(doc, "pool");
         int old = (int)json_integer_value(json_object_get(pool, "old_workers"));
         int status = -1;
@@ -459,13 +459,9 @@ int fy_cmd_restart(int argc, char **argv)
     instance_t *list = fy_xcalloc(MAX_INSTANCES, sizeof *list);
     int n = select_one_instance("restart", &a, list, MAX_INSTANCES);
     int status = n > 1 ? 2 : 1;
-    if (n == 1) {
-        char err[2 * PATH_MAX + 200];
-        json_t *doc = ask(&list[0], "restart", err, sizeof err);
-        if (doc == NULL) {
-            fprintf(stderr, "ferry restart: pid %d (%s): %s\n", (int)list[0].pid,
-                    list[0].app_root, err);
-        } else if (!json_is_true(json_object_get(doc, "restarting"))) {
+    json_t *doc = n == 1 ? ask("restart", &list[0], "restart") : NULL;
+    if (doc != NULL) {
+        if (!json_is_true(json_object_get(doc, "restarting"))) {
             const char *why = json_string_value(json_object_get(doc, "error"));
             fprintf(stderr, "ferry restart: pid %d (%s): not restarted: %s\n", (int)list[0].pid,
                     list[0].app_root, why ? why : "refused");
