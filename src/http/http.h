@@ -34,6 +34,11 @@ typedef struct fy_http_options {
     const char *environment;        /* "development" shows boot errors in 503 pages */
     bool powered_by;                /* add X-Powered-By: ferry/<version> */
     int access_log_fd;              /* combined format + request time; -1 = off; borrowed */
+    unsigned session_protocol;      /* 2: session protocol v2 with every worker that offers it
+                                     * (docs/protocol.md §4); 1: v1 with every worker */
+    uint64_t response_buffer_max;   /* bytes of one response the core buffers (memory, then a
+                                     * temp file) for a slow client before it stops reading the
+                                     * worker; 0 = no limit */
 } fy_http_options_t;
 
 #define FY_HTTP_DEFAULT_HEADER_TIMEOUT_MS 30000u
@@ -44,6 +49,8 @@ typedef struct fy_http_options {
 #define FY_HTTP_DEFAULT_MAX_HEADER_SIZE 32768u
 #define FY_HTTP_DEFAULT_MAX_HEADER_COUNT 100u
 #define FY_HTTP_DEFAULT_BODY_BUFFER_THRESHOLD 65536u
+#define FY_HTTP_DEFAULT_SESSION_PROTOCOL 2u
+#define FY_HTTP_DEFAULT_RESPONSE_BUFFER_MAX (128ull * 1024 * 1024)
 
 /* The response-side write queue size above which the worker socket is no longer read. */
 #define FY_HTTP_WRITE_QUEUE_HIGH (256u * 1024)

@@ -26,6 +26,8 @@ void fy_http_options_init(fy_http_options_t *opts)
     opts->environment = "production";
     opts->powered_by = true;
     opts->access_log_fd = -1;
+    opts->session_protocol = FY_HTTP_DEFAULT_SESSION_PROTOCOL;
+    opts->response_buffer_max = FY_HTTP_DEFAULT_RESPONSE_BUFFER_MAX;
 }
 
 int fy_http_raise_nofile_limit(void)

@@ -34,7 +34,12 @@ typedef struct fy_pool_options {
     /* How often each idle or busy worker's PSS is read against memory_limit_kib; 0 means the
      * default, 5000. Only tests set it (lower, to keep them short). */
     unsigned memory_check_interval_ms;
+    /* Dispatch-ahead (docs/protocol.md §4.3): how many requests beyond the one it serves a busy
+     * v2 worker may be handed when no worker is idle; 0 (off) .. FY_POOL_DISPATCH_AHEAD_MAX. */
+    unsigned dispatch_ahead;
 } fy_pool_options_t;
+
+#define FY_POOL_DISPATCH_AHEAD_MAX 4u
 
 /* A request waiting for a worker. Embedded in the caller's request; the caller sets <cb> and
  * <data>; the rest is the pool's. */
