@@ -1,9 +1,12 @@
-/* A client connection: reads and parses one request at a time (pipelined bytes wait in the read
- * buffer), buffers its body, checks a worker out of the pool only once the whole request is in,
- * sends the request block and body to the worker, and streams the worker's response back with
- * backpressure. The client is read throughout, so a client that goes away while its request is
- * queued or served is noticed at once. See README.md for the states. */
+/* The client side of a connection: reads and parses one request at a time (pipelined bytes wait
+ * in the read buffer), buffers its body, checks a worker out of the pool only once the whole
+ * request is in, hands the request to the worker side (upstream_v1.c or session.c, through the
+ * seam in http_conn.h) and frames the worker's response for the client, buffering what the
+ * client cannot take yet (memory, then a temp file) so that the worker is free at the end of its
+ * response however slowly the client reads. The client is read throughout, so a client that goes
+ * away while its request is queued or served is noticed at once. See README.md for the states. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
@@ -11,23 +14,60 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
 #include "http/http_conn.h"
 
+/* The spool gives the disk back in steps of this much of what already went out. */
+#define SPOOL_PUNCH_STEP (1024u * 1024)
+
 static void process_input(fy_http_conn_t *c, const char *data, size_t len);
 static void update_client_reading(fy_http_conn_t *c);
-static void resume_upstream(fy_http_conn_t *c);
-static void abandon_upstream(fy_http_conn_t *c);
 static void log_unfinished(fy_http_conn_t *c);
 static void finish_response(fy_http_conn_t *c);
 static void close_conn(fy_http_conn_t *c, bool graceful);
 static void send_error(fy_http_conn_t *c, int status, const char *title, const char *detail,
                        bool close_after);
-static void detach_upstream(fy_http_conn_t *c, fy_worker_outcome_t outcome);
+static void request_worker(fy_http_conn_t *c);
+static void spool_refill(fy_http_conn_t *c);
+
+#define URL_ARGS(c) (int)((c)->req.url_len > 200 ? 200 : (c)->req.url_len), \
+                    fy_http_request_url(&(c)->req)
+
+/* ---- the worker side, through the seam ---------------------------------------------------- */
+
+static void up_detach(fy_http_conn_t *c, fy_http_detach_t how)
+{
+    fy_http_upstream_t *up = c->up;
+    if (up == NULL)
+        return;
+    c->up = NULL;
+    c->up_paused = false;
+    uv_timer_stop(&c->req_timer);
+    if (up->protocol == 2)
+        fy_http_v2_detach(up, how);
+    else
+        fy_http_v1_detach(up, how);
+}
+
+static void up_pause(fy_http_conn_t *c, bool paused)
+{
+    if (c->up == NULL || c->up_paused == paused)
+        return;
+    c->up_paused = paused;
+    if (c->up->protocol == 2)
+        fy_http_v2_pause(c->up, paused);
+    else
+        fy_http_v1_pause(c->up, paused);
+}
+
+static const char *upstream_pid_text(const fy_http_conn_t *c, char buf[16])
+{
+    snprintf(buf, 16, "%d", c->up && c->up->worker ? (int)fy_worker_pid(c->up->worker) : 0);
+    return buf;
+}
 
 /* ---- handles and lifetime --------------------------------------------------------------- */
 
@@ -41,7 +81,7 @@ static void on_handle_closed(uv_handle_t *h)
     fy_reqblock_builder_dispose(&c->block);
     fy_http_buf_dispose(&c->scratch);
     fy_http_buf_dispose(&c->out);
-    fy_http_buf_dispose(&c->resp);
+    fy_http_body_dispose(&c->spool);
     free(c->in);
     fy_http_server_forget(srv, c);
     free(c);
@@ -67,6 +107,14 @@ static void on_client_shutdown(uv_shutdown_t *req, int status)
     }
 }
 
+/* Empties the response buffer: its temp file is closed, its memory kept. */
+static void spool_reset(fy_http_conn_t *c)
+{
+    fy_http_body_reset(&c->spool);
+    c->spool_off = 0;
+    c->spool_punched = 0;
+}
+
 static void close_conn(fy_http_conn_t *c, bool graceful)
 {
     if (c->state == FY_CONN_CLOSING)
@@ -77,8 +125,8 @@ static void close_conn(fy_http_conn_t *c, bool graceful)
         fy_pool_cancel(c->srv->pool, &c->waiter);
         c->waiter.queued = 0;
     }
-    if (c->up != NULL || c->worker != NULL)
-        abandon_upstream(c);
+    up_detach(c, FY_DETACH_CLIENT_GONE);
+    spool_reset(c);
     if (graceful && c->state != FY_CONN_LINGER && !c->read_eof) {
         /* shut our side after the queued writes, then drain what the client still sends so
          * the close does not turn into a reset that destroys our last response */
@@ -97,12 +145,19 @@ static void close_conn(fy_http_conn_t *c, bool graceful)
     uv_close((uv_handle_t *)&c->req_timer, on_handle_closed);
 }
 
+void fy_http_upstream_abort(fy_http_upstream_t *up)
+{
+    if (up->protocol == 2)
+        fy_http_v2_detach(up, FY_DETACH_BROKEN);
+    else
+        fy_http_v1_detach(up, FY_DETACH_BROKEN);
+}
+
 void fy_http_conn_abort(fy_http_conn_t *c)
 {
     /* The request is cut at the shutdown deadline: the worker is still busy with it, so it is
      * not fit to serve again and the pool may stop it hard. */
-    if (c->worker != NULL)
-        detach_upstream(c, FY_WORKER_BROKEN);
+    up_detach(c, FY_DETACH_BROKEN);
     close_conn(c, false);
 }
 
@@ -165,11 +220,13 @@ static void on_client_write(uv_write_t *wr, int status)
         close_conn(c, false);
         return;
     }
-    fy_http_upstream_t *up = c->up;
-    if (up != NULL && up->paused &&
-        uv_stream_get_write_queue_size(&c->client.stream) <= FY_HTTP_WRITE_QUEUE_HIGH / 2) {
-        up->paused = false;
-        resume_upstream(c);
+    if (c->spool.len > c->spool_off) {
+        spool_refill(c);
+        if (c->state == FY_CONN_CLOSING || c->state == FY_CONN_LINGER)
+            return;
+    } else if (c->up_paused && c->spool.len == 0 &&
+               uv_stream_get_write_queue_size(&c->client.stream) <= FY_HTTP_WRITE_QUEUE_HIGH / 2) {
+        up_pause(c, false);   /* paused on the write queue alone: the spool could not be used */
     }
     if (c->response_done && c->pending_writes == 0)
         finish_response(c);
@@ -193,7 +250,8 @@ static int write_client(fy_http_conn_t *c, fy_http_wbuf_t *w, uv_buf_t *bufs, un
 /* Like write_client, for the worker's response: when nothing is queued it writes at once
  * (uv_try_write) and only queues what the socket did not take. A write finished here has no
  * callback, which is why only callers that check pending_writes themselves afterwards use it:
- * it saves libuv's deferred completion and the epoll re-arm that follows every queued write. */
+ * it saves libuv's deferred completion and the epoll re-arm that follows every queued write.
+ * <bufs> must point into <w> or at memory that outlives the write. */
 static int write_client_now(fy_http_conn_t *c, fy_http_wbuf_t *w, uv_buf_t *bufs, unsigned n)
 {
     if (c->pending_writes == 0) {
@@ -227,8 +285,7 @@ static void send_error(fy_http_conn_t *c, int status, const char *title, const c
     c->status = status;
     if (close_after || c->srv->stopping)
         c->close_after = true;
-    if (c->up != NULL || c->worker != NULL)
-        detach_upstream(c, FY_WORKER_OK);
+    up_detach(c, FY_DETACH_CLIENT_GONE);
     if (c->reading) {
         uv_read_stop(&c->client.stream);
         c->reading = false;
@@ -250,182 +307,34 @@ static void send_error(fy_http_conn_t *c, int status, const char *title, const c
     c->response_done = true;
 }
 
-/* ---- the worker side -------------------------------------------------------------------- */
-
-static void on_upstream_handle_closed(uv_handle_t *h)
-{
-    fy_http_upstream_t *up = h->data;
-    if (--up->open_handles == 0)
-        free(up);
-}
-
-static void close_upstream_handles(fy_http_upstream_t *up)
-{
-    uv_timer_stop(&up->drain_timer);
-    uv_close((uv_handle_t *)&up->pipe, on_upstream_handle_closed);
-    uv_close((uv_handle_t *)&up->drain_timer, on_upstream_handle_closed);
-}
-
-/* Creates the worker connection of <c> around the connected socket <fd> (takes ownership).
- * Returns NULL when libuv refuses the fd (it is closed then). */
-static fy_http_upstream_t *new_upstream(fy_http_conn_t *c, int fd)
-{
-    /* the 64 KiB chunk at the end needs no zeroing: only what precedes it */
-    fy_http_upstream_t *up = fy_xmalloc(sizeof *up);
-    memset(up, 0, offsetof(fy_http_upstream_t, chunk));
-    up->srv = c->srv;
-    up->conn = c;
-    uv_pipe_init(c->srv->loop, &up->pipe, 0);
-    up->pipe.data = up;
-    uv_timer_init(c->srv->loop, &up->drain_timer);
-    up->drain_timer.data = up;
-    up->open_handles = 2;
-    if (uv_pipe_open(&up->pipe, fd) < 0) {
-        close(fd);
-        close_upstream_handles(up);
-        return NULL;
-    }
-    return up;
-}
-
-/* Ends the conversation with the worker now: closes its socket and checks it in. */
-static void detach_upstream(fy_http_conn_t *c, fy_worker_outcome_t outcome)
-{
-    if (c->up != NULL) {
-        c->up->conn = NULL;
-        close_upstream_handles(c->up);
-        c->up = NULL;
-    }
-    if (c->worker != NULL) {
-        fy_pool_checkin(c->srv->pool, c->worker, outcome);
-        c->worker = NULL;
-    }
-    uv_timer_stop(&c->req_timer);
-}
-
-/* A draining upstream is over: check its worker in with <outcome> and free it. */
-static void finish_drain(fy_http_upstream_t *up, fy_worker_outcome_t outcome)
-{
-    fy_http_server_t *srv = up->srv;
-    if (up->drain_prev)
-        up->drain_prev->drain_next = up->drain_next;
-    else
-        srv->drains = up->drain_next;
-    if (up->drain_next)
-        up->drain_next->drain_prev = up->drain_prev;
-    srv->drain_count--;
-    up->draining = false;
-    if (up->worker != NULL) {
-        fy_pool_checkin(srv->pool, up->worker, outcome);
-        up->worker = NULL;
-    }
-    close_upstream_handles(up);
-    fy_http_server_drain_done(srv);
-}
-
-void fy_http_upstream_abort(fy_http_upstream_t *up)
-{
-    finish_drain(up, FY_WORKER_BROKEN);
-}
-
-static void on_drain_timeout(uv_timer_t *t)
-{
-    fy_http_upstream_t *up = t->data;
-    fy_log(FY_LOG_ERROR, "http", "pid=%d: max request time passed while the worker finished a "
-           "request whose client went away", up->worker ? (int)fy_worker_pid(up->worker) : 0);
-    finish_drain(up, FY_WORKER_TIMED_OUT);
-}
-
-static void on_upstream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-
-/* The client no longer wants the response (it went away, or its response is complete while the
- * worker still sends). Before the worker's head has come, the worker is still computing: once
- * every byte of the request is written its connection is read and discarded until the worker
- * closes it, and only then is the worker checked in (FY_WORKER_OK) - it does not get a second
- * request on top of one it is busy computing. Once the head has come, the worker is streaming:
- * its connection is closed and it is checked in at once (below). A request not yet written in
- * full is cut (the worker sees EOF inside its request and refuses it on its own) and the worker
- * checked in at once. */
-static void abandon_upstream(fy_http_conn_t *c)
-{
-    fy_http_upstream_t *up = c->up;
-    if (up == NULL || c->worker == NULL || !up->request_sent) {
-        detach_upstream(c, FY_WORKER_OK);
-        return;
-    }
-    if (c->head_done) {
-        /* The worker is sending a body nobody will read. Closing its connection makes its next
-         * write fail (EPIPE), which ends the request in every loader (the body is closed, the
-         * worker goes back to accept), so it is checked in now instead of after producing the
-         * whole body: an endless stream (server-sent events) would hold it for ever. A worker
-         * pausing between two writes finishes that pause first; a request handed to it
-         * meanwhile waits in its listen queue. */
-        detach_upstream(c, FY_WORKER_OK);
-        return;
-    }
-    fy_http_server_t *srv = c->srv;
-    c->up = NULL;
-    up->conn = NULL;
-    up->worker = c->worker;
-    c->worker = NULL;
-    uv_timer_stop(&c->req_timer);
-    up->draining = true;
-    up->drain_prev = NULL;
-    up->drain_next = srv->drains;
-    if (srv->drains)
-        srv->drains->drain_prev = up;
-    srv->drains = up;
-    srv->drain_count++;
-    unsigned max_ms = srv->opts.max_request_time_ms;
-    if (max_ms > 0) {
-        uint64_t used = uv_now(srv->loop) - c->checkout_ms;
-        uv_timer_start(&up->drain_timer, on_drain_timeout, used < max_ms ? max_ms - used : 1, 0);
-    }
-    up->paused = false;
-    if (!up->reading) {
-        up->reading = true;
-        uv_read_start((uv_stream_t *)&up->pipe, on_upstream_alloc, on_upstream_read);
-    }
-}
+/* ---- the response ------------------------------------------------------------------------ */
 
 /* The worker failed before its head was complete: 502. */
 static void upstream_failed(fy_http_conn_t *c, const char *why)
 {
-    fy_log(FY_LOG_ERROR, "http", "pid=%d uri=%.*s: bad worker response: %s",
-           c->worker ? (int)fy_worker_pid(c->worker) : 0, (int)(c->req.url_len > 200 ? 200 : c->req.url_len),
-           fy_http_request_url(&c->req), why);
-    detach_upstream(c, FY_WORKER_BROKEN);
+    char pid[16];
+    fy_log(FY_LOG_ERROR, "http", "pid=%s uri=%.*s: bad worker response: %s",
+           upstream_pid_text(c, pid), URL_ARGS(c), why);
+    up_detach(c, FY_DETACH_CLIENT_GONE);
     send_error(c, 502, "The application sent no valid response.", NULL, false);
 }
 
 /* The response cannot be completed after its head went out: the only honest signal left is to
- * close the connection. */
-static void response_broken(fy_http_conn_t *c, const char *why, fy_worker_outcome_t outcome)
+ * close the connection, without the terminating chunk or short of the Content-Length, so that
+ * no client or cache takes the part for the whole. */
+static void response_broken(fy_http_conn_t *c, const char *why)
 {
-    fy_log(FY_LOG_ERROR, "http", "pid=%d uri=%.*s: response cut short: %s",
-           c->worker ? (int)fy_worker_pid(c->worker) : 0, (int)(c->req.url_len > 200 ? 200 : c->req.url_len),
-           fy_http_request_url(&c->req), why);
-    detach_upstream(c, outcome);
+    char pid[16];
+    fy_log(FY_LOG_ERROR, "http", "pid=%s uri=%.*s: response cut short: %s",
+           upstream_pid_text(c, pid), URL_ARGS(c), why);
+    up_detach(c, FY_DETACH_CLIENT_GONE);
     fy_http_access_log(c, uv_now(c->srv->loop));
     c->logged = true;
     close_conn(c, false);
 }
 
-/* The client's response is complete before the worker closed (it sent more than its
- * Content-Length): the rest is drained, and the connection goes on. */
-static void response_complete_early(fy_http_conn_t *c)
-{
-    fy_log(FY_LOG_WARN, "http", "pid=%d uri=%.*s: worker sent more than its Content-Length; "
-           "extra bytes dropped", c->worker ? (int)fy_worker_pid(c->worker) : 0,
-           (int)(c->req.url_len > 200 ? 200 : c->req.url_len), fy_http_request_url(&c->req));
-    abandon_upstream(c);
-    c->response_done = true;
-    if (c->pending_writes == 0)
-        finish_response(c);
-}
-
-/* Writes the head held back by try_head, alone. Returns false when the connection was closed. */
+/* Writes the head held back by fy_http_conn_worker_head, alone. Returns false when the
+ * connection was closed. */
 static bool flush_head(fy_http_conn_t *c)
 {
     if (!c->head_unsent)
@@ -439,34 +348,10 @@ static bool flush_head(fy_http_conn_t *c)
     return true;
 }
 
-static void forward_body(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data, size_t len)
+/* Writes <len> (≤ FY_HTTP_IO_SIZE) body bytes that live in <w>->data, framed, with the held-back
+ * head in front when it is still unsent. Takes <w>. Returns false when the connection closed. */
+static bool write_piece(fy_http_conn_t *c, fy_http_wbuf_t *w, size_t len)
 {
-    bool complete = false;
-    if (len == 0 || c->plan.framing == FY_HTTP_FRAME_NONE) {
-        if (w)
-            fy_http_wbuf_put(c->srv, w);
-        flush_head(c);
-        return;
-    }
-    if (c->plan.framing == FY_HTTP_FRAME_LENGTH) {
-        uint64_t left = c->plan.content_length - c->body_sent;
-        if (len > left) {
-            len = (size_t)left;
-            complete = true;
-        }
-        if (len == 0) {
-            if (w)
-                fy_http_wbuf_put(c->srv, w);
-            if (flush_head(c))
-                response_complete_early(c);
-            return;
-        }
-    }
-    if (w == NULL) {
-        w = fy_http_wbuf_get(c->srv, c);
-        memcpy(w->data, data, len);
-        data = w->data;
-    }
     uv_buf_t bufs[4];
     unsigned n = 0;
     if (c->head_unsent) {
@@ -479,365 +364,271 @@ static void forward_body(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data,
         w->line[l++] = '\r';
         w->line[l++] = '\n';
         bufs[n++] = uv_buf_init(w->line, (unsigned)l);
-        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+        bufs[n++] = uv_buf_init(w->data, (unsigned)len);
         bufs[n++] = uv_buf_init((char *)"\r\n", 2);
     } else {
-        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+        bufs[n++] = uv_buf_init(w->data, (unsigned)len);
     }
-    c->body_sent += len;
     if (write_client_now(c, w, bufs, n) < 0) {
         close_conn(c, false);
-        return;
+        return false;
     }
-    if (complete) {
-        response_complete_early(c);
-        return;
+    return true;
+}
+
+static uint64_t spool_unread(const fy_http_conn_t *c)
+{
+    return c->spool.len - c->spool_off;
+}
+
+/* Puts body bytes the client cannot take yet into the response buffer's temp file, and pauses
+ * the worker side past response_buffer_max. Returns false when the file cannot be written: the
+ * caller then queues them in memory and pauses the worker on the write queue instead. */
+static bool spool_append(fy_http_conn_t *c, const char *data, size_t len)
+{
+    if (fy_http_body_append(&c->spool, data, len) < 0) {
+        fy_log(FY_LOG_WARN, "http", "uri=%.*s: cannot buffer the response in a temp file; "
+               "the worker waits for the client instead", URL_ARGS(c));
+        spool_reset(c);
+        return false;
     }
-    if (c->up != NULL && !c->up->paused &&
-        uv_stream_get_write_queue_size(&c->client.stream) > FY_HTTP_WRITE_QUEUE_HIGH) {
-        c->up->paused = true;
-        uv_read_stop((uv_stream_t *)&c->up->pipe);
-        c->up->reading = false;
+    uint64_t max = c->srv->opts.response_buffer_max;
+    if (max != 0 && spool_unread(c) >= max)
+        up_pause(c, true);
+    return true;
+}
+
+/* Sends what the response buffer holds while the client's write queue takes it; gives the disk
+ * back as it goes; resumes the worker side below half the high-water mark; ends the response
+ * once the worker side is done and everything went out. */
+static void spool_refill(fy_http_conn_t *c)
+{
+    while (c->spool.len > c->spool_off &&
+           uv_stream_get_write_queue_size(&c->client.stream) < FY_HTTP_WRITE_QUEUE_HIGH) {
+        fy_http_wbuf_t *w = fy_http_wbuf_get(c->srv, c);
+        ssize_t n = fy_http_body_read(&c->spool, c->spool_off, w->data, sizeof w->data);
+        if (n <= 0) {
+            fy_http_wbuf_put(c->srv, w);
+            fy_log(FY_LOG_ERROR, "http", "uri=%.*s: cannot read the buffered response back: %s",
+                   URL_ARGS(c), strerror(n < 0 ? (int)-n : EIO));
+            response_broken(c, "response buffer unreadable");
+            return;
+        }
+        c->spool_off += (uint64_t)n;
+        if (!write_piece(c, w, (size_t)n))
+            return;
+        if (c->spool_off - c->spool_punched >= SPOOL_PUNCH_STEP && c->spool.fd != -1) {
+            /* an endless stream to a slow reader holds at most the unread part on disk */
+            uint64_t upto = c->spool_off - c->spool_off % SPOOL_PUNCH_STEP;
+            if (fallocate(c->spool.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                          (off_t)c->spool_punched, (off_t)(upto - c->spool_punched)) == 0)
+                c->spool_punched = upto;
+        }
+    }
+    uint64_t max = c->srv->opts.response_buffer_max;
+    if (c->spool.len == c->spool_off && c->spool.len > 0)
+        spool_reset(c);
+    if (c->up_paused && (max == 0 || spool_unread(c) < max / 2))
+        up_pause(c, false);
+    if (c->spool.len == 0 && c->worker_done && !c->response_done) {
+        if (c->plan.framing == FY_HTTP_FRAME_CHUNKED) {
+            uv_buf_t buf = uv_buf_init((char *)"0\r\n\r\n", 5);
+            if (write_client_now(c, NULL, &buf, 1) < 0) {
+                close_conn(c, false);
+                return;
+            }
+        }
+        c->response_done = true;
+        if (c->pending_writes == 0)
+            finish_response(c);
     }
 }
 
-/* Parses what has arrived of the worker's head; forwards it once complete. */
-static void try_head(fy_http_conn_t *c)
+/* Body bytes from the worker: cut at the Content-Length, framed and written, or buffered when
+ * the client's write queue is full (response buffering, docs/operations.md). */
+void fy_http_conn_worker_data(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data, size_t len)
 {
-    fy_resphead_t head;
-    int rc = fy_resphead_parse(c->resp.data, c->resp.len, &head);
-    if (rc == -EAGAIN) {
-        if (c->resp.len >= FY_RESPHEAD_MAX)
-            upstream_failed(c, "head larger than 128 KiB");
+    if (len == 0 || c->plan.framing == FY_HTTP_FRAME_NONE || c->worker_done) {
+        if (w)
+            fy_http_wbuf_put(c->srv, w);
+        flush_head(c);
         return;
     }
-    if (rc == -EMSGSIZE) {
-        upstream_failed(c, "head larger than 128 KiB");
-        return;
+    if (c->plan.framing == FY_HTTP_FRAME_LENGTH) {
+        uint64_t left = c->plan.content_length - c->body_sent;
+        if (len > left) {
+            if (!c->excess_logged)
+                fy_log(FY_LOG_WARN, "http", "pid=%d uri=%.*s: worker sent more than its "
+                       "Content-Length; extra bytes dropped",
+                       c->up && c->up->worker ? (int)fy_worker_pid(c->up->worker) : 0,
+                       URL_ARGS(c));
+            c->excess_logged = true;
+            len = (size_t)left;
+        }
+        if (len == 0) {
+            if (w)
+                fy_http_wbuf_put(c->srv, w);
+            flush_head(c);
+            return;
+        }
     }
-    if (rc < 0) {
-        upstream_failed(c, "malformed head");
-        return;
+    c->body_sent += len;
+    if (c->spool.len > 0 ||
+        uv_stream_get_write_queue_size(&c->client.stream) > FY_HTTP_WRITE_QUEUE_HIGH) {
+        if (!flush_head(c))
+            return;
+        if (spool_append(c, data, len)) {
+            if (w)
+                fy_http_wbuf_put(c->srv, w);
+            return;
+        }
+        up_pause(c, true);   /* no spool: fall back to the write queue as backpressure */
     }
+    while (len > 0) {
+        size_t piece = len < FY_HTTP_IO_SIZE ? len : FY_HTTP_IO_SIZE;
+        if (w == NULL || w->data != data) {
+            if (w)
+                fy_http_wbuf_put(c->srv, w);
+            w = fy_http_wbuf_get(c->srv, c);
+            memcpy(w->data, data, piece);
+        }
+        if (!write_piece(c, w, piece))
+            return;
+        w = NULL;
+        data += piece;
+        len -= piece;
+    }
+}
+
+int fy_http_conn_worker_head(fy_http_conn_t *c, const fy_resphead_t *head)
+{
     c->out.len = 0;
     bool keep_alive = c->req.keep_alive && !c->close_after && !c->srv->stopping;
-    rc = fy_http_response_head(&head, &c->req, keep_alive, c->srv->opts.powered_by, &c->out,
-                               &c->plan);
-    size_t head_len = head.head_len;
-    fy_resphead_dispose(&head);
+    int rc = fy_http_response_head(head, &c->req, keep_alive, c->srv->opts.powered_by, &c->out,
+                                   &c->plan);
     if (rc < 0) {
-        upstream_failed(c, "head cannot be forwarded (1xx status or bad Content-Length)");
-        return;
+        char why[96];
+        if (head->status < 200 || head->status > 599)
+            snprintf(why, sizeof why, "status %d cannot be forwarded (200..599 only)",
+                     head->status);
+        else
+            snprintf(why, sizeof why, "bad or conflicting Content-Length");
+        c->up = NULL;   /* the worker side checks the worker in itself */
+        upstream_failed(c, why);
+        return -EPROTO;
     }
     c->head_done = true;
     c->status = c->plan.status;
     if (!c->plan.keep_alive)
         c->close_after = true;
-    /* Body bytes that came with the head go out with it (forward_body); else the head alone. */
+    /* Body bytes that come next go out with the head (write_piece); else it goes alone. */
     c->head_unsent = true;
-    if (c->plan.framing == FY_HTTP_FRAME_LENGTH && c->plan.content_length == 0 &&
-        c->resp.len > head_len) {
-        if (flush_head(c))
-            response_complete_early(c);
-        return;
-    }
-    if (c->resp.len > head_len)
-        forward_body(c, NULL, c->resp.data + head_len, c->resp.len - head_len);
-    else
-        flush_head(c);
+    return 0;
 }
 
-static void on_upstream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void fy_http_conn_worker_end(fy_http_conn_t *c, bool complete, const char *why)
 {
-    (void)suggested;
-    fy_http_upstream_t *up = h->data;
-    fy_http_conn_t *c = up->conn;
-    if (c == NULL) {
-        *buf = uv_buf_init(up->chunk, sizeof up->chunk);
+    c->up = NULL;   /* the worker side is done and has checked the worker in */
+    c->up_paused = false;
+    uv_timer_stop(&c->req_timer);
+    if (!c->head_done) {
+        upstream_failed(c, why ? why : "the worker ended the response without a head");
         return;
     }
-    if (!c->head_done) {
-        fy_http_buf_reserve(&c->resp, 16384);
-        *buf = uv_buf_init(c->resp.data + c->resp.len, (unsigned)(c->resp.cap - c->resp.len));
-        return;
-    }
-    fy_http_wbuf_t *w = fy_http_wbuf_get(c->srv, c);
-    *buf = uv_buf_init(w->data, sizeof w->data);
-}
-
-static void on_upstream_eof(fy_http_conn_t *c, int err)
-{
-    if (!c->head_done) {
-        upstream_failed(c, err == UV_EOF ? "connection closed before the head was complete"
-                                         : uv_strerror(err));
+    if (!complete) {
+        response_broken(c, why ? why : "the worker ended the response as failed");
         return;
     }
     if (c->plan.framing == FY_HTTP_FRAME_LENGTH && c->body_sent < c->plan.content_length) {
-        /* The worker may have died (its exit looks like a clean close from here): replace it
-         * rather than hand the next request to a dead socket. */
-        response_broken(c, "worker closed before its Content-Length was sent", FY_WORKER_BROKEN);
+        response_broken(c, "the worker ended the response before its Content-Length was sent");
         return;
     }
-    if (err != UV_EOF && c->plan.framing != FY_HTTP_FRAME_LENGTH &&
-        c->plan.framing != FY_HTTP_FRAME_NONE) {
-        response_broken(c, uv_strerror(err), FY_WORKER_BROKEN);
+    if (!flush_head(c))
         return;
-    }
-    c->worker_eof = true;
-    detach_upstream(c, FY_WORKER_OK);
-    if (c->plan.framing == FY_HTTP_FRAME_CHUNKED) {
-        uv_buf_t buf = uv_buf_init((char *)"0\r\n\r\n", 5);
-        if (write_client_now(c, NULL, &buf, 1) < 0) {
-            close_conn(c, false);
-            return;
-        }
-    }
-    c->response_done = true;
-    if (c->pending_writes == 0)
-        finish_response(c);
+    c->worker_done = true;
+    spool_refill(c);
 }
 
-static void on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+void fy_http_conn_worker_failed(fy_http_conn_t *c, const char *why)
 {
-    fy_http_upstream_t *up = s->data;
-    fy_http_conn_t *c = up->conn;
-    if (c == NULL) {
-        /* draining (or closing): the bytes are dropped; the worker's close ends it */
-        if (up->draining && nread < 0)
-            finish_drain(up, nread == UV_EOF ? FY_WORKER_OK : FY_WORKER_BROKEN);
-        return;
-    }
-    bool is_wbuf = c->head_done && buf->base != NULL && buf->base != up->chunk;
-    fy_http_wbuf_t *w = is_wbuf ? (fy_http_wbuf_t *)(buf->base - offsetof(fy_http_wbuf_t, data))
-                                : NULL;
-    if (nread < 0) {
-        if (w)
-            fy_http_wbuf_put(c->srv, w);
-        on_upstream_eof(c, (int)nread);
-        return;
-    }
-    if (nread == 0) {
-        if (w)
-            fy_http_wbuf_put(c->srv, w);
-        return;
-    }
-    if (!c->head_done) {
-        c->resp.len += (size_t)nread;
-        try_head(c);
-        return;
-    }
-    forward_body(c, w, w->data, (size_t)nread);
+    c->up = NULL;
+    c->up_paused = false;
+    if (c->head_done)
+        response_broken(c, why);
+    else
+        upstream_failed(c, why);
 }
 
-static void send_body_chunk(fy_http_upstream_t *up);
-
-static void on_upstream_write(uv_write_t *wr, int status)
+void fy_http_conn_worker_unreachable(fy_http_conn_t *c, const char *why)
 {
-    fy_http_upstream_t *up = wr->data;
-    if (up->conn == NULL)
-        return;
-    if (status < 0) {
-        /* The worker stopped reading (it may have answered early); its response decides. */
-        fy_log(FY_LOG_DEBUG, "http", "writing the request to the worker failed: %s",
-               uv_strerror(status));
-        up->request_sent = true;   /* nothing of ours is pending any more */
-        return;
-    }
-    send_body_chunk(up);
-}
-
-/* Sends the next piece of a file-backed body, or shuts down the write side after the last. */
-static void send_body_chunk(fy_http_upstream_t *up)
-{
-    fy_http_conn_t *c = up->conn;
-    const fy_http_body_t *body = &c->req.body;
-    if (up->body_off >= body->len) {
-        /* Nothing of ours is queued on the pipe any more (one write at a time), so the write
-         * side is shut at once instead of through uv_shutdown's deferred request. */
-        uv_os_fd_t fd;
-        if (uv_fileno((uv_handle_t *)&up->pipe, &fd) == 0)
-            shutdown(fd, SHUT_WR);
-        up->request_sent = true;
-        return;
-    }
-    ssize_t n = fy_http_body_read(body, up->body_off, up->chunk, sizeof up->chunk);
-    if (n <= 0) {
-        fy_log(FY_LOG_ERROR, "http", "cannot read the buffered request body: %s",
-               strerror(n < 0 ? (int)-n : EIO));
-        detach_upstream(c, FY_WORKER_OK);
-        send_error(c, 500, "The request body could not be read back.", NULL, true);
-        return;
-    }
-    up->body_off += (uint64_t)n;
-    uv_buf_t buf = uv_buf_init(up->chunk, (unsigned)n);
-    up->write_req.data = up;
-    if (uv_write(&up->write_req, (uv_stream_t *)&up->pipe, &buf, 1, on_upstream_write) < 0)
-        upstream_failed(c, "write to the worker failed");
-}
-
-static void on_req_timeout(uv_timer_t *t)
-{
-    fy_http_conn_t *c = t->data;
-    fy_log(FY_LOG_ERROR, "http", "pid=%d uri=%.*s: max request time (%u ms) passed",
-           c->worker ? (int)fy_worker_pid(c->worker) : 0,
-           (int)(c->req.url_len > 200 ? 200 : c->req.url_len), fy_http_request_url(&c->req),
-           c->srv->opts.max_request_time_ms);
-    if (c->head_done) {
-        response_broken(c, "max request time passed", FY_WORKER_TIMED_OUT);
-        return;
-    }
-    detach_upstream(c, FY_WORKER_TIMED_OUT);
-    send_error(c, 504, "The application did not answer within the maximum request time.", NULL,
-               false);
-}
-
-/* Builds a sockaddr_un for "abstract:NAME" or "unix:PATH". Returns its length or -EINVAL. */
-static int worker_sockaddr(const char *address, struct sockaddr_un *sa)
-{
-    memset(sa, 0, sizeof *sa);
-    sa->sun_family = AF_UNIX;
-    size_t max = sizeof sa->sun_path;
-    if (strncmp(address, "abstract:", 9) == 0) {
-        size_t n = strlen(address + 9);
-        if (n == 0 || n + 1 > max)
-            return -EINVAL;
-        memcpy(sa->sun_path + 1, address + 9, n);
-        return (int)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-    }
-    if (strncmp(address, "unix:", 5) == 0) {
-        size_t n = strlen(address + 5);
-        if (n == 0 || n + 1 > max)
-            return -EINVAL;
-        memcpy(sa->sun_path, address + 5, n);
-        return (int)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-    }
-    return -EINVAL;
-}
-
-static void connect_worker(fy_http_conn_t *c);
-static void request_worker(fy_http_conn_t *c);
-
-/* The worker could not be reached before any byte of the request got to it (it died while
- * idle, its socket is gone): it is checked in as broken, so the pool replaces it, and the
- * request goes to another worker, a bounded number of times, before it becomes a 502. */
-static void worker_unreachable(fy_http_conn_t *c, const char *why)
-{
+    c->up = NULL;
+    c->up_paused = false;
+    uv_timer_stop(&c->req_timer);
     if (c->unreachable_tries >= FY_HTTP_UNREACHABLE_RETRIES) {
         upstream_failed(c, why);
         return;
     }
     c->unreachable_tries++;
-    fy_log(FY_LOG_WARN, "http", "pid=%d uri=%.*s: worker unreachable (%s); the request goes to "
-           "another worker", (int)fy_worker_pid(c->worker),
-           (int)(c->req.url_len > 200 ? 200 : c->req.url_len), fy_http_request_url(&c->req), why);
-    detach_upstream(c, FY_WORKER_BROKEN);
-    c->block.len = c->block_base_len;
+    fy_log(FY_LOG_WARN, "http", "uri=%.*s: worker unreachable (%s); the request goes to "
+           "another worker", URL_ARGS(c), why);
     request_worker(c);
 }
 
-static bool unreachable_errno(int err)
+static void on_waiter(fy_pool_waiter_t *waiter, fy_worker_t *worker, int status);
+static void pool_failed(fy_http_conn_t *c, int status);
+
+void fy_http_conn_worker_requeue(fy_http_conn_t *c)
 {
-    return err == ECONNREFUSED || err == ENOENT || err == ECONNRESET || err == EPIPE;
+    c->up = NULL;
+    c->up_paused = false;
+    uv_timer_stop(&c->req_timer);
+    c->state = FY_CONN_QUEUED;
+    c->waiter.cb = on_waiter;
+    c->waiter.data = c;
+    int rc = fy_pool_requeue(c->srv->pool, &c->waiter);
+    if (rc < 0)
+        pool_failed(c, rc);
 }
 
-static void on_connect_retry(uv_timer_t *t) { connect_worker(t->data); }
-
-/* Connects to the checked-out worker (non-blocking socket + uv_pipe_open, because libuv 1.44
- * cannot connect to abstract names), then sends the block and the body. */
-static void connect_worker(fy_http_conn_t *c)
+void fy_http_conn_request_bytes(fy_http_conn_t *c, fy_worker_t *worker, const uint8_t **block,
+                                size_t *block_len, const fy_http_body_t **body)
 {
-    struct sockaddr_un sa;
-    const char *address = fy_worker_address(c->worker);
-    int sa_len = worker_sockaddr(address, &sa);
-    if (sa_len < 0) {
-        upstream_failed(c, "bad worker address");
+    (void)worker;
+    fy_reqblock_finish(&c->block, block, block_len);
+    *body = &c->req.body;
+}
+
+static void on_req_timeout(uv_timer_t *t)
+{
+    fy_http_conn_t *c = t->data;
+    char pid[16];
+    fy_log(FY_LOG_ERROR, "http", "pid=%s uri=%.*s: max request time (%u ms) passed",
+           upstream_pid_text(c, pid), URL_ARGS(c), c->srv->opts.max_request_time_ms);
+    up_detach(c, FY_DETACH_TIMED_OUT);
+    if (c->head_done) {
+        response_broken(c, "max request time passed");
         return;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        fy_log(FY_LOG_ERROR, "http", "socket: %s", strerror(errno));
-        detach_upstream(c, FY_WORKER_OK);
-        send_error(c, 503, "The server is out of file descriptors.", NULL, false);
-        return;
-    }
-    if (connect(fd, (struct sockaddr *)&sa, (socklen_t)sa_len) == -1) {
-        int err = errno;
-        close(fd);
-        if ((err == EAGAIN || err == EINPROGRESS) && c->connect_tries++ < FY_HTTP_CONNECT_RETRIES) {
-            uv_timer_start(&c->timer, on_connect_retry, FY_HTTP_CONNECT_RETRY_MS, 0);
-            return;
-        }
-        char why[160];
-        snprintf(why, sizeof why, "connect to %s: %s", address, strerror(err));
-        if (unreachable_errno(err))
-            worker_unreachable(c, why);
-        else
-            upstream_failed(c, why);
-        return;
-    }
-    fy_http_upstream_t *up = new_upstream(c, fd);
-    if (up == NULL) {
-        upstream_failed(c, "uv_pipe_open failed");
-        return;
-    }
-    c->up = up;
-    const uint8_t *block;
-    size_t block_len;
-    fy_reqblock_finish(&c->block, &block, &block_len);
-    uv_buf_t bufs[2];
-    unsigned n = 0;
-    bufs[n++] = uv_buf_init((char *)block, (unsigned)block_len);
-    const fy_http_body_t *body = &c->req.body;
-    if (fy_http_body_in_memory(body) && body->len > 0) {
-        bufs[n++] = uv_buf_init(body->mem, (unsigned)body->len);
-        up->body_off = body->len;
-    }
-    up->reading = true;
-    uv_read_start((uv_stream_t *)&up->pipe, on_upstream_alloc, on_upstream_read);
-    /* The fresh socket's buffer nearly always takes the whole block at once; only the rest, if
-     * any, goes through a queued write. */
-    int rc = uv_try_write((uv_stream_t *)&up->pipe, bufs, n);
-    if (rc < 0 && rc != UV_EAGAIN) {
-        /* The first write to a fresh connection failed: the worker was gone before it could
-         * read anything (a dead listener resets the connections in its backlog). */
-        char why[160];
-        snprintf(why, sizeof why, "write to the worker failed: %s", uv_strerror(rc));
-        if (unreachable_errno(-rc))
-            worker_unreachable(c, why);
-        else
-            upstream_failed(c, why);
-        return;
-    }
-    size_t done = rc > 0 ? (size_t)rc : 0;
-    unsigned first = 0;
-    while (first < n && done >= bufs[first].len)
-        done -= bufs[first++].len;
-    if (first == n) {
-        send_body_chunk(up);
-        return;
-    }
-    bufs[first].base += done;
-    bufs[first].len -= (unsigned)done;
-    up->write_req.data = up;
-    if (uv_write(&up->write_req, (uv_stream_t *)&up->pipe, bufs + first, n - first,
-                 on_upstream_write) < 0)
-        upstream_failed(c, "write to the worker failed");
+    send_error(c, 504, "The application did not answer within the maximum request time.", NULL,
+               false);
 }
 
 static void got_worker(fy_http_conn_t *c, fy_worker_t *worker)
 {
-    c->worker = worker;
     c->state = FY_CONN_UPSTREAM;
-    c->connect_tries = 0;
     c->checkout_ms = uv_now(c->srv->loop);
-    if (c->srv->opts.max_request_time_ms > 0)
-        uv_timer_start(&c->req_timer, on_req_timeout, c->srv->opts.max_request_time_ms, 0);
-    c->block_base_len = c->block.len;
+    c->block.len = c->block_base_len;
     if (fy_reqblock_add_str(&c->block, "FERRY_CONNECT_PASSWORD", fy_worker_secret(worker)) < 0) {
+        fy_pool_checkin(c->srv->pool, worker, FY_WORKER_NOT_STARTED);
         upstream_failed(c, "request block too large for the secret");
         return;
     }
-    connect_worker(c);
+    if (c->srv->opts.max_request_time_ms > 0)
+        uv_timer_start(&c->req_timer, on_req_timeout, c->srv->opts.max_request_time_ms, 0);
+    if (fy_worker_protocol(worker) == 2 && c->srv->opts.session_protocol >= 2)
+        fy_http_v2_start(c, worker);
+    else
+        fy_http_v1_start(c, worker);
 }
 
 /* Under overload nearly every request is refused: one warn line per second at most, carrying
@@ -852,16 +643,13 @@ static void log_queue_full(fy_http_conn_t *c)
     }
     if (srv->queue_full_unlogged > 0)
         fy_log(FY_LOG_WARN, "http", "uri=%.*s: request queue full: 503 (and %llu more since the "
-               "previous line)", (int)(c->req.url_len > 200 ? 200 : c->req.url_len),
-               fy_http_request_url(&c->req), (unsigned long long)srv->queue_full_unlogged);
+               "previous line)", URL_ARGS(c), (unsigned long long)srv->queue_full_unlogged);
     else
-        fy_log(FY_LOG_WARN, "http", "uri=%.*s: request queue full: 503",
-               (int)(c->req.url_len > 200 ? 200 : c->req.url_len), fy_http_request_url(&c->req));
+        fy_log(FY_LOG_WARN, "http", "uri=%.*s: request queue full: 503", URL_ARGS(c));
     srv->queue_full_logged = true;
     srv->queue_full_log_ms = now;
     srv->queue_full_unlogged = 0;
 }
-
 static void pool_failed(fy_http_conn_t *c, int status)
 {
     fy_http_server_t *srv = c->srv;
@@ -905,7 +693,7 @@ static void on_waiter(fy_pool_waiter_t *waiter, fy_worker_t *worker, int status)
     waiter->queued = 0;
     if (c->state != FY_CONN_QUEUED) {   /* cannot happen: cancel runs before any close */
         if (worker != NULL)
-            fy_pool_checkin(c->srv->pool, worker, FY_WORKER_OK);
+            fy_pool_checkin(c->srv->pool, worker, FY_WORKER_NOT_STARTED);
         return;
     }
     if (status == 0 && worker != NULL)
@@ -948,6 +736,7 @@ static void dispatch(fy_http_conn_t *c)
         send_error(c, 431, "The request headers are too large.", NULL, true);
         return;
     }
+    c->block_base_len = b->len;
     c->unreachable_tries = 0;
     request_worker(c);
 }
@@ -958,10 +747,10 @@ static void request_worker(fy_http_conn_t *c)
     c->state = FY_CONN_QUEUED;
     c->head_done = false;
     c->head_unsent = false;
-    c->worker_eof = false;
+    c->worker_done = false;
     c->response_done = false;
+    c->excess_logged = false;
     c->body_sent = 0;
-    c->resp.len = 0;
     c->fin_with_request = false;
     c->waiter.cb = on_waiter;
     c->waiter.data = c;
@@ -1118,15 +907,6 @@ static void update_client_reading(fy_http_conn_t *c)
     }
 }
 
-/* Reads the worker again after the client's write queue drained. */
-static void resume_upstream(fy_http_conn_t *c)
-{
-    if (c->up != NULL && c->state == FY_CONN_UPSTREAM && !c->up->reading && !c->up->paused) {
-        c->up->reading = true;
-        uv_read_start((uv_stream_t *)&c->up->pipe, on_upstream_alloc, on_upstream_read);
-    }
-}
-
 static void refuse(fy_http_conn_t *c)
 {
     const fy_http_request_t *req = &c->req;
@@ -1237,11 +1017,12 @@ static void finish_response(fy_http_conn_t *c)
                 !(c->read_eof && c->in_len == 0);
     fy_http_request_reset(&c->req);
     c->response_done = false;
+    c->worker_done = false;
     c->head_done = false;
     c->head_unsent = false;
     c->status = 0;
     c->out.len = 0;
-    c->resp.len = 0;
+    spool_reset(c);
     if (!keep) {
         keep_rest(c, NULL, 0);
         close_conn(c, !c->read_eof);
@@ -1299,6 +1080,7 @@ void fy_http_conn_accept(fy_http_listener_t *lst)
     c->req_timer.data = c;
     c->open_handles = 3;
     fy_http_request_init(&c->req, &srv->opts);
+    fy_http_body_init(&c->spool, 0, srv->opts.tmp_dir);
     /* link before anything can close it */
     c->next = srv->conns;
     if (srv->conns)

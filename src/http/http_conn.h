@@ -83,26 +83,80 @@ typedef enum fy_http_conn_state {
     FY_CONN_CLOSING,     /* handles closing; freed when all are closed */
 } fy_http_conn_state_t;
 
-/* The connection to the worker of one request. Attached to its client connection, or, once the
- * client went away (or the response was complete before the worker's EOF), "draining": read and
- * discarded until the worker closes, then the worker is checked in. Freed when both of its
- * handles are closed. */
+/* ---- the seam between the client side (conn.c) and the worker side -----------------------
+ *
+ * A request that has a worker holds an upstream: the worker side of its exchange, one of two
+ * kinds. v1 (upstream_v1.c) is a connection of its own to the worker, closed at the end of the
+ * response (docs/protocol.md §2, §3); v2 (session.c) is a stream on the worker's persistent
+ * session (docs/protocol.md §4). The upstream owns the worker's checkout: it checks the worker
+ * in when the worker is done with the request, which may be before the client has its whole
+ * response (the response is buffered by the client side) or after the client went away.
+ *
+ * The worker side tells the client side, in order: head (once), data (any number of times),
+ * then exactly one of end / failed / requeue / unreachable. After that, or after the client side
+ * detached it, it never calls the client side again. */
+typedef enum fy_http_detach {
+    FY_DETACH_CLIENT_GONE = 0,   /* the client left, or needs nothing more: end the request
+                                  * gently (v1: drain or close; v2: ABORT, wait for END) */
+    FY_DETACH_TIMED_OUT,         /* max request time: the worker is checked in TIMED_OUT now */
+    FY_DETACH_BROKEN,            /* cut at the shutdown deadline: checked in BROKEN now */
+} fy_http_detach_t;
+
 struct fy_http_upstream {
-    uv_pipe_t pipe;
-    uv_timer_t drain_timer;   /* max request time left while draining */
-    uv_write_t write_req;
-    fy_http_conn_t *conn;     /* NULL once detached: callbacks then only drain or clean up */
+    unsigned protocol;          /* 1 or 2 */
+    fy_http_conn_t *conn;       /* NULL once detached */
     fy_http_server_t *srv;
-    fy_worker_t *worker;      /* owned only while draining */
+    fy_worker_t *worker;        /* the checkout; NULL once checked in */
+    uint64_t checkout_ms;
+    bool draining;              /* detached and on srv->drains until the worker is done */
     fy_http_upstream_t *drain_prev, *drain_next;
-    int open_handles;
-    uint64_t body_off;        /* bytes of the request body sent */
-    bool reading;
-    bool paused;              /* not read while the client's write queue is full */
-    bool request_sent;        /* every byte of the request written; our write side shut */
-    bool draining;
-    char chunk[FY_HTTP_IO_SIZE];   /* last member: new_upstream zeroes only what precedes it */
 };
+
+/* Client side, called by the worker side (conn.c). */
+/* The worker's head is complete. Returns 0, or -EPROTO when it cannot be forwarded (the client
+ * got a 502, the caller checks the worker in BROKEN and calls nothing more). */
+int fy_http_conn_worker_head(fy_http_conn_t *c, const fy_resphead_t *head);
+/* Body bytes after the head. <w> is the write buffer that holds <data> (ownership passes) or
+ * NULL (the bytes are borrowed for the call). May pause the upstream (backpressure) or, when the
+ * client connection fails, detach it. */
+void fy_http_conn_worker_data(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *data, size_t len);
+/* The response is over: <complete> false means cut (the client connection is closed without
+ * presenting it as whole). The upstream has checked the worker in before this call. */
+void fy_http_conn_worker_end(fy_http_conn_t *c, bool complete, const char *why);
+/* The worker failed before its head: 502 (before the head) or a cut connection (after it). */
+void fy_http_conn_worker_failed(fy_http_conn_t *c, const char *why);
+/* The worker was never reached (v1: connect refused) or never started the request (v2:
+ * dispatched ahead to a worker that went away): the request goes to another worker. */
+void fy_http_conn_worker_unreachable(fy_http_conn_t *c, const char *why);
+void fy_http_conn_worker_requeue(fy_http_conn_t *c);
+/* The request's block as it goes to <worker> (its secret added), and its body. */
+void fy_http_conn_request_bytes(fy_http_conn_t *c, fy_worker_t *worker, const uint8_t **block,
+                                size_t *block_len, const fy_http_body_t **body);
+
+/* Worker side, called by the client side (dispatched on <up>->protocol in conn.c). */
+/* Starts the request of <c> on <worker> (checked out for it): sets c->up first, and may already
+ * call the client side back from inside (a worker that cannot be reached), which clears it.
+ * Returns c->up as it is on return. */
+fy_http_upstream_t *fy_http_v1_start(fy_http_conn_t *c, fy_worker_t *worker);
+fy_http_upstream_t *fy_http_v2_start(fy_http_conn_t *c, fy_worker_t *worker);
+void fy_http_v1_pause(fy_http_upstream_t *up, bool paused);
+void fy_http_v2_pause(fy_http_upstream_t *up, bool paused);
+/* The client side lets go of <up> (it calls nothing of <c> afterwards). */
+void fy_http_v1_detach(fy_http_upstream_t *up, fy_http_detach_t how);
+void fy_http_v2_detach(fy_http_upstream_t *up, fy_http_detach_t how);
+
+/* server.c: the list of detached upstreams whose worker is not done yet (graceful stop waits). */
+void fy_http_server_drain_add(fy_http_server_t *srv, fy_http_upstream_t *up);
+void fy_http_server_drain_remove(fy_http_server_t *srv, fy_http_upstream_t *up);
+
+/* upstream_v1.c: a non-blocking connect to "abstract:NAME" / "unix:PATH". Returns the fd, or
+ * -EAGAIN (the listen backlog is full: retry), -EINVAL (bad address) or another -errno. */
+int fy_http_worker_connect(const char *address);
+/* Whether a connect or first-write error means the worker was gone before it read anything. */
+bool fy_http_unreachable_errno(int err);
+
+/* session.c: the pool's hook when a worker with a session exits (fy_pool_set_worker_gone). */
+void fy_http_session_worker_gone(fy_worker_t *w, void *session, void *data);
 
 struct fy_http_conn {
     fy_http_server_t *srv;
@@ -132,18 +186,24 @@ struct fy_http_conn {
     fy_reqblock_builder_t block;
     fy_http_buf_t scratch;
     fy_http_buf_t out;        /* the response head we write */
-    fy_http_buf_t resp;       /* the worker's head bytes as they arrive */
 
     fy_pool_waiter_t waiter;
-    fy_worker_t *worker;
-    fy_http_upstream_t *up;
-    int connect_tries;
+    fy_http_upstream_t *up;   /* the worker side of the request, while it has one */
     int unreachable_tries;    /* workers that could not be reached for this request */
     size_t block_base_len;    /* c->block before the worker's secret was added */
     bool head_done;           /* the worker's head was parsed and forwarded */
     bool head_unsent;         /* ... but c->out still waits to go out with the first body bytes */
-    bool worker_eof;
+    bool worker_done;         /* the worker side ended the response (complete); what is left
+                               * is in the spool and the write queue */
     bool response_done;       /* nothing more will be queued for this response */
+    bool up_paused;           /* the worker side is paused: the spool is at its high-water */
+    bool excess_logged;       /* "more than its Content-Length" said once for this response */
+    /* The response buffer (docs/operations.md "Response buffering"): body bytes the client's
+     * write queue cannot take yet, in an unlinked temp file; <spool_off> is how much of it went
+     * out. Empty (no file) whenever it has been sent. */
+    fy_http_body_t spool;
+    uint64_t spool_off;
+    uint64_t spool_punched;   /* bytes at the start of the file already given back to the disk */
     fy_http_resp_plan_t plan;
     uint64_t body_sent;       /* response body bytes queued to the client */
     unsigned pending_writes;
@@ -164,8 +224,7 @@ struct fy_http_conn {
 void fy_http_conn_accept(fy_http_listener_t *lst);
 /* Closes <c> at once (server stop timeout). */
 void fy_http_conn_abort(fy_http_conn_t *c);
-/* Ends a draining worker connection at once and checks its worker in as broken (server stop
- * timeout). */
+/* Ends a draining upstream at once and checks its worker in as broken (server stop timeout). */
 void fy_http_upstream_abort(fy_http_upstream_t *up);
 /* Closes <c> when idle between requests; otherwise marks it to close after its response. */
 void fy_http_conn_stop(fy_http_conn_t *c);
@@ -177,8 +236,6 @@ fy_http_wbuf_t *fy_http_wbuf_get(fy_http_server_t *srv, fy_http_conn_t *c);
 fy_http_wbuf_t *fy_http_wbuf_get_small(fy_http_conn_t *c);
 void fy_http_wbuf_put(fy_http_server_t *srv, fy_http_wbuf_t *w);
 void fy_http_server_forget(fy_http_server_t *srv, fy_http_conn_t *c);
-/* A draining upstream has ended: maybe the stopped server is done now. */
-void fy_http_server_drain_done(fy_http_server_t *srv);
 
 /* accesslog.c: one line in the combined format plus the request time in seconds. */
 void fy_http_access_log(const fy_http_conn_t *c, uint64_t now_ms);

@@ -66,6 +66,8 @@ int fy_http_server_new(uv_loop_t *loop, fy_pool_t *pool, const fy_http_options_t
     srv->pool = pool;
     srv->opts = *opts;
     srv->shared_in = fy_xmalloc(FY_HTTP_IO_SIZE);
+    /* v2 sessions live as long as their workers: the pool says when one is gone */
+    fy_pool_set_worker_gone(pool, fy_http_session_worker_gone, srv);
     *out = srv;
     return 0;
 }
@@ -222,7 +224,28 @@ void fy_http_server_forget(fy_http_server_t *srv, fy_http_conn_t *c)
     maybe_done(srv);
 }
 
-void fy_http_server_drain_done(fy_http_server_t *srv) { maybe_done(srv); }
+void fy_http_server_drain_add(fy_http_server_t *srv, fy_http_upstream_t *up)
+{
+    up->drain_prev = NULL;
+    up->drain_next = srv->drains;
+    if (srv->drains)
+        srv->drains->drain_prev = up;
+    srv->drains = up;
+    srv->drain_count++;
+}
+
+void fy_http_server_drain_remove(fy_http_server_t *srv, fy_http_upstream_t *up)
+{
+    if (up->drain_prev)
+        up->drain_prev->drain_next = up->drain_next;
+    else
+        srv->drains = up->drain_next;
+    if (up->drain_next)
+        up->drain_next->drain_prev = up->drain_prev;
+    up->drain_prev = up->drain_next = NULL;
+    srv->drain_count--;
+    maybe_done(srv);
+}
 
 static void on_stop_timeout(uv_timer_t *t)
 {

@@ -48,7 +48,10 @@ struct fy_worker {
     fy_pool_t *pool;
     fy_proc_t *proc; /* NULL once its handles are closed */
     worker_state_t state;
-    bool checked_out; /* the front holds it: freed only after check-in */
+    unsigned checkouts; /* requests the front holds it for (more than one only with
+                         * dispatch-ahead); freed only after the last check-in */
+    unsigned protocol;  /* session protocol it speaks: 1 or 2 */
+    void *session;      /* the front's persistent connection to it (v2), or NULL */
     pid_t pid;
     char address[FY_ADDRESS_MAX];
     char secret[FY_SECRET_HEX_LEN + 1];
@@ -104,6 +107,9 @@ struct fy_pool {
     uint64_t restart_txt_next_check_ms;
 
     bool memory_read_warned; /* a worker's PSS could not be read once: said so, not again */
+
+    void (*worker_gone)(fy_worker_t *w, void *session, void *data);
+    void *worker_gone_data;
 
     fy_pool_stats_t stats;
 };
@@ -165,6 +171,40 @@ static fy_worker_t *pick_idle(fy_pool_t *pool)
             best = w;
     }
     return best;
+}
+
+/* With dispatch-ahead: the busy v2 worker of the current generation with the fewest requests
+ * that may take one more (docs/protocol.md §4.3), or NULL. Workers about to be retired, and those
+ * that would pass max requests with it, are not chosen. */
+static fy_worker_t *pick_ahead(fy_pool_t *pool)
+{
+    unsigned depth = pool->o.dispatch_ahead;
+    if (depth == 0)
+        return NULL;
+    fy_worker_t *best = NULL;
+    for (fy_worker_t *w = pool->workers; w; w = w->next) {
+        if (w->state != W_BUSY || w->protocol != 2 || w->checkouts > depth ||
+            w->retire_when_free || w->over_memory_limit || w->generation < pool->generation)
+            continue;
+        if (pool->o.max_requests && w->requests + w->checkouts >= pool->o.max_requests)
+            continue;
+        if (best == NULL || w->checkouts < best->checkouts)
+            best = w;
+    }
+    return best;
+}
+
+/* An idle worker, else one that may take a request ahead; marks it checked out once more. */
+static fy_worker_t *take_worker(fy_pool_t *pool)
+{
+    fy_worker_t *w = pick_idle(pool);
+    if (w == NULL)
+        w = pick_ahead(pool);
+    if (w != NULL) {
+        w->state = W_BUSY;
+        w->checkouts++;
+    }
+    return w;
 }
 
 static void worker_unlink(fy_pool_t *pool, fy_worker_t *w)
@@ -254,11 +294,9 @@ static void fail_all(fy_pool_t *pool, int status)
 static void dispatch(fy_pool_t *pool)
 {
     fy_worker_t *w;
-    while (pool->qhead && (w = pick_idle(pool)) != NULL) {
+    while (pool->qhead && (w = take_worker(pool)) != NULL) {
         fy_pool_waiter_t *wt = pool->qhead;
         queue_remove(pool, wt);
-        w->state = W_BUSY;
-        w->checked_out = true;
         wt->cb(wt, w, 0);
     }
 }
@@ -400,6 +438,7 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
     w->pid = fy_proc_pid(proc);
     snprintf(w->address, sizeof w->address, "%s", fy_proc_address(proc));
     snprintf(w->secret, sizeof w->secret, "%s", fy_proc_secret(proc));
+    w->protocol = fy_proc_protocol(proc);
     w->state = W_IDLE;
     w->idle_since_ms = w->ready_at_ms = now_ms(pool);
     w->memory_check_at_ms = w->ready_at_ms + memory_check_interval(pool);
@@ -409,8 +448,8 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
                pool->app_root, (int)w->pid, pool->err_id);
         pool->has_boot_error = false;
     }
-    fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d address=%s: worker ready", pool->app_root,
-           (int)w->pid, w->address);
+    fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d address=%s protocol=%u: worker ready",
+           pool->app_root, (int)w->pid, w->address, w->protocol);
     if (pool->shutting_down) {
         retire(w, SIGUSR1, shutdown_grace_left(pool), "shutdown");
     } else if (w->retire_when_free) {
@@ -419,6 +458,17 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
         retire_an_old_worker(pool, w);
     }
     kick(pool);
+}
+
+/* The worker is gone: the front closes its session (which checks in what it held). */
+static void drop_session(fy_pool_t *pool, fy_worker_t *w)
+{
+    void *session = w->session;
+    if (session == NULL)
+        return;
+    w->session = NULL;
+    if (pool->worker_gone)
+        pool->worker_gone(w, session, pool->worker_gone_data);
 }
 
 static void on_worker_exit(fy_proc_t *proc, int64_t exit_status, int term_signal, void *data)
@@ -454,6 +504,7 @@ static void on_worker_exit(fy_proc_t *proc, int64_t exit_status, int term_signal
                w->state == W_BUSY ? "during a request" : "while idle");
     }
     w->state = W_GONE;
+    drop_session(pool, w);
     fy_proc_close(proc);
     kick(pool);
 }
@@ -466,7 +517,8 @@ static void on_worker_closed(fy_proc_t *proc, void *data)
     fy_pool_t *pool = w->pool;
     (void)proc;
     w->proc = NULL;
-    if (!w->checked_out)
+    drop_session(pool, w);
+    if (w->checkouts == 0)
         worker_free(pool, w);
     maybe_close(pool);
 }
@@ -831,10 +883,8 @@ int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **wo
     if (in_boot_pause(pool) && live_count(pool) == 0)
         return -ENOEXEC;
     if (pool->queued == 0) {
-        fy_worker_t *w = pick_idle(pool);
+        fy_worker_t *w = take_worker(pool);
         if (w) {
-            w->state = W_BUSY;
-            w->checked_out = true;
             *worker = w;
             return 1;
         }
@@ -852,21 +902,76 @@ void fy_pool_cancel(fy_pool_t *pool, fy_pool_waiter_t *waiter)
         queue_remove(pool, waiter);
 }
 
+int fy_pool_requeue(fy_pool_t *pool, fy_pool_waiter_t *waiter)
+{
+    FY_ASSERT(waiter != NULL && waiter->cb != NULL && !waiter->queued);
+    if (pool->shutting_down)
+        return -ESHUTDOWN;
+    uint64_t queued_at = waiter->queued_at_ms;
+    queue_push(pool, waiter);
+    /* to the head, keeping its first queue time: it was next in line before it went out */
+    if (pool->qhead != waiter) {
+        queue_remove(pool, waiter);
+        waiter->next = pool->qhead;
+        waiter->prev = NULL;
+        pool->qhead->prev = waiter;
+        pool->qhead = waiter;
+        waiter->queued = 1;
+        pool->queued++;
+    }
+    if (queued_at != 0)
+        waiter->queued_at_ms = queued_at;
+    kick(pool);
+    return 0;
+}
+
+void fy_pool_set_worker_gone(fy_pool_t *pool,
+                             void (*cb)(fy_worker_t *w, void *session, void *data), void *data)
+{
+    pool->worker_gone = cb;
+    pool->worker_gone_data = data;
+}
+
+unsigned fy_worker_protocol(const fy_worker_t *w)
+{
+    return w->protocol;
+}
+
+void *fy_worker_session(const fy_worker_t *w)
+{
+    return w->session;
+}
+
+void fy_worker_set_session(fy_worker_t *w, void *session)
+{
+    w->session = session;
+}
+
 void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcome)
 {
-    FY_ASSERT(w->pool == pool && w->checked_out);
-    w->checked_out = false;
-    w->requests++;
-    pool->stats.requests_done++;
+    FY_ASSERT(w->pool == pool && w->checkouts > 0);
+    w->checkouts--;
+    if (outcome != FY_WORKER_NOT_STARTED) {
+        w->requests++;
+        pool->stats.requests_done++;
+    }
     kick(pool);
     if (w->proc == NULL) {
         /* It died while checked out and is already reaped. */
-        worker_free(pool, w);
-        maybe_close(pool);
+        if (w->checkouts == 0) {
+            worker_free(pool, w);
+            maybe_close(pool);
+        }
         return;
     }
     if (w->state != W_BUSY)
         return; /* exited or retiring already; its exit callback finishes the job */
+    if (outcome == FY_WORKER_EXITING) {
+        /* It said it exits after this request (v2 END with CLOSING): nothing to send; SIGKILL
+         * only if it has not gone within the grace. */
+        retire(w, 0, SOFT_STOP_GRACE_MS, "the worker stopped itself");
+        return;
+    }
     if (outcome == FY_WORKER_TIMED_OUT) {
         fy_log(FY_LOG_ERROR, "pool",
                "app=%s pid=%d: request passed max request time; SIGQUIT "
@@ -885,6 +990,8 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
         w->retire_lost_request = true;
         return;
     }
+    if (w->checkouts > 0)
+        return; /* requests dispatched ahead to it are still running */
     if (pool->shutting_down) {
         retire(w, SIGUSR1, shutdown_grace_left(pool), "shutdown");
         return;

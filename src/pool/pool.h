@@ -59,6 +59,8 @@ typedef enum fy_worker_outcome {
     FY_WORKER_OK = 0,        /* served the request; may serve the next */
     FY_WORKER_BROKEN,        /* connect failed, bad head, reset or EOF early: replaced */
     FY_WORKER_TIMED_OUT,     /* passed max request time: SIGQUIT (backtrace), then killed */
+    FY_WORKER_EXITING,       /* served it and said it exits now (v2 END with CLOSING) */
+    FY_WORKER_NOT_STARTED,   /* dispatched ahead, never started: not counted as a request */
 } fy_worker_outcome_t;
 
 /* The last boot failure of the app: what the 503 page shows. */
@@ -88,8 +90,27 @@ int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **wo
 /* Removes a queued <waiter> (its client went away); its cb will not run. No-op if not queued. */
 void fy_pool_cancel(fy_pool_t *pool, fy_pool_waiter_t *waiter);
 
-/* Returns a checked-out worker with the outcome of its request. */
+/* Puts <waiter> back at the head of the queue, with its first queue time, whatever the queue's
+ * size: its request was dispatched ahead to a worker that went away before starting it
+ * (docs/protocol.md §4.3). Several are put back last first, so that they keep their order. Its
+ * cb runs later as for fy_pool_checkout. Returns 0, or -ESHUTDOWN (nothing queued). */
+int fy_pool_requeue(fy_pool_t *pool, fy_pool_waiter_t *waiter);
+
+/* Returns a checked-out worker with the outcome of its request. With dispatch-ahead a worker is
+ * checked out once per request it was handed and stays busy until the last check-in; a BROKEN
+ * or TIMED_OUT outcome retires it at once. */
 void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *worker, fy_worker_outcome_t outcome);
+
+/* The front's persistent connection to a v2 worker (docs/protocol.md §4) lives as long as the
+ * worker: the pool keeps an opaque pointer to it and, when the worker exits, clears it and calls
+ * <cb> with it (the front then closes the connection and checks in whatever it still held).
+ * Set once, before the first checkout. */
+void fy_pool_set_worker_gone(fy_pool_t *pool,
+                             void (*cb)(fy_worker_t *w, void *session, void *data), void *data);
+void *fy_worker_session(const fy_worker_t *worker);
+void fy_worker_set_session(fy_worker_t *worker, void *session);
+/* 2 when the worker offered session protocol v2 in its ready message, else 1. */
+unsigned fy_worker_protocol(const fy_worker_t *worker);
 
 const char *fy_worker_address(const fy_worker_t *worker);   /* "abstract:NAME" or "unix:PATH" */
 const char *fy_worker_secret(const fy_worker_t *worker);    /* FERRY_CONNECT_PASSWORD */

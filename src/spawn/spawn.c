@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "ipc/handshake.h"
 #include "proto/msgchan.h"
 
 extern char **environ;
@@ -68,6 +69,7 @@ struct fy_proc {
     char *details;
     char address[FY_ADDRESS_MAX];
     char secret[FY_SECRET_HEX_LEN + 1];
+    unsigned protocol; /* 1, or 2 when the ready message offered session protocol v2 */
 
     const char *overdue_summary; /* static: why a worker that should have exited is killed */
     bool closing;
@@ -456,8 +458,10 @@ static void handle_message(fy_proc_t *p, fy_array_t *msg)
 {
     const char *name = msg->items[0];
     if (strcmp(name, "ready") == 0) {
-        if (msg->count != 4) {
-            handshake_failed(p, "malformed ready message: expected 4 items", NULL);
+        /* A fifth item "2" offers session protocol v2; items after it are for later versions
+         * (docs/protocol.md §4.1). */
+        if (msg->count < 4) {
+            handshake_failed(p, "malformed ready message: expected at least 4 items", NULL);
             return;
         }
         pid_t pid;
@@ -473,6 +477,10 @@ static void handle_message(fy_proc_t *p, fy_array_t *msg)
                    (int)p->pid, (int)pid);
         snprintf(p->address, sizeof p->address, "%s", msg->items[2]);
         snprintf(p->secret, sizeof p->secret, "%s", msg->items[3]);
+        p->protocol = msg->count >= 5 && strcmp(msg->items[4], "2") == 0 ? 2 : 1;
+        if (msg->count >= 5 && p->protocol == 1)
+            fy_log(FY_LOG_WARN, "spawn", "app=%s pid=%d: ready offers protocol \"%s\", which this "
+                   "ferry does not know; speaking v1", p->app_root, (int)p->pid, msg->items[4]);
         p->ready = true;
         p->ready_reported = true;
         uv_timer_stop(&p->start_timer);
@@ -546,8 +554,9 @@ static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static bool is_ours(const char *entry)
 {
     static const char *const names[] = {
-        "FERRY_APP_ROOT=",        "FERRY_APP_TYPE=",   "FERRY_ENV=",
-        "FERRY_OWNER_FD=",        "FERRY_CONTROL_FD=", "FERRY_INSTANCE_DIR=",
+        FY_HANDSHAKE_VAR_APP_ROOT "=",     FY_HANDSHAKE_VAR_APP_TYPE "=",
+        FY_HANDSHAKE_VAR_ENV "=",          FY_HANDSHAKE_VAR_OWNER_FD "=",
+        FY_HANDSHAKE_VAR_CONTROL_FD "=",   FY_HANDSHAKE_VAR_INSTANCE_DIR "=",
         "FERRY_CONNECT_PASSWORD="};
     for (size_t i = 0; i < FY_ARRAY_SIZE(names); i++) {
         if (strncmp(entry, names[i], strlen(names[i])) == 0)
@@ -568,14 +577,15 @@ static char **build_env(const fy_spawn_options_t *o)
         if (!is_ours(*e))
             env[k++] = fy_xstrdup(*e);
     }
-    env[k++] = fy_xasprintf("FERRY_APP_ROOT=%s", o->app_root);
+    env[k++] = fy_xasprintf(FY_HANDSHAKE_VAR_APP_ROOT "=%s", o->app_root);
     if (o->app_type)
-        env[k++] = fy_xasprintf("FERRY_APP_TYPE=%s", o->app_type);
-    env[k++] = fy_xasprintf("FERRY_ENV=%s", o->environment ? o->environment : "production");
-    env[k++] = fy_xstrdup("FERRY_OWNER_FD=3");
-    env[k++] = fy_xstrdup("FERRY_CONTROL_FD=4");
+        env[k++] = fy_xasprintf(FY_HANDSHAKE_VAR_APP_TYPE "=%s", o->app_type);
+    env[k++] = fy_xasprintf(FY_HANDSHAKE_VAR_ENV "=%s",
+                            o->environment ? o->environment : "production");
+    env[k++] = fy_xstrdup(FY_HANDSHAKE_VAR_OWNER_FD "=" FY_HANDSHAKE_OWNER_FD_TEXT);
+    env[k++] = fy_xstrdup(FY_HANDSHAKE_VAR_CONTROL_FD "=" FY_HANDSHAKE_CONTROL_FD_TEXT);
     if (o->instance_dir)
-        env[k++] = fy_xasprintf("FERRY_INSTANCE_DIR=%s", o->instance_dir);
+        env[k++] = fy_xasprintf(FY_HANDSHAKE_VAR_INSTANCE_DIR "=%s", o->instance_dir);
     env[k] = NULL;
     return env;
 }
@@ -668,16 +678,19 @@ int fy_proc_spawn(uv_loop_t *loop, const fy_spawn_options_t *opts, const fy_spaw
     args[na] = NULL;
     char **env = build_env(opts);
 
-    uv_stdio_container_t stdio[5];
+    /* The child's fd numbers are the indexes: 0-2, then the handshake's two. */
+    uv_stdio_container_t stdio[FY_HANDSHAKE_CONTROL_FD + 1];
+    _Static_assert(FY_HANDSHAKE_OWNER_FD == 3 && FY_HANDSHAKE_CONTROL_FD == 4,
+                   "stdio[] fills fds 0-4 in order");
     stdio[0].flags = UV_IGNORE; /* libuv gives the child /dev/null */
     stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[1].data.stream = (uv_stream_t *)&p->out.pipe;
     stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[2].data.stream = (uv_stream_t *)&p->err.pipe;
-    stdio[3].flags = UV_INHERIT_FD;
-    stdio[3].data.fd = owner[0];
-    stdio[4].flags = UV_INHERIT_FD;
-    stdio[4].data.fd = ctl[1];
+    stdio[FY_HANDSHAKE_OWNER_FD].flags = UV_INHERIT_FD;
+    stdio[FY_HANDSHAKE_OWNER_FD].data.fd = owner[0];
+    stdio[FY_HANDSHAKE_CONTROL_FD].flags = UV_INHERIT_FD;
+    stdio[FY_HANDSHAKE_CONTROL_FD].data.fd = ctl[1];
 
     uv_process_options_t po;
     memset(&po, 0, sizeof po);
@@ -686,7 +699,7 @@ int fy_proc_spawn(uv_loop_t *loop, const fy_spawn_options_t *opts, const fy_spaw
     po.args = args;
     po.env = env;
     po.stdio = stdio;
-    po.stdio_count = 5;
+    po.stdio_count = FY_HANDSHAKE_CONTROL_FD + 1;
     /* Its own session: a terminal's Ctrl-C reaches the core, which stops workers in order. */
     po.flags = UV_PROCESS_DETACHED;
     p->process.data = p;
@@ -723,6 +736,10 @@ const char *fy_proc_address(const fy_proc_t *p)
 const char *fy_proc_secret(const fy_proc_t *p)
 {
     return p->secret;
+}
+unsigned fy_proc_protocol(const fy_proc_t *p)
+{
+    return p->protocol ? p->protocol : 1;
 }
 const char *fy_proc_error_summary(const fy_proc_t *p)
 {

@@ -68,6 +68,9 @@ pid_t fy_proc_pid(const fy_proc_t *proc);
  * connect password. Empty strings until on_ready(0). */
 const char *fy_proc_address(const fy_proc_t *proc);
 const char *fy_proc_secret(const fy_proc_t *proc);
+/* The session protocol the worker offered: 2 when its ready message had the fifth item "2"
+ * (docs/protocol.md §4.1), else 1. Valid after on_ready(0). */
+unsigned fy_proc_protocol(const fy_proc_t *proc);
 /* Why the boot failed: one line, and the details (the worker's own details, else the tail of its
  * stderr; may be ""). Empty strings unless on_ready reported a failure. */
 const char *fy_proc_error_summary(const fy_proc_t *proc);

@@ -75,6 +75,12 @@ def main():
     elif case == "badsecret":
         send(array("ready", str(os.getpid()), "abstract:fake", "0123"))
         time.sleep(30)
+    elif case == "ready_v2":
+        send(array("ready", str(os.getpid()), "abstract:fake.%d" % os.getpid(), SECRET, "2"))
+        wait_owner()
+    elif case == "ready_v9":
+        send(array("ready", str(os.getpid()), "abstract:fake.%d" % os.getpid(), SECRET, "9", "x"))
+        wait_owner()
     elif case == "shortready":
         send(array("ready", str(os.getpid()), "abstract:fake"))
         time.sleep(30)

@@ -27,6 +27,7 @@ typedef struct ctx {
     char details[4096];
     char address[FY_ADDRESS_MAX];
     char secret[64];
+    unsigned protocol;
     uvtest_fds_t fds_before; /* open fds before the spawn, to catch leaked pipe ends */
     bool fds_unchecked;      /* the test itself holds fds open on purpose */
 } ctx_t;
@@ -41,6 +42,7 @@ static void on_ready(fy_proc_t *p, int status, void *data)
     snprintf(c->details, sizeof c->details, "%s", fy_proc_error_details(p));
     snprintf(c->address, sizeof c->address, "%s", fy_proc_address(p));
     snprintf(c->secret, sizeof c->secret, "%s", fy_proc_secret(p));
+    c->protocol = status == 0 ? fy_proc_protocol(p) : 0;
 }
 
 static void on_exit_cb(fy_proc_t *p, int64_t exit_status, int term_signal, void *data)
@@ -144,6 +146,36 @@ Test(spawn, reports_ready_with_address_and_secret)
     cr_assert(!c.proc_exited_at_ready);
     finish(&c);
     cr_assert_eq(c.exit_calls, 0, "on_exit must not run after fy_proc_close");
+}
+
+Test(spawn, a_four_item_ready_is_a_v1_worker)
+{
+    ctx_t c;
+    spawn_fake(&c, "ready", 5000);
+    cr_assert_eq(c.ready_status, 0);
+    cr_assert_eq(c.protocol, 1);
+    finish(&c);
+}
+
+Test(spawn, a_fifth_ready_item_2_offers_session_protocol_v2)
+{
+    ctx_t c;
+    spawn_fake(&c, "ready_v2", 5000);
+    cr_assert_eq(c.ready_status, 0);
+    cr_assert_eq(c.protocol, 2);
+    cr_assert_str_eq(c.secret, "0123456789abcdef0123456789abcdef");
+    finish(&c);
+}
+
+Test(spawn, an_unknown_fifth_ready_item_falls_back_to_v1_with_a_warning)
+{
+    ctx_t c;
+    spawn_fake(&c, "ready_v9", 5000);
+    cr_assert_eq(c.ready_status, 0);
+    cr_assert_eq(c.protocol, 1);
+    cr_assert(strstr(uvtest_log_text(), "ready offers protocol \"9\"") != NULL, "%s",
+              uvtest_log_text());
+    finish(&c);
 }
 
 Test(spawn, logs_stdout_and_stderr_lines_with_app_and_pid)
@@ -352,7 +384,7 @@ Test(spawn, refuses_a_short_secret)
 
 Test(spawn, refuses_a_ready_message_with_three_items)
 {
-    expect_handshake_error("shortready", "malformed ready message: expected 4 items");
+    expect_handshake_error("shortready", "malformed ready message: expected at least 4 items");
 }
 
 Test(spawn, refuses_an_unknown_message)
