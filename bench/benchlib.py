@@ -358,3 +358,118 @@ def merge_notes(per_rep):
         else:
             out.append("rep %s: %s" % (", ".join(str(r) for r in seen[n]), n))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Session protocol v2 rows (bench/v2rows.py)
+
+def parse_mixed(text):
+    """The lines bench/mixed.lua's done() prints after wrk's own output:
+        mixed fast count=N p50_us=X p90_us=X p99_us=X max_us=X
+        mixed slow count=N ...
+        mixed unmatched=N duration_us=D
+    Returns {'fast': {count, p50_ms, p90_ms, p99_ms, max_ms, rps}, 'slow': {...},
+    'unmatched': int, 'duration_s': float}; a percentile printed as 'nan' (no response on that
+    path) is None, and so is rps without a duration. Raises WrkParseError when a line is
+    missing."""
+    out = {}
+    for path in ("fast", "slow"):
+        m = re.search(r"^mixed %s count=(\d+) p50_us=(\S+) p90_us=(\S+) p99_us=(\S+) "
+                      r"max_us=(\d+)\s*$" % path, text, re.M)
+        if not m:
+            raise WrkParseError("no `mixed %s` line (bench/mixed.lua's done())" % path)
+
+        def ms(v):
+            return None if v == "nan" else float(v) / 1000.0
+        out[path] = {"count": int(m.group(1)), "p50_ms": ms(m.group(2)),
+                     "p90_ms": ms(m.group(3)), "p99_ms": ms(m.group(4)),
+                     "max_ms": float(m.group(5)) / 1000.0}
+    m = re.search(r"^mixed unmatched=(\d+) duration_us=(\d+)\s*$", text, re.M)
+    if not m:
+        raise WrkParseError("no `mixed unmatched=` line (bench/mixed.lua's done())")
+    out["unmatched"] = int(m.group(1))
+    out["duration_s"] = int(m.group(2)) / 1e6
+    for path in ("fast", "slow"):
+        out[path]["rps"] = (out[path]["count"] / out["duration_s"]
+                            if out["duration_s"] > 0 else None)
+    return out
+
+
+def parse_proc_stat_ticks(text):
+    """(utime, stime) in clock ticks from the text of /proc/PID/stat (fields 14 and 15; the
+    command name in parentheses may hold spaces). Raises ValueError on anything else."""
+    if ")" not in text:
+        raise ValueError("not /proc/PID/stat: %r" % text[:60])
+    rest = text.rsplit(")", 1)[1].split()
+    # rest[0] is field 3 (state), so field N is rest[N - 3].
+    if len(rest) < 13:
+        raise ValueError("/proc/PID/stat too short")
+    return int(rest[11]), int(rest[12])
+
+
+def per_request_us(ticks, clk_tck, requests):
+    """CPU microseconds per request from a delta of <ticks> (clock ticks, <clk_tck> a second)
+    over <requests>; None when either is missing or requests is not > 0."""
+    if ticks is None or not requests or requests <= 0 or not clk_tck:
+        return None
+    return ticks * 1e6 / clk_tck / requests
+
+
+def parse_perf_stat_count(text, event="raw_syscalls:sys_enter"):
+    """The count of <event> in `perf stat -x,` output (CSV on stderr: value,unit,event,...),
+    summed over the lines naming it; None when perf printed `<not counted>`/`<not supported>`
+    or no such line."""
+    total = None
+    for line in text.splitlines():
+        parts = line.split(",")
+        if len(parts) >= 3 and parts[2].strip() == event:
+            v = parts[0].strip()
+            if not v.isdigit():
+                return None
+            total = (total or 0) + int(v)
+    return total
+
+
+def parse_strace_summary(text, successful=False):
+    """{syscall: calls} from the table `strace -c` writes (its -o file): the rows between the
+    dashed lines, without the `total` row; with <successful>, calls minus the errors column
+    (an accept4 that found nothing waiting fails with EAGAIN). Lines it does not understand
+    are skipped."""
+    calls = {}
+    for line in text.splitlines():
+        parts = line.split()
+        # % time, seconds, usecs/call, calls, [errors], syscall
+        if len(parts) < 5 or parts[-1] == "total" or line.startswith("%") or "----" in line:
+            continue
+        try:
+            float(parts[0])
+            n = int(parts[3])
+            errors = int(parts[4]) if len(parts) >= 6 else 0
+        except ValueError:
+            continue
+        if successful:
+            n -= errors
+        calls[parts[-1]] = calls.get(parts[-1], 0) + n
+    return calls
+
+
+def top_per_request(calls, requests, n=6):
+    """'read 1.00, writev 1.00, epoll_wait 0.52' — the <n> most frequent system calls of
+    <calls> ({name: count}) per request, or '—' when nothing was counted."""
+    if not calls or not requests or requests <= 0:
+        return "—"
+    top = sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return ", ".join("%s %.2f" % (k, v / requests) for k, v in top)
+
+
+def protocol_in_effect(accepts):
+    """What the workers' successful accepts per request say about the core ⇄ worker protocol
+    actually used: ≥ 0.5 is v1 (a connection per request), ≤ 0.05 a persistent session (v2),
+    in between mixed; None when not counted."""
+    if accepts is None:
+        return None
+    if accepts >= 0.5:
+        return "v1 (%.2f accepts/request)" % accepts
+    if accepts <= 0.05:
+        return "persistent, v2 (%.2f accepts/request)" % accepts
+    return "mixed (%.2f accepts/request)" % accepts

@@ -7,7 +7,9 @@ measured once per repetition. Writes bench/results/<date>-<host>[-quick].md with
 ratios, targets and PNG charts next to it, plus the raw figures as .json.
 
 Usage: bench/run.py [--quick] [--reps N] [--duration S] [--only NAME,...] [--ferry-bin PATH]
-See docs/performance.md for what is measured and how.
+                    [--v2 SECTIONS] [--v2-only]
+See docs/performance.md for what is measured and how; the session-protocol (v2) rows are in
+bench/v2rows.py.
 """
 
 import argparse
@@ -15,6 +17,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -30,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 import procs  # noqa: E402
 import servers  # noqa: E402
+import v2rows  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
@@ -50,11 +54,11 @@ def loadavg():
         return (None, None, None)
 
 
-def sh(argv, timeout, cwd=None):
+def sh(argv, timeout, cwd=None, env=None):
     """Runs <argv>; returns (exit code, stdout+stderr). A timeout is exit code -1."""
     try:
         p = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+                           timeout=timeout, stdin=subprocess.DEVNULL, env=env)
         return p.returncode, p.stdout.decode("utf-8", "replace")
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode("utf-8", "replace") if e.stdout else ""
@@ -89,6 +93,16 @@ def build_ferry(args, ctx):
     ctx["ferry_bin"] = os.path.join(bdir, "ferry")
     ctx["ferry_build"] = "meson setup build-release --buildtype=release -Dtests=false; " \
                          "ninja -C build-release"
+
+
+def read_ferry_options(ctx):
+    """Fills ctx['ferry_options'] with the option names `ferry start --help` lists, so rows that
+    need an option this ferry does not have yet are skipped instead of failing to start."""
+    ctx["ferry_options"] = set()
+    if not ctx.get("ferry_bin"):
+        return
+    rc, out = sh([ctx["ferry_bin"], "start", "--help"], 30)
+    ctx["ferry_options"] = set(re.findall(r"^\s+--([a-z0-9][a-z0-9-]*)", out, re.M))
 
 
 def last_line(text, n=1):
@@ -135,12 +149,15 @@ class Runner:
         self.leftovers = []
 
     def wrk(self, port, path, conns, duration, extra=(), timeout="2s", note=None,
-            allow_zero=False):
+            allow_zero=False, threads=2, script_args=()):
         """Runs wrk; returns (parsed figures, None) or (None, reason). A run where more than 1 %
         of responses were not 2xx/3xx is refused; so is one with no response at all, unless
-        <allow_zero> (a server starved by slow clients legitimately serves nothing)."""
-        argv = ["wrk", "-t2", "-c%d" % conns, "-d%ds" % duration, "--latency",
-                "--timeout", timeout] + list(extra) + ["http://127.0.0.1:%d%s" % (port, path)]
+        <allow_zero> (a server starved by slow clients legitimately serves nothing). The parsed
+        figures carry wrk's whole output as 'output' (what a Lua script's done() printed);
+        <script_args> go after the URL, behind `--`, to the script's init()."""
+        argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency",
+                "--timeout", timeout] + list(extra) + ["http://127.0.0.1:%d%s" % (port, path)] + (
+                    ["--"] + list(script_args) if script_args else [])
         if note and note not in [c[0] for c in self.commands]:
             cmd = " ".join(shlex.quote(a) for a in argv).replace(ROOT + "/", "")
             self.commands.append((note, cmd.replace("127.0.0.1:%d" % port, "127.0.0.1:$PORT")))
@@ -149,6 +166,7 @@ class Runner:
             res = benchlib.parse_wrk(out)
         except benchlib.WrkParseError as e:
             return None, "wrk: %s (%s)" % (e, last_line(out))
+        res["output"] = out
         bad = res["non_2xx"]
         if res["requests"] == 0 and not allow_zero:
             return None, "wrk: no response in %d s (%s)" % (duration, res["errors"])
@@ -557,9 +575,11 @@ def environment(ctx, args):
 
 
 def write_report(path, args, env, rows, targets, ratio_rows, chart_files, commands, leftovers,
-                 profile_md, started, finished, loads):
+                 profile_md, started, finished, loads, v2_md=""):
     L = []
     mode = "QUICK (a subset, 1 repetition, short runs)" if args.quick else "full"
+    if args.v2_only:
+        mode += ", only the session-protocol v2 rows (--v2-only)"
     L.append("# ferry bench — %s, %s\n" % (started.strftime("%Y-%m-%d %H:%M UTC"), env["host"]))
     L.append("Mode: **%s**. Repetitions per server: %d (each figure is the median; each "
              "repetition is a full start → measure → stop cycle). Durations: %d s per hello "
@@ -648,6 +668,9 @@ def write_report(path, args, env, rows, targets, ratio_rows, chart_files, comman
         L.append("No ratio: no ferry row and peer of the same interface both ran.")
     L.append("")
 
+    if v2_md:
+        L.append(v2_md)
+
     L.append("## Charts\n")
     if isinstance(chart_files, str):
         L.append(chart_files + "\n")
@@ -692,7 +715,21 @@ def main():
     ap.add_argument("--ferry-bin", help="use this ferry binary instead of building build-release")
     ap.add_argument("--out", default=os.path.join(BENCH, "results"))
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--v2", metavar="SECTIONS",
+                    help="session-protocol rows to run: all (default, unless --only is given), "
+                         "none, or a comma list of %s" % ",".join(v2rows.SECTIONS))
+    ap.add_argument("--v2-only", action="store_true",
+                    help="only the session-protocol rows: the hello rows %s and the --v2 "
+                         "sections; no profile; the report is named ...-v2.md" % ",".join(
+                             v2rows.HELLO_ROWS))
     args = ap.parse_args()
+    try:
+        args.v2_sections = v2rows.parse_sections(
+            args.v2 if args.v2 is not None else ("none" if args.only else "all"))
+    except ValueError as e:
+        ap.error(str(e))
+    if args.v2_only and args.only:
+        ap.error("--v2-only picks its own rows; do not combine it with --only")
     args.reps = args.reps or (1 if args.quick else 3)
     args.duration = args.duration or (2 if args.quick else 5)
     args.big_duration = args.big_duration or (1 if args.quick else 3)
@@ -705,7 +742,8 @@ def main():
 
     started = datetime.datetime.now(datetime.timezone.utc)
     host = socket.gethostname().split(".")[0]
-    stamp = "%s-%s%s" % (started.strftime("%Y-%m-%d"), host, "-quick" if args.quick else "")
+    stamp = "%s-%s%s%s" % (started.strftime("%Y-%m-%d"), host, "-quick" if args.quick else "",
+                           "-v2" if args.v2_only else "")
     os.makedirs(args.out, exist_ok=True)
     args.workdir = tempfile.mkdtemp(prefix="ferry-bench-work-")
     try:
@@ -721,11 +759,15 @@ def run(args, ap, started, stamp):
     build_ferry(args, ctx)
     if ctx.get("ferry_reason"):
         log("ferry rows will be skipped: " + ctx["ferry_reason"])
+    read_ferry_options(ctx)
     build_apps(ctx, os.path.join(ROOT, "build-release", "bench-apps") if not args.ferry_bin
                else os.path.join(args.workdir, "apps"))
 
     all_specs = servers.specs(ctx)
-    if args.only:
+    if args.v2_only:
+        chosen = [s for s in all_specs if s.name in v2rows.HELLO_ROWS
+                  and "hello" in args.v2_sections]
+    elif args.only:
         wanted = args.only.split(",")
         unknown = [w for w in wanted if w not in [s.name for s in all_specs]]
         if unknown:
@@ -745,17 +787,23 @@ def run(args, ap, started, stamp):
             log("  %s: %s" % (spec.name, row["status"]))
         rows.append(row)
 
+    v2 = v2rows.V2(runner, ctx, args, {"sh": sh, "log": log, "loadavg": loadavg,
+                                       "last_line": last_line, "read_text": read_text},
+                   args.v2_sections).run()
+    v2_md = v2rows.report_md(v2, rows)
+
     targets = benchlib.evaluate_targets(rows)
     metrics = ["rps_ka", "rps_close", "p99_ka_ms", "peak_rss_mib", "mib_down_s", "mib_up_s"]
     ratio_rows = benchlib.ferry_vs_peers(rows, metrics)
     profile_md = "Every ferry target measured here was met; no profile taken.\n"
     unmet = [t for t in targets if t["met"] is not True]
-    if unmet and not args.no_profile:
+    if unmet and not args.no_profile and not args.v2_only:
         log("profiling the ferry core (a target is not met) ...")
         profile_md = profile_ferry(runner, ctx, {s.name: s for s in all_specs}, rows, args.out,
                                    stamp)
     elif unmet:
-        profile_md = "Profiling skipped (--no-profile).\n"
+        profile_md = "Profiling skipped (%s).\n" % ("--v2-only" if args.v2_only
+                                                      else "--no-profile")
 
     finished = datetime.datetime.now(datetime.timezone.utc)
     loads = [v for r in rows for rep in r.get("per_rep", []) for k, v in rep.items()
@@ -768,10 +816,11 @@ def run(args, ap, started, stamp):
     md = os.path.join(args.out, stamp + ".md")
     write_report(md, args, env, rows, targets, ratio_rows, chart_files,
                  {"list": runner.commands, "_ports": runner.used_ports}, runner.leftovers,
-                 profile_md, started, finished, loads)
+                 profile_md, started, finished, loads, v2_md)
     with open(os.path.join(args.out, stamp + ".json"), "w") as f:
         json.dump({"args": {k: v for k, v in vars(args).items()}, "environment": env,
-                   "rows": rows, "targets": targets, "leftovers": runner.leftovers}, f,
+                   "rows": rows, "v2": v2, "targets": targets,
+                   "leftovers": runner.leftovers}, f,
                   indent=1, default=str)
     log("report: %s" % os.path.relpath(md, ROOT))
     for t in targets:

@@ -70,7 +70,7 @@ class Spec:
     start_timeout_s: launch -> first 200 limit."""
 
     def __init__(self, name, interface, config, needs, prepare, routes=("hello", "1m", "echo"),
-                 start_timeout_s=30.0, quick=False):
+                 start_timeout_s=30.0, quick=False, requires=None):
         self.name = name
         self.interface = interface
         self.config = config
@@ -79,9 +79,15 @@ class Spec:
         self.routes = routes
         self.start_timeout_s = start_timeout_s
         self.quick = quick
+        self.requires = requires  # callable: a reason it cannot run (a ferry option), or None
 
     def missing(self):
-        """A reason this spec cannot run here (missing executable/package), or None."""
+        """A reason this spec cannot run here (missing executable/package, or an option this
+        ferry does not have), or None."""
+        if self.requires:
+            why = self.requires()
+            if why:
+                return why
         for exe, pkg in self.needs:
             if os.path.isabs(exe):
                 if not os.path.exists(exe):
@@ -91,39 +97,69 @@ class Spec:
         return None
 
 
+def option_missing(ctx, option):
+    """Why this ferry cannot take --<option> (it is not in `ferry start --help`), or None.
+    ctx['ferry_options'] is the set of option names run.py read from that help; without a ferry
+    binary the reason is that one."""
+    if not ctx.get("ferry_bin"):
+        return ctx.get("ferry_reason") or "ferry not built"
+    if option not in ctx.get("ferry_options", ()):
+        return "this ferry has no --%s option yet" % option
+    return None
+
+
+def ferry_command(ctx, app_dir, port, tmp, workers, extra=()):
+    """(argv, env, cwd) of `ferry start APP_DIR` on 127.0.0.1:<port> with <workers> workers,
+    all started at boot, and the <extra> flags; TMPDIR=<tmp> (where `ferry status` finds it)."""
+    if not ctx.get("ferry_bin"):
+        raise RuntimeError(ctx.get("ferry_reason") or "ferry not built")
+    if not app_dir:
+        raise RuntimeError(ctx.get("ferry_c_reason") or "app not built")
+    e = dict(os.environ)
+    e["TMPDIR"] = tmp
+    return [ctx["ferry_bin"], "start", app_dir, "--address", "127.0.0.1",
+            "--port", str(port), "--environment", "production",
+            "--max-pool-size", str(workers), "--min-instances", str(workers)] + list(extra), e, tmp
+
+
+def nginx_fcgi_command(ctx, port, tmp, fcgi_workers):
+    """(argv, env, cwd) of nginx (2 workers) in front of <fcgi_workers> processes of the libfcgi
+    app (spawn-fcgi -F N on a Unix socket in <tmp>)."""
+    if not ctx.get("fcgi_app"):
+        raise RuntimeError(ctx.get("fcgi_reason") or "FastCGI app not built")
+    conf = _nginx_conf(tmp, port, FASTCGI)
+    sock = os.path.join(tmp, "fcgi.sock")
+    script = ('spawn-fcgi -s "$1" -M 0600 -F %d -- "$2" >/dev/null && '
+              'exec nginx -p "$3" -c "$4" -e "$3/error.log"' % fcgi_workers)
+    return ["sh", "-c", script, "sh", sock, ctx["fcgi_app"], tmp, conf], dict(os.environ), tmp
+
+
+NGINX_NEEDS = [("nginx", "nginx-light"), ("spawn-fcgi", "spawn-fcgi")]
+
+
 def specs(ctx):
-    """All server specs, in report order. <ctx> holds: ferry_bin, ferry_c_app (dir holding
-    app.so or None), fcgi_app (path of the built FastCGI binary or None), and the reasons they
-    are missing (ferry_reason, ferry_c_reason, fcgi_reason)."""
+    """All server specs, in report order. <ctx> holds: ferry_bin, ferry_options (the option
+    names of `ferry start --help`), ferry_c_app (dir holding app.so or None), fcgi_app (path of
+    the built FastCGI binary or None), and the reasons they are missing (ferry_reason,
+    ferry_c_reason, fcgi_reason)."""
     wsgi_dir = os.path.join(APPS, "wsgi")
     rack_dir = os.path.join(APPS, "rack")
     env = dict(os.environ)
+    v2_flag = () if option_missing(ctx, "session-protocol") else ("--session-protocol", "2")
 
     def nginx_return(port, tmp):
         conf = _nginx_conf(tmp, port, RETURN_200)
         return ["nginx", "-p", tmp, "-c", conf, "-e", os.path.join(tmp, "error.log")], env, tmp
 
     def nginx_fcgi(port, tmp):
-        if not ctx.get("fcgi_app"):
-            raise RuntimeError(ctx.get("fcgi_reason") or "FastCGI app not built")
-        conf = _nginx_conf(tmp, port, FASTCGI)
-        sock = os.path.join(tmp, "fcgi.sock")
-        script = ('spawn-fcgi -s "$1" -M 0600 -F %d -- "$2" >/dev/null && '
-                  'exec nginx -p "$3" -c "$4" -e "$3/error.log"' % WORKERS)
-        return ["sh", "-c", script, "sh", sock, ctx["fcgi_app"], tmp, conf], env, tmp
+        return nginx_fcgi_command(ctx, port, tmp, WORKERS)
 
-    def ferry(app_dir_key, fixed_dir=None):
+    def ferry(app_dir_key, fixed_dir=None, extra=()):
         def prepare(port, tmp):
-            if not ctx.get("ferry_bin"):
-                raise RuntimeError(ctx.get("ferry_reason") or "ferry not built")
             app_dir = fixed_dir or ctx.get(app_dir_key)
-            if not app_dir:
+            if not app_dir and ctx.get("ferry_bin"):
                 raise RuntimeError(ctx.get("ferry_c_reason") or "app not built")
-            e = dict(env)
-            e["TMPDIR"] = tmp
-            return [ctx["ferry_bin"], "start", app_dir, "--address", "127.0.0.1",
-                    "--port", str(port), "--environment", "production",
-                    "--max-pool-size", str(WORKERS), "--min-instances", str(WORKERS)], e, tmp
+            return ferry_command(ctx, app_dir, port, tmp, WORKERS, extra)
         return prepare
 
     def gunicorn(port, tmp):
@@ -178,8 +214,13 @@ def specs(ctx):
         Spec("nginx-fastcgi-c", "c", "nginx 2 workers + libfcgi C app, 2 processes "
              "(spawn-fcgi -F 2, Unix socket)",
              [("nginx", "nginx-light"), ("spawn-fcgi", "spawn-fcgi")], nginx_fcgi),
-        Spec("ferry-c", "c", "ferry start, C SDK app.so, --max-pool-size 2 --min-instances 2",
-             [], ferry("ferry_c_app"), quick=True),
+        Spec("ferry-c", "c", "ferry start, C SDK app.so, --max-pool-size 2 --min-instances 2" + (
+             ", --session-protocol 2" if v2_flag else " (this ferry has no --session-protocol)"),
+             [], ferry("ferry_c_app", extra=v2_flag), quick=True),
+        Spec("ferry-c-v1", "c", "ferry start, C SDK app.so, --max-pool-size 2 --min-instances 2, "
+             "--session-protocol 1 (a connection per request)", [],
+             ferry("ferry_c_app", extra=("--session-protocol", "1")), quick=True,
+             requires=lambda: option_missing(ctx, "session-protocol")),
         Spec("ferry-wsgi", "wsgi", "ferry start, WSGI app, --max-pool-size 2 --min-instances 2",
              [], ferry(None, wsgi_dir), quick=True),
         Spec("ferry-rack", "rack", "ferry start, Rack app, --max-pool-size 2 --min-instances 2",

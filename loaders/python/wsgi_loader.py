@@ -35,11 +35,11 @@ LISTEN_BACKLOG = 50
 # A client (the core) sends the whole block at once; a connection that dawdles longer is not
 # the core and must not hold the worker. Body reads may wait longer (the core buffers bodies).
 HEADER_TIMEOUT_S = 5.0
-_HEADER_TIMEVAL = struct.pack("@ll", int(HEADER_TIMEOUT_S), 0)   # struct timeval for SO_RCVTIMEO
 BODY_TIMEOUT_S = 60.0
 # After the response, unread body bytes are drained so that the core sees a clean EOF rather
-# than ECONNRESET; this bounds the time spent on it.
-DRAIN_TIMEOUT_S = 5.0
+# than ECONNRESET; this bounds the time spent on it. These timeouts are the same in every loader
+# (docs/protocol.md §6, "Shared constants").
+DRAIN_TIMEOUT_S = 2.0
 IO_CHUNK = 65536
 # The first read of a connection: the size prefix, the request block and usually the whole body
 # of a small request in one recv.
@@ -482,6 +482,12 @@ def call_close(result):
 # ---------------------------------------------------------------------------------------------
 # The worker.
 
+def _timeval(seconds):
+    """<seconds> as the struct timeval of SO_RCVTIMEO, at least 1 µs (0 would mean no limit)."""
+    usec = max(1, int(seconds * 1000000))
+    return struct.pack("@ll", usec // 1000000, usec % 1000000)
+
+
 class RequestRefused(Exception):
     """A connection refused before the app saw it (malformed, wrong password, too slow)."""
 
@@ -514,11 +520,16 @@ class Worker:
             except OSError as exc:
                 raise RequestRefused("reading the %s failed: %s" % (what, exc)) from None
 
-    def _recv_exact(self, conn, size, what, already=0):
-        """Receives exactly <size> more bytes of the <what>, of which <already> came before."""
+    def _recv_exact(self, conn, size, what, deadline, already=0):
+        """Receives exactly <size> more bytes of the <what>, of which <already> came before,
+        by <deadline> (monotonic)."""
         chunks = []
         got = 0
         while got < size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RequestRefused("timed out reading the %s" % what)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
             data = self._recv_once(conn, min(size - got, 1 << 20), what)
             if not data:
                 raise RequestRefused("connection closed inside the %s (%d of %d bytes)"
@@ -534,20 +545,23 @@ class Worker:
         (name, value) str pairs without the password, and the body bytes that arrived with the
         block. Raises RequestRefused (logged by the caller, no reply)."""
         # A receive timeout on the blocking socket bounds each read without the poll() that
-        # settimeout() would add before every recv.
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _HEADER_TIMEVAL)
+        # settimeout() would add before every recv; a block that comes in pieces gets what is
+        # left of HEADER_TIMEOUT_S for each further read, so the whole block is bounded.
+        deadline = time.monotonic() + HEADER_TIMEOUT_S
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(HEADER_TIMEOUT_S))
         # One recv takes the size, the block and often the whole body (one syscall, not two).
         first = self._recv_once(conn, FIRST_READ, "header size")
         if not first:
             raise RequestRefused("connection closed before a request")
         if len(first) < 4:
-            first += self._recv_exact(conn, 4 - len(first), "header size", already=len(first))
+            first += self._recv_exact(conn, 4 - len(first), "header size", deadline,
+                                      already=len(first))
         (size,) = struct.unpack(">I", first[:4])
         if size > REQUEST_BLOCK_MAX:
             raise RequestRefused("header block of %d bytes passes %d" % (size, REQUEST_BLOCK_MAX))
         block = first[4:4 + size]
         if len(block) < size:
-            block += self._recv_exact(conn, size - len(block), "header block",
+            block += self._recv_exact(conn, size - len(block), "header block", deadline,
                                       already=len(block))
         rest = first[4 + size:]
         try:

@@ -43,9 +43,7 @@ module FerryLoader
         Log.error('the control channel fd is not open; cannot report', step: 'open_control_channel')
         return 1
       end
-      header_timeout, body_timeout = read_timeouts
-      handler = RequestHandler.new(development: development?, header_timeout: header_timeout,
-                                   body_timeout: body_timeout)
+      handler = RequestHandler.new(development: development?)
       begin
         owner = open_fd('FERRY_OWNER_FD', 3, 'rb')
         raise BootError, 'the owner pipe fd is not open' unless owner
@@ -91,20 +89,6 @@ module FerryLoader
 
     def development?
       ferry_env == 'development'
-    end
-
-    # [header, body] read timeouts in seconds: 5 and 60, or both FERRY_WORKER_READ_TIMEOUT_MS.
-    def read_timeouts
-      raw = @env['FERRY_WORKER_READ_TIMEOUT_MS']
-      return [5.0, 60.0] if raw.nil? || raw.empty?
-
-      ms = Integer(raw, 10, exception: false)
-      if ms.nil? || ms <= 0
-        Log.warn("FERRY_WORKER_READ_TIMEOUT_MS=#{raw.inspect} is not a positive integer; " \
-                 'using the defaults (5 s for the header, 60 s for body reads)')
-        return [5.0, 60.0]
-      end
-      [ms / 1000.0] * 2
     end
 
     # Opens the fd named by <var> (default <default>) without taking it over from the process

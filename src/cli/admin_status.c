@@ -23,11 +23,12 @@ static json_t *workers_json(const fy_pool_t *pool)
     for (size_t i = 0; i < n; i++) {
         uint64_t rss = 0, pss = 0;
         bool have_memory = info[i].pid > 0 && fy_procmem_read(info[i].pid, &rss, &pss) == 0;
-        json_t *w = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I}", "pid", (int)info[i].pid,
+        json_t *w = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I, s:i}", "pid", (int)info[i].pid,
                               "state", info[i].state, "requests", (json_int_t)info[i].requests,
                               "age_ms", (json_int_t)info[i].age_ms, "idle_ms",
                               (json_int_t)info[i].idle_ms, "generation",
-                              (json_int_t)info[i].generation);
+                              (json_int_t)info[i].generation, "protocol",
+                              (int)info[i].protocol);
         if (w == NULL)
             continue;
         json_object_set_new(w, "rss_kib", have_memory ? json_integer((json_int_t)rss) : json_null());
@@ -170,8 +171,8 @@ void fy_status_print(FILE *out, const json_t *doc)
     size_t n = json_array_size(workers);
     if (n == 0)
         return;
-    fprintf(out, "\n  %-8s %-9s %9s %9s %9s %11s %11s %4s\n", "pid", "state", "requests", "age",
-            "idle", "RSS", "PSS", "gen");
+    fprintf(out, "\n  %-8s %-9s %9s %9s %9s %11s %11s %4s %5s\n", "pid", "state", "requests",
+            "age", "idle", "RSS", "PSS", "gen", "proto");
     for (size_t i = 0; i < n; i++) {
         const json_t *w = json_array_get(workers, i);
         char age[32], idle[32], rss[32], pss[32];
@@ -182,8 +183,10 @@ void fy_status_print(FILE *out, const json_t *doc)
             snprintf(idle, sizeof idle, "-");
         format_kib(rss, sizeof rss, json_object_get(w, "rss_kib"));
         format_kib(pss, sizeof pss, json_object_get(w, "pss_kib"));
-        fprintf(out, "  %-8d %-9s %9" PRId64 " %9s %9s %11s %11s %4d\n", (int)num(w, "pid"),
+        char proto[8];
+        snprintf(proto, sizeof proto, "v%d", (int)num(w, "protocol"));
+        fprintf(out, "  %-8d %-9s %9" PRId64 " %9s %9s %11s %11s %4d %5s\n", (int)num(w, "pid"),
                 str(w, "state"), (int64_t)num(w, "requests"), age, idle, rss, pss,
-                (int)num(w, "generation"));
+                (int)num(w, "generation"), num(w, "protocol") > 0 ? proto : "-");
     }
 }

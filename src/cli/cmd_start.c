@@ -19,6 +19,7 @@
 
 #include "admin/admin_server.h"
 #include "cli/admin_status.h"
+#include "cli/apptype.h"
 #include "cli/commands.h"
 #include "cli/config.h"
 #include "core/alloc.h"
@@ -45,36 +46,6 @@ typedef struct start_state {
     uint64_t started_ms;             /* uv_now at start */
     char url[300];
 } start_state_t;
-
-/* Detects the app type from the files in <dir>. Returns the type or NULL. */
-static const char *detect_type(const char *dir)
-{
-    static const char *const wsgi_files[] = {"passenger_wsgi.py", "wsgi.py", "app.py"};
-    char path[PATH_MAX + 32];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/config.ru", dir);
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-        return "rack";
-    for (size_t i = 0; i < FY_ARRAY_SIZE(wsgi_files); i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, wsgi_files[i]);
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-            return "wsgi";
-    }
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return NULL;
-    const char *type = NULL;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        if (n > 3 && strcmp(e->d_name + n - 3, ".so") == 0) {
-            type = "c";
-            break;
-        }
-    }
-    closedir(d);
-    return type;
-}
 
 static void on_pool_done(fy_pool_t *pool, void *data)
 {
@@ -282,10 +253,10 @@ int fy_cmd_start(int argc, char **argv)
         goto out;
     }
     closedir(probe);
-    const char *type = strcmp(cfg.app_type, "auto") == 0 ? detect_type(app_root) : cfg.app_type;
+    const char *type =
+        strcmp(cfg.app_type, "auto") == 0 ? fy_apptype_detect(app_root) : cfg.app_type;
     if (type == NULL) {
-        fprintf(stderr, "ferry start: no app found in %s: looked for config.ru (rack), "
-                        "passenger_wsgi.py, wsgi.py or app.py (wsgi), and a *.so file (c)\n",
+        fprintf(stderr, "ferry start: no app found in %s: looked for " FY_APPTYPE_LOOKED_FOR "\n",
                 app_root);
         goto out;
     }
@@ -334,6 +305,7 @@ int fy_cmd_start(int argc, char **argv)
         .max_requests = cfg.max_requests,
         .memory_limit_kib = (uint64_t)cfg.memory_limit * 1024u,
         .start_timeout_s = cfg.start_timeout,
+        .dispatch_ahead = cfg.dispatch_ahead,
     };
 
     fy_http_options_t hopts;
@@ -351,6 +323,8 @@ int fy_cmd_start(int argc, char **argv)
     hopts.environment = cfg.environment;
     hopts.powered_by = cfg.powered_by;
     hopts.access_log_fd = access_fd;
+    hopts.session_protocol = cfg.session_protocol;
+    hopts.response_buffer_max = (uint64_t)cfg.response_buffer_max * 1024u * 1024u;
 
     /* Directories left by instances that died without cleaning up (SIGKILL, power loss) go
      * first, so they never pile up; then ours: the pool puts fallback sockets there. */

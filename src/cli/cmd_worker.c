@@ -3,7 +3,6 @@
  * channel). Detects the app type, sets FERRY_APP_ROOT, FERRY_APP_TYPE, FERRY_ENV,
  * FERRY_OWNER_FD and FERRY_CONTROL_FD, then execs the Ruby or Python loader, or runs the native
  * C worker in this process. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -15,15 +14,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/apptype.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "ipc/handshake.h"
 #include "worker/worker.h"
-
-#define OWNER_FD 3
-#define CONTROL_FD 4
-
-static const char *const wsgi_files[] = {"passenger_wsgi.py", "wsgi.py", "app.py"};
 
 static void usage(FILE *out)
 {
@@ -60,62 +56,11 @@ static bool fd_is_open(int fd)
 static int fail(const char *summary, const char *details)
 {
     /* fy_worker_report_error also logs <summary> on stderr. */
-    fy_worker_report_error(fd_is_open(CONTROL_FD) ? CONTROL_FD : -1, summary, details);
+    fy_worker_report_error(fd_is_open(FY_HANDSHAKE_CONTROL_FD) ? FY_HANDSHAKE_CONTROL_FD : -1,
+                           summary, details);
     if (details != NULL && *details != '\0')
         fprintf(stderr, "ferry worker: %s\n", details);
     return 1;
-}
-
-static bool file_exists_in(const char *dir, const char *name)
-{
-    char path[PATH_MAX];
-    struct stat st;
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return false;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-/* Finds the app's .so in <dir>: app.so when present, else the alphabetically first *.so.
- * Returns a heap path or NULL. */
-static char *find_shared_object(const char *dir)
-{
-    if (file_exists_in(dir, "app.so"))
-        return fy_xasprintf("%s/app.so", dir);
-    struct dirent **names;
-    int n = scandir(dir, &names, NULL, alphasort);
-    if (n < 0)
-        return NULL;
-    char *found = NULL;
-    for (int i = 0; i < n; i++) {
-        if (found == NULL && ends_with(names[i]->d_name, ".so") &&
-            file_exists_in(dir, names[i]->d_name))
-            found = fy_xasprintf("%s/%s", dir, names[i]->d_name);
-        free(names[i]);
-    }
-    free(names);
-    return found;
-}
-
-static const char *detect_type(const char *dir)
-{
-    if (file_exists_in(dir, "config.ru"))
-        return "rack";
-    for (size_t i = 0; i < FY_ARRAY_SIZE(wsgi_files); i++) {
-        if (file_exists_in(dir, wsgi_files[i]))
-            return "wsgi";
-    }
-    char *so = find_shared_object(dir);
-    if (so != NULL) {
-        free(so);
-        return "c";
-    }
-    return NULL;
 }
 
 static int exec_loader(const char *type)
@@ -181,13 +126,13 @@ int fy_cmd_worker(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (type != NULL && strcmp(type, "rack") != 0 && strcmp(type, "wsgi") != 0 &&
-        strcmp(type, "c") != 0) {
+    if (type != NULL && !fy_apptype_is_known(type)) {
         fprintf(stderr, "ferry worker: unknown --type '%s' (rack, wsgi or c)\n", type);
         return 2;
     }
-    if (!fd_is_open(OWNER_FD) || !fd_is_open(CONTROL_FD))
-        return fail("fd 3 (owner pipe) and fd 4 (control channel) must be open",
+    if (!fd_is_open(FY_HANDSHAKE_OWNER_FD) || !fd_is_open(FY_HANDSHAKE_CONTROL_FD))
+        return fail("fd " FY_HANDSHAKE_OWNER_FD_TEXT " (owner pipe) and fd "
+                    FY_HANDSHAKE_CONTROL_FD_TEXT " (control channel) must be open",
                     "step=handshake: ferry worker is started by the pool or a test harness "
                     "with the spawn handshake of DESIGN.md §2");
 
@@ -217,19 +162,17 @@ int fy_cmd_worker(int argc, char **argv)
         else
             *slash = '\0';
     } else if (type == NULL) {
-        type = detect_type(root);
+        type = fy_apptype_detect(root);
         if (type == NULL) {
-            char *summary =
-                fy_xasprintf("cannot tell the type of the app in %s: found no config.ru (rack), "
-                             "passenger_wsgi.py, wsgi.py or app.py (wsgi), nor a *.so (c)",
-                             root);
+            char *summary = fy_xasprintf(
+                "cannot tell the type of the app in %s: looked for " FY_APPTYPE_LOOKED_FOR, root);
             int rc = fail(summary, "step=detect_type: pass --type rack|wsgi|c");
             free(summary);
             return rc;
         }
     }
     if (strcmp(type, "c") == 0 && so_path == NULL) {
-        so_path = find_shared_object(root);
+        so_path = fy_apptype_shared_object(root);
         if (so_path == NULL) {
             char *summary = fy_xasprintf("no app.so or other *.so in %s", root);
             int rc = fail(summary, "step=find_app: a native app is a shared object exporting "
@@ -240,21 +183,21 @@ int fy_cmd_worker(int argc, char **argv)
     }
 
     if (environment == NULL)
-        environment = getenv("FERRY_ENV");
+        environment = getenv(FY_HANDSHAKE_VAR_ENV);
     if (environment == NULL || *environment == '\0')
         environment = "production";
-    setenv("FERRY_APP_ROOT", root, 1);
-    setenv("FERRY_APP_TYPE", type, 1);
-    setenv("FERRY_ENV", environment, 1);
-    setenv("FERRY_OWNER_FD", "3", 1);
-    setenv("FERRY_CONTROL_FD", "4", 1);
+    setenv(FY_HANDSHAKE_VAR_APP_ROOT, root, 1);
+    setenv(FY_HANDSHAKE_VAR_APP_TYPE, type, 1);
+    setenv(FY_HANDSHAKE_VAR_ENV, environment, 1);
+    setenv(FY_HANDSHAKE_VAR_OWNER_FD, FY_HANDSHAKE_OWNER_FD_TEXT, 1);
+    setenv(FY_HANDSHAKE_VAR_CONTROL_FD, FY_HANDSHAKE_CONTROL_FD_TEXT, 1);
 
     if (strcmp(type, "c") != 0) {
         free(so_path);
         return exec_loader(type);
     }
 
-    const char *socket_dir = getenv("FERRY_INSTANCE_DIR");
+    const char *socket_dir = getenv(FY_HANDSHAKE_VAR_INSTANCE_DIR);
     if (socket_dir == NULL || *socket_dir == '\0')
         socket_dir = getenv("TMPDIR");
     if (socket_dir == NULL || *socket_dir == '\0')
@@ -263,8 +206,8 @@ int fy_cmd_worker(int argc, char **argv)
         .app_path = so_path,
         .app_root = root,
         .environment = environment,
-        .owner_fd = OWNER_FD,
-        .control_fd = CONTROL_FD,
+        .owner_fd = FY_HANDSHAKE_OWNER_FD,
+        .control_fd = FY_HANDSHAKE_CONTROL_FD,
         .socket_dir = socket_dir,
     };
     int status = fy_worker_run(&cfg);

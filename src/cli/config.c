@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "pool/pool.h"
 
 typedef enum opt_kind {
     OPT_STR,      /* any string */
@@ -63,6 +64,10 @@ static const opt_t options[] = {
      "seconds a worker may take for one request: 504, worker replaced; 0 no limit"},
     {"start-timeout", OPT_UINT, OFF(start_timeout), "90", 1, 86400, NULL,
      "seconds a worker may take to boot"},
+    {"session-protocol", OPT_UINT, OFF(session_protocol), "2", 1, 2, NULL,
+     "2: session protocol v2 with every worker that offers it; 1: v1 always"},
+    {"dispatch-ahead", OPT_UINT, OFF(dispatch_ahead), "0", 0, FY_POOL_DISPATCH_AHEAD_MAX, NULL,
+     "requests written ahead into a busy v2 worker when none is idle; 0 off"},
     {"shutdown-timeout", OPT_UINT, OFF(shutdown_timeout), "30", 0, 86400, NULL,
      "seconds in-flight requests get after SIGTERM/SIGINT"},
     {"header-timeout", OPT_UINT, OFF(header_timeout), "30", 1, 86400, NULL,
@@ -81,6 +86,9 @@ static const opt_t options[] = {
      "request header lines: 431"},
     {"body-buffer-threshold", OPT_SIZE, OFF(body_buffer_threshold), "64k", 0, 1ull << 30, NULL,
      "request bodies past this size are buffered in an unlinked temp file"},
+    {"response-buffer-max", OPT_UINT, OFF(response_buffer_max), "128", 0, 1048576, NULL,
+     "MB of one response buffered for a slow client before the worker is no longer read; "
+     "0 no limit"},
     {"trusted-proxy", OPT_STR, OFF(trusted_proxy), "", 0, 0, NULL,
      "comma-separated peer IPs (or * or unix) whose X-Forwarded-For/-Proto are believed"},
     {"powered-by", OPT_BOOL, OFF(powered_by), "true", 0, 0, NULL,

@@ -27,6 +27,8 @@ typedef struct fy_start_config {
     unsigned memory_limit;         /* MiB of PSS per worker; 0 = no limit */
     unsigned max_request_time;     /* seconds */
     unsigned start_timeout;        /* seconds */
+    unsigned session_protocol;     /* 1 or 2: the newest session protocol spoken with workers */
+    unsigned dispatch_ahead;       /* requests written ahead into a busy v2 worker; 0 = off */
     unsigned shutdown_timeout;     /* seconds */
     unsigned header_timeout;       /* seconds */
     unsigned body_timeout;         /* seconds */
@@ -36,6 +38,7 @@ typedef struct fy_start_config {
     uint64_t max_header_size;
     unsigned max_header_count;
     uint64_t body_buffer_threshold;
+    unsigned response_buffer_max;  /* MiB of one response buffered for a slow client; 0 = none */
     char *trusted_proxy;           /* "" = none */
     char *log_file;                /* "-" = stderr */
     char *access_log;              /* "" = off, "-" = stdout */

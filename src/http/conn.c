@@ -457,18 +457,23 @@ void fy_http_conn_worker_data(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *
     if (c->plan.framing == FY_HTTP_FRAME_LENGTH) {
         uint64_t left = c->plan.content_length - c->body_sent;
         if (len > left) {
-            if (!c->excess_logged)
-                fy_log(FY_LOG_WARN, "http", "pid=%d uri=%.*s: worker sent more than its "
-                       "Content-Length; extra bytes dropped",
-                       c->up && c->up->worker ? (int)fy_worker_pid(c->up->worker) : 0,
-                       URL_ARGS(c));
-            c->excess_logged = true;
-            len = (size_t)left;
-        }
-        if (len == 0) {
-            if (w)
+            /* The client's response is complete: the rest is dropped, the worker side let go
+             * (v1: its connection closed; v2: ABORT, checked in at its END) and the connection
+             * goes on. */
+            fy_log(FY_LOG_WARN, "http", "pid=%d uri=%.*s: worker sent more than its "
+                   "Content-Length; extra bytes dropped",
+                   c->up && c->up->worker ? (int)fy_worker_pid(c->up->worker) : 0, URL_ARGS(c));
+            if (left > 0)
+                fy_http_conn_worker_data(c, w, data, (size_t)left);
+            else if (w)
                 fy_http_wbuf_put(c->srv, w);
-            flush_head(c);
+            if (c->state != FY_CONN_UPSTREAM || c->worker_done)
+                return;
+            up_detach(c, FY_DETACH_CLIENT_GONE);
+            if (!flush_head(c))
+                return;
+            c->worker_done = true;
+            spool_refill(c);
             return;
         }
     }
@@ -547,6 +552,12 @@ void fy_http_conn_worker_end(fy_http_conn_t *c, bool complete, const char *why)
         return;
     c->worker_done = true;
     spool_refill(c);
+}
+
+bool fy_http_conn_body_short(const fy_http_conn_t *c)
+{
+    return c->head_done && c->plan.framing == FY_HTTP_FRAME_LENGTH &&
+           c->body_sent < c->plan.content_length;
 }
 
 void fy_http_conn_worker_failed(fy_http_conn_t *c, const char *why)
@@ -749,7 +760,6 @@ static void request_worker(fy_http_conn_t *c)
     c->head_unsent = false;
     c->worker_done = false;
     c->response_done = false;
-    c->excess_logged = false;
     c->body_sent = 0;
     c->fin_with_request = false;
     c->waiter.cb = on_waiter;

@@ -125,6 +125,9 @@ void fy_http_conn_worker_data(fy_http_conn_t *c, fy_http_wbuf_t *w, const char *
 void fy_http_conn_worker_end(fy_http_conn_t *c, bool complete, const char *why);
 /* The worker failed before its head: 502 (before the head) or a cut connection (after it). */
 void fy_http_conn_worker_failed(fy_http_conn_t *c, const char *why);
+/* Whether less than the response's Content-Length has come so far (v1 checks a worker whose
+ * close comes early in BROKEN: its exit looks like a clean close). */
+bool fy_http_conn_body_short(const fy_http_conn_t *c);
 /* The worker was never reached (v1: connect refused) or never started the request (v2:
  * dispatched ahead to a worker that went away): the request goes to another worker. */
 void fy_http_conn_worker_unreachable(fy_http_conn_t *c, const char *why);
@@ -197,7 +200,6 @@ struct fy_http_conn {
                                * is in the spool and the write queue */
     bool response_done;       /* nothing more will be queued for this response */
     bool up_paused;           /* the worker side is paused: the spool is at its high-water */
-    bool excess_logged;       /* "more than its Content-Length" said once for this response */
     /* The response buffer (docs/operations.md "Response buffering"): body bytes the client's
      * write queue cannot take yet, in an unlinked temp file; <spool_off> is how much of it went
      * out. Empty (no file) whenever it has been sent. */

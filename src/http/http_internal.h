@@ -239,9 +239,6 @@ int fy_http_response_head(const fy_resphead_t *head, const fy_http_request_t *re
 void fy_http_error_response(int status, bool is_head, bool keep_alive, bool powered_by,
                             const char *title, const char *detail, fy_http_buf_t *out);
 
-/* The standard reason phrase of <status>, or "Unknown". */
-const char *fy_http_status_reason(int status);
-
 /* The current time as an IMF-fixdate (29 chars + NUL), cached per second. */
 const char *fy_http_date_now(void);
 

@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "http/http_internal.h"
+#include "proto/httpdef.h"
 
 #define REQ(p) ((fy_http_request_t *)(p)->data)
 
@@ -92,13 +93,6 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 static int on_header_field_complete(llhttp_t *p)
 {
     fy_http_request_t *req = REQ(p);
@@ -106,7 +100,7 @@ static int on_header_field_complete(llhttp_t *p)
     if (h->name_len == 0)
         return fail(req, 400, "empty header name");
     for (size_t i = 0; i < h->name_len; i++) {
-        if (!is_tchar((unsigned char)req->head.data[h->name_off + i]))
+        if (!fy_httpdef_is_tchar((unsigned char)req->head.data[h->name_off + i]))
             return fail(req, 400, "invalid character in a header name");
     }
     if (!req->headers_seen && h->name_len == 4 &&
@@ -554,7 +548,7 @@ static int scan_head(fy_http_request_t *req, const char *data, size_t len, size_
                 req->scan_state = SCAN_TARGET_START;
                 break;
             }
-            if (!is_tchar(ch)) {
+            if (!fy_httpdef_is_tchar(ch)) {
                 *reason = "invalid method";
                 goto refuse_400;
             }

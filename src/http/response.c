@@ -8,47 +8,7 @@
 #include <time.h>
 
 #include "http/http_internal.h"
-
-const char *fy_http_status_reason(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
-    }
-}
+#include "proto/httpdef.h"
 
 const char *fy_http_date_now(void)
 {
@@ -173,7 +133,7 @@ int fy_http_response_head(const fy_resphead_t *head, const fy_http_request_t *re
     const char *reason = head->reason;
     size_t reason_len = head->reason_len;
     if (reason_len == 0) {
-        reason = fy_http_status_reason(status);
+        reason = fy_httpdef_status_reason(status);
         reason_len = strlen(reason);
     }
     /* The hot path formats by hand: vsnprintf was a tenth of the core's instructions. */
@@ -225,7 +185,7 @@ int fy_http_response_head(const fy_resphead_t *head, const fy_http_request_t *re
 void fy_http_error_response(int status, bool is_head, bool keep_alive, bool powered_by,
                             const char *title, const char *detail, fy_http_buf_t *out)
 {
-    const char *reason = fy_http_status_reason(status);
+    const char *reason = fy_httpdef_status_reason(status);
     fy_http_buf_t body = {0};
     fy_http_buf_appendf(&body, "<!DOCTYPE html>\n<html><head><title>%d %s</title></head>\n"
                         "<body><h1>%d %s</h1>\n", status, reason, status, reason);

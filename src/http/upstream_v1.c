@@ -344,7 +344,7 @@ static void on_eof(v1_upstream_t *v, int err)
         fy_http_conn_worker_end(c, false, uv_strerror(err));
         return;
     }
-    finish(v, FY_WORKER_OK);
+    finish(v, fy_http_conn_body_short(c) ? FY_WORKER_BROKEN : FY_WORKER_OK);
     fy_http_conn_worker_end(c, true, NULL);
 }
 

@@ -1,6 +1,7 @@
 /* Unix socket, fd and process helpers (see sock.h). */
 #include "sock.h"
 #include "core/sys.h"
+#include "handshake.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,7 +28,7 @@
 
 bool fy_abstract_sockets_enabled(void)
 {
-    const char *v = getenv("FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS");
+    const char *v = getenv(FY_HANDSHAKE_VAR_NO_ABSTRACT_SOCKETS);
     return !(v != NULL && strcmp(v, "1") == 0);
 }
 

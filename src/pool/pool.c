@@ -448,7 +448,7 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
                pool->app_root, (int)w->pid, pool->err_id);
         pool->has_boot_error = false;
     }
-    fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d address=%s protocol=%u: worker ready",
+    fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d address=%s: worker ready (protocol v%u)",
            pool->app_root, (int)w->pid, w->address, w->protocol);
     if (pool->shutting_down) {
         retire(w, SIGUSR1, shutdown_grace_left(pool), "shutdown");
@@ -1127,6 +1127,7 @@ size_t fy_pool_list_workers(const fy_pool_t *pool, fy_pool_worker_info_t *out, s
         i->age_ms = w->ready_at_ms ? now - w->ready_at_ms : 0;
         i->idle_ms = w->state == W_IDLE ? now - w->idle_since_ms : 0;
         i->generation = w->generation;
+        i->protocol = w->protocol;
     }
     return n;
 }

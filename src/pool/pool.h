@@ -175,6 +175,7 @@ typedef struct fy_pool_worker_info {
     uint64_t age_ms;     /* since it became ready; 0 while spawning */
     uint64_t idle_ms;    /* since its last check-in when idle, else 0 */
     unsigned generation; /* the pool's generation when it was spawned (see fy_pool_restart) */
+    unsigned protocol;   /* session protocol: 1 or 2; 0 while spawning */
 } fy_pool_worker_info_t;
 
 /* Fills at most <max> entries of <out> (may be NULL when <max> is 0) with the pool's workers,

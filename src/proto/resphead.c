@@ -13,14 +13,7 @@
 #include <strings.h>
 
 #include "core/alloc.h"
-
-/* RFC 9110 tchar: the characters allowed in a header name. */
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+#include "httpdef.h"
 
 /* Control characters other than HTAB may not appear in a reason or a value. */
 static bool is_bad_ctl(unsigned char c)
@@ -93,7 +86,7 @@ static int parse_header_line(const char *line, size_t len, fy_resphead_header_t 
         return -EPROTO;
     size_t name_len = (size_t)(colon - line);
     for (size_t i = 0; i < name_len; i++)
-        if (!is_tchar((unsigned char)line[i]))
+        if (!fy_httpdef_is_tchar((unsigned char)line[i]))
             return -EPROTO;
     const char *value = colon + 1;
     size_t value_len = len - name_len - 1;

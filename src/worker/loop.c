@@ -306,7 +306,8 @@ int fy_worker_run(const fy_worker_config_t *cfg)
     snprintf(pid_text, sizeof pid_text, "%d", (int)getpid());
     fy_channel_t ch;
     fy_channel_init(&ch, cfg->control_fd, CONTROL_TIMEOUT_MS);
-    rc = fy_channel_write_strings(&ch, 4, "ready", pid_text, address, secret);
+    /* The fifth item says this worker also speaks session protocol v2 (docs/protocol.md §4.1). */
+    rc = fy_channel_write_strings(&ch, 5, "ready", pid_text, address, secret, "2");
     if (rc != 0) {
         fy_log(FY_LOG_ERROR, "worker", "pid=%d fd=%d: cannot send ready: %s", (int)getpid(),
                cfg->control_fd, strerror(-rc));
@@ -315,11 +316,13 @@ int fy_worker_run(const fy_worker_config_t *cfg)
     fy_log(FY_LOG_INFO, "worker", "pid=%d app=%s address=%s: ready", (int)getpid(), cfg->app_path,
            address);
 
+    fy_worker_stop_t stop = {.flag = &soft_stop, .wake_fd = wake_pipe[0]};
     fy_worker_ctx_t ctx = {
         .app = &app,
         .secret = secret,
         .header_timeout_ms = FY_WORKER_HEADER_TIMEOUT_MS,
         .body_timeout_ms = FY_WORKER_BODY_TIMEOUT_MS,
+        .stop = &stop,
         .busy_path = busy_path,
         .busy_path_cap = sizeof busy_path,
     };

@@ -2,124 +2,21 @@
  * response writer. Every ferry_* symbol lives here; the ferry binary exports them to apps. */
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "proto/frame.h"
+#include "proto/httpdef.h"
 #include "proto/resphead.h"
 #include "worker/worker_internal.h"
 #include "core/sys.h"
 
 static const char password_var[] = "FERRY_CONNECT_PASSWORD";
-
-const char *fy_worker_status_reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 101:
-        return "Switching Protocols";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 203:
-        return "Non-Authoritative Information";
-    case 204:
-        return "No Content";
-    case 205:
-        return "Reset Content";
-    case 206:
-        return "Partial Content";
-    case 300:
-        return "Multiple Choices";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 406:
-        return "Not Acceptable";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 411:
-        return "Length Required";
-    case 412:
-        return "Precondition Failed";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 415:
-        return "Unsupported Media Type";
-    case 416:
-        return "Range Not Satisfiable";
-    case 417:
-        return "Expectation Failed";
-    case 418:
-        return "I'm a teapot";
-    case 422:
-        return "Unprocessable Content";
-    case 425:
-        return "Too Early";
-    case 426:
-        return "Upgrade Required";
-    case 428:
-        return "Precondition Required";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 451:
-        return "Unavailable For Legal Reasons";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Unknown";
-    }
-}
 
 const char *ferry_strerror(int rc)
 {
@@ -169,60 +66,17 @@ void ferry_log(ferry_log_level_t level, const char *fmt, ...)
     va_end(ap);
 }
 
-int fy_worker_send_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n == -1) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-                if (poll(&pfd, 1, -1) == -1 && errno != EINTR)
-                    return -errno;
-                continue;
-            }
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Parses a CONTENT_LENGTH value: decimal digits only, no sign, no overflow. */
-static int parse_length(const char *s, uint64_t *out)
-{
-    if (*s == '\0')
-        return -EPROTO;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -EPROTO;
-        unsigned d = (unsigned)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -EPROTO;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-int fy_worker_request_init(struct ferry_request *req, int fd, char *block, fy_reqblock_t *rb,
-                           void *app_data, int body_timeout_ms)
+void fy_worker_request_init(struct ferry_request *req, fy_worker_session_t *session,
+                            void *app_data)
 {
     memset(req, 0, sizeof *req);
-    req->fd = fd;
-    req->block = block;
-    req->rb = *rb;
-    memset(rb, 0, sizeof *rb);
+    req->session = session;
     req->app_data = app_data;
-    req->body_timeout_ms = body_timeout_ms;
-    req->names = fy_xcalloc(req->rb.count + 1, sizeof *req->names);
-    req->values = fy_xcalloc(req->rb.count + 1, sizeof *req->values);
-    for (size_t i = 0; i < req->rb.count; i++) {
-        const fy_reqblock_pair_t *p = &req->rb.pairs[i];
+    const fy_reqblock_t *rb = &session->rb;
+    req->names = fy_xcalloc(rb->count + 1, sizeof *req->names);
+    req->values = fy_xcalloc(rb->count + 1, sizeof *req->values);
+    for (size_t i = 0; i < rb->count; i++) {
+        const fy_reqblock_pair_t *p = &rb->pairs[i];
         if (strcmp(p->name, password_var) == 0)
             continue;
         req->names[req->var_count] = p->name;
@@ -244,12 +98,6 @@ int fy_worker_request_init(struct ferry_request *req, int fd, char *block, fy_re
         req->uri = "";
     if (req->remote_addr == NULL)
         req->remote_addr = "";
-    req->is_head = strcmp(req->method, "HEAD") == 0;
-    const char *cl = ferry_request_var(req, "CONTENT_LENGTH");
-    if (cl != NULL && parse_length(cl, &req->content_length) != 0)
-        return -EPROTO;
-    req->body_left = req->content_length;
-    return 0;
 }
 
 void fy_worker_request_dispose(struct ferry_request *req)
@@ -257,10 +105,7 @@ void fy_worker_request_dispose(struct ferry_request *req)
     free(req->names);
     free(req->values);
     free(req->head);
-    fy_reqblock_dispose(&req->rb);
-    free(req->block);
     memset(req, 0, sizeof *req);
-    req->fd = -1;
 }
 
 /* ---- request view ---- */
@@ -287,7 +132,7 @@ const char *ferry_request_remote_addr(const ferry_request_t *req)
 }
 uint64_t ferry_request_content_length(const ferry_request_t *req)
 {
-    return req->content_length;
+    return req->session->content_length;
 }
 void *ferry_request_data(const ferry_request_t *req)
 {
@@ -349,55 +194,20 @@ ssize_t ferry_request_read(ferry_request_t *req, void *buf, size_t len)
 {
     if (req == NULL || (buf == NULL && len > 0))
         return FERRY_EINVAL;
-    if (req->body_left == 0 || len == 0)
-        return 0;
-    if (len > req->body_left)
-        len = (size_t)req->body_left;
-    int64_t deadline = fy_monotonic_ms() + req->body_timeout_ms;
-    for (;;) {
-        ssize_t n = recv(req->fd, buf, len, MSG_DONTWAIT);
-        if (n > 0) {
-            req->body_left -= (uint64_t)n;
-            return n;
-        }
-        if (n == 0) {
-            fy_log(FY_LOG_WARN, "worker",
-                   "path=%s body_missing=%" PRIu64 ": connection ended inside the request body",
-                   req->path, req->body_left);
-            return FERRY_EIO;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return FERRY_EIO;
-        int64_t left = deadline - fy_monotonic_ms();
-        if (left <= 0) {
-            fy_log(FY_LOG_WARN, "worker", "path=%s timeout_ms=%d: request body stalled", req->path,
-                   req->body_timeout_ms);
-            return FERRY_ETIMEDOUT;
-        }
-        struct pollfd pfd = {.fd = req->fd, .events = POLLIN};
-        if (poll(&pfd, 1, (int)left) == -1 && errno != EINTR)
-            return FERRY_EIO;
-    }
+    ssize_t n = fy_worker_session_read_body(req->session, buf, len);
+    if (n >= 0)
+        return n;
+    return n == -ETIMEDOUT ? FERRY_ETIMEDOUT : FERRY_EIO;
 }
 
 /* ---- response ---- */
-
-/* An HTTP token character (RFC 9110 tchar). */
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
 
 static bool valid_header(const char *name, const char *value)
 {
     if (name == NULL || value == NULL || *name == '\0')
         return false;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        if (!is_tchar(*p))
+        if (!fy_httpdef_is_tchar(*p))
             return false;
     }
     for (const char *p = value; *p; p++) {
@@ -446,7 +256,7 @@ int ferry_response_start(ferry_request_t *req, int status, const ferry_field_t *
             return FERRY_EINVAL;
     }
     char status_value[64];
-    snprintf(status_value, sizeof status_value, "%d %s", status, fy_worker_status_reason(status));
+    snprintf(status_value, sizeof status_value, "%d %s", status, fy_httpdef_status_reason(status));
     req->head_len = 0;
     int rc = head_append(req, "Status", status_value);
     for (size_t i = 0; rc == FERRY_OK && i < count; i++)
@@ -468,37 +278,19 @@ int ferry_response_add_header(ferry_request_t *req, const char *name, const char
     return head_append(req, name, value);
 }
 
-/* Sends the pending head followed by <len> bytes of <data> in one writev where possible. */
-static int send_head(ferry_request_t *req, const void *data, size_t len)
+/* Hands the pending head, with its final CRLF, to the session. */
+static int send_head(ferry_request_t *req)
 {
     req->head_sent = true;
-    struct iovec iov[3] = {
-        {.iov_base = req->head, .iov_len = req->head_len},
-        {.iov_base = (void *)"\r\n", .iov_len = 2},
-        {.iov_base = (void *)data, .iov_len = len},
-    };
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len > 0 ? 3 : 2};
-    ssize_t n;
-    do {
-        n = sendmsg(req->fd, &msg, MSG_NOSIGNAL);
-    } while (n == -1 && errno == EINTR);
-    if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        req->io_failed = true;
-        return FERRY_EIO;
+    if (req->head_len + 2 > req->head_cap) {
+        req->head_cap = req->head_len + 2;
+        req->head = fy_xrealloc(req->head, req->head_cap);
     }
-    /* Finish a partial write segment by segment. */
-    size_t done = n > 0 ? (size_t)n : 0;
-    for (size_t i = 0; i < msg.msg_iovlen; i++) {
-        size_t seg = iov[i].iov_len;
-        if (done >= seg) {
-            done -= seg;
-            continue;
-        }
-        if (fy_worker_send_all(req->fd, (char *)iov[i].iov_base + done, seg - done) != 0) {
-            req->io_failed = true;
-            return FERRY_EIO;
-        }
-        done = 0;
+    memcpy(req->head + req->head_len, "\r\n", 2);
+    int rc = fy_worker_session_send_head(req->session, req->head, req->head_len + 2);
+    if (rc != 0) {
+        req->io_error = rc;
+        return FERRY_EIO;
     }
     return FERRY_OK;
 }
@@ -509,16 +301,13 @@ int ferry_response_write(ferry_request_t *req, const void *data, size_t len)
         return FERRY_EINVAL;
     if (req->status == 0 || req->ended)
         return FERRY_ESTATE;
-    if (req->io_failed)
+    if (req->io_error != 0)
         return FERRY_EIO;
-    if (req->is_head)
-        len = 0;
-    if (!req->head_sent)
-        return send_head(req, data, len);
-    if (len == 0)
-        return FERRY_OK;
-    if (fy_worker_send_all(req->fd, data, len) != 0) {
-        req->io_failed = true;
+    if (!req->head_sent && send_head(req) != FERRY_OK)
+        return FERRY_EIO;
+    int rc = fy_worker_session_write(req->session, data, len);
+    if (rc != 0) {
+        req->io_error = rc;
         return FERRY_EIO;
     }
     return FERRY_OK;
@@ -532,40 +321,61 @@ int ferry_response_end(ferry_request_t *req)
         return FERRY_ESTATE;
     if (req->ended)
         return FERRY_OK;
-    int rc = FERRY_OK;
-    if (!req->head_sent)
-        rc = req->io_failed ? FERRY_EIO : send_head(req, NULL, 0);
     req->ended = true;
-    return req->io_failed ? FERRY_EIO : rc;
+    if (req->io_error == 0 && !req->head_sent)
+        send_head(req);
+    /* A response without body (or a HEAD request's) leaves now: the app may still have work
+     * to do before on_request returns, and the client need not wait for it (v2's END follows
+     * when it returns). */
+    if (req->io_error == 0) {
+        int rc = fy_worker_session_flush(req->session);
+        if (rc != 0)
+            req->io_error = rc;
+    }
+    return req->io_error != 0 ? FERRY_EIO : FERRY_OK;
 }
 
 void fy_worker_request_finish(ferry_request_t *req, int rc)
 {
-    if (rc == FERRY_OK && req->status != 0) {
-        if (ferry_response_end(req) != FERRY_OK)
-            fy_log(FY_LOG_WARN, "worker", "path=%s: connection failed while sending the response",
-                   req->path);
-        return;
-    }
-    if (rc == FERRY_OK)
-        fy_log(FY_LOG_ERROR, "worker",
-               "method=%s path=%s: on_request returned without starting a response; answering 500",
-               req->method, req->path);
-    else if (!req->head_sent)
-        fy_log(FY_LOG_ERROR, "worker", "method=%s path=%s rc=%d (%s): app failed; answering 500",
-               req->method, req->path, rc, ferry_strerror(rc));
-    else
-        fy_log(FY_LOG_ERROR, "worker",
-               "method=%s path=%s rc=%d (%s): app failed after the head was sent; closing",
-               req->method, req->path, rc, ferry_strerror(rc));
-    if (req->head_sent || req->io_failed)
-        return;
-    static const char body[] = "Internal Server Error\n";
-    req->status = 0;
-    req->ended = false;
-    ferry_field_t fields[] = {{"Content-Type", "text/plain"}, {"Content-Length", "22"}};
-    if (ferry_response_start(req, 500, fields, 2) == FERRY_OK) {
-        ferry_response_write(req, body, sizeof body - 1);
+    fy_worker_session_t *s = req->session;
+    unsigned end_flags = 0;
+    if (fy_worker_session_aborted(s)) {
+        /* The client left (docs/protocol.md §4.3 ABORT): whatever the app made of its failed
+         * writes, the request just ends. */
+        fy_log(FY_LOG_INFO, "worker", "method=%s path=%s rc=%d: the client went away; ended",
+               req->method, req->path, rc);
+    } else if (rc == FERRY_OK && req->status != 0) {
         ferry_response_end(req);
+    } else {
+        if (rc == FERRY_OK)
+            fy_log(FY_LOG_ERROR, "worker",
+                   "method=%s path=%s: on_request returned without starting a response; "
+                   "answering 500",
+                   req->method, req->path);
+        else if (!req->head_sent)
+            fy_log(FY_LOG_ERROR, "worker",
+                   "method=%s path=%s rc=%d (%s): app failed; answering 500", req->method,
+                   req->path, rc, ferry_strerror(rc));
+        else
+            fy_log(FY_LOG_ERROR, "worker",
+                   "method=%s path=%s rc=%d (%s): app failed after the head was sent; %s",
+                   req->method, req->path, rc, ferry_strerror(rc),
+                   s->version == 2 ? "ending it as failed" : "closing");
+        if (req->head_sent) {
+            end_flags = FY_FRAME_END_APP_FAILED;
+        } else if (req->io_error == 0) {
+            static const char body[] = "Internal Server Error\n";
+            req->status = 0;
+            req->ended = false;
+            ferry_field_t fields[] = {{"Content-Type", "text/plain"}, {"Content-Length", "22"}};
+            if (ferry_response_start(req, 500, fields, 2) == FERRY_OK) {
+                ferry_response_write(req, body, sizeof body - 1);
+                ferry_response_end(req);
+            }
+        }
     }
+    int end_rc = fy_worker_session_end(s, end_flags);
+    if ((req->io_error == -EPIPE || end_rc == -EPIPE) && !fy_worker_session_aborted(s))
+        fy_log(FY_LOG_WARN, "worker", "path=%s: connection failed while sending the response",
+               req->path);
 }

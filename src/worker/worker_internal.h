@@ -9,6 +9,7 @@
 
 #include "ferry.h"
 #include "proto/reqblock.h"
+#include "worker/session.h"
 
 /* How long the whole request block may take to arrive, and how long a body read may wait for
  * its next byte. A stuck or malicious client cannot hold the worker longer than this. */
@@ -29,38 +30,37 @@ typedef struct fy_worker_ctx {
     const char *secret;    /* the connect password */
     int header_timeout_ms; /* FY_WORKER_HEADER_TIMEOUT_MS unless a test shortens it */
     int body_timeout_ms;
+    const fy_worker_stop_t *stop; /* SIGUSR1's flag and wake pipe; NULL: none */
     /* Set while a request runs (the path, for the SIGQUIT line); "" when idle. */
     char *busy_path;
     size_t busy_path_cap;
 } fy_worker_ctx_t;
 
-/* The object behind ferry_request_t. Lives on fy_worker_conn_serve's stack. */
+/* The object behind ferry_request_t: the app's view of the session's current request and the
+ * response being built. Lives on the stack of whoever calls on_request; borrows the session. */
 struct ferry_request {
-    int fd;
-    char *block; /* the header block bytes (heap) */
-    fy_reqblock_t rb;
+    fy_worker_session_t *session; /* the connection, v1 or v2: every byte goes through it */
     const char **names; /* the variables the app sees (password removed) */
     const char **values;
     size_t var_count;
     const char *method, *path, *query, *uri, *remote_addr;
-    uint64_t content_length;
-    uint64_t body_left;
-    int body_timeout_ms;
-    bool is_head;
     void *app_data;
     /* response */
     int status; /* 0 until ferry_response_start */
-    char *head; /* "Status: ..." + header lines, without the final CRLF */
+    char *head; /* "Status: ..." + header lines; the final CRLF is added when it is sent */
     size_t head_len, head_cap;
-    bool head_sent, ended, io_failed;
+    bool head_sent, ended;
+    int io_error; /* 0, or the session's error from the write that failed */
 };
 
-/* Serves one accepted connection <fd> (borrowed; the caller closes it): reads the request block
- * within ctx->header_timeout_ms, checks the password in constant time, calls the app, writes the
- * response. Returns 0 when a request was handed to the app (even one that failed: it got a 500),
- * -EPROTO for a malformed block or CONTENT_LENGTH, -EMSGSIZE past 128 KiB, -EACCES for a
- * missing or wrong password, -ETIMEDOUT, -ECONNRESET when the block was cut short; those are
- * closed without a reply (a bad CONTENT_LENGTH gets 400) and logged. */
+/* Serves one accepted connection <fd> (borrowed; the caller closes it) as a session (session.h):
+ * a v1 connection's one request, or a v2 session's requests until the core closes it. Calls the
+ * app for each request and finishes its response. Returns 0 when the session ended normally (v1:
+ * its request was handed to the app, even one that failed: it got a 500; v2: the core closed it
+ * between requests), -ECANCELED after a soft stop, or the refusal or violation that closed it
+ * (logged): -EPROTO for a malformed block, frame or CONTENT_LENGTH (v1 answers 400 to the latter),
+ * -EMSGSIZE past a limit, -EACCES for a missing or wrong password, -ETIMEDOUT, -ECONNRESET when
+ * the v1 block was cut short, -EPIPE when the core stopped reading. */
 int fy_worker_conn_serve(fy_worker_ctx_t *ctx, int fd);
 
 /* The accept loop over <listen_fd> (borrowed): serves connections one at a time until SIGUSR1
@@ -76,21 +76,15 @@ int fy_worker_app_load(const char *path, const char *app_root, const char *envir
 /* Calls on_shutdown when <call_shutdown>, closes the library, frees <app>'s strings. */
 void fy_worker_app_dispose(fy_worker_app_t *app, bool call_shutdown);
 
-/* The reason phrase of <status> ("OK", "Not Found"), "Unknown" for codes without one. */
-const char *fy_worker_status_reason(int status);
-
-/* Prepares <req> over <block> (takes ownership of the heap <block>, parsed into <rb> which it
- * also takes) for connection <fd>: hides FERRY_CONNECT_PASSWORD, parses CONTENT_LENGTH.
- * Returns 0, or -EPROTO for a CONTENT_LENGTH that is not a decimal number. */
-int fy_worker_request_init(struct ferry_request *req, int fd, char *block, fy_reqblock_t *rb,
-                           void *app_data, int body_timeout_ms);
-/* Finishes the response after on_request returned <rc>: a 500 when the app failed (or never
- * started) before the head was sent, sends the head if still pending. Logs failures. */
+/* Prepares <req> over the current request of <session> (borrowed, with its variables, until
+ * fy_worker_request_dispose): the variables without FERRY_CONNECT_PASSWORD. */
+void fy_worker_request_init(struct ferry_request *req, fy_worker_session_t *session,
+                            void *app_data);
+/* Finishes the request after on_request returned <rc>: a 500 when the app failed (or never
+ * started) before the head was sent, otherwise the head if still pending; then ends it at the
+ * session (v2: END, with APP_FAILED when the app failed after the head). Logs failures. */
 void fy_worker_request_finish(struct ferry_request *req, int rc);
 void fy_worker_request_dispose(struct ferry_request *req);
-
-/* Writes all of <data> to the socket <fd> (MSG_NOSIGNAL, EINTR retried). Returns 0 or -errno. */
-int fy_worker_send_all(int fd, const void *data, size_t len);
 
 /* ---- SIGQUIT: the backtrace of every thread (backtrace.c) ---------------------------------- */
 

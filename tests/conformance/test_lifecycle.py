@@ -1,10 +1,10 @@
 """Worker lifecycle (DESIGN.md §2 handshake, §4): signals, the owner pipe, socket modes, idle
-CPU, and boot failures."""
+CPU, and boot failures. Cases that make requests run over session protocol v1 and v2
+(docs/protocol.md §4); the v2-only soft stops (END with CLOSING) are in test_session.py."""
 
 import os
 import re
 import signal
-import socket
 import stat
 import threading
 import time
@@ -21,6 +21,7 @@ def test_ready_message_carries_pid_address_and_secret(spawn):
     assert w.secret not in open("/proc/%d/environ" % w.pid, "rb").read().decode("latin-1")
 
 
+@pytest.mark.both_wires
 @pytest.mark.parametrize("fallback", [False, True], ids=["abstract", "file"])
 def test_socket_modes_serve_and_clean_up(spawn, sockdir, fallback):
     w = spawn(fallback=fallback)
@@ -50,24 +51,24 @@ def test_owner_pipe_closed_while_idle_exits_within_1s(spawn, fallback):
         assert not os.path.exists(w.socket_file())
 
 
+@pytest.mark.both_wires
 @pytest.mark.parametrize("fallback", [False, True], ids=["abstract", "file"])
 def test_owner_pipe_closed_while_busy_exits_within_1s(spawn, fallback):
     w = spawn(fallback=fallback)
-    s = w.connect()
+    pending = w.begin("GET", "/slow?ms=8000")
     try:
-        s.sendall(harness.encode_block(w.pairs("GET", "/slow?ms=8000")))
-        s.shutdown(socket.SHUT_WR)
         time.sleep(0.3)  # the app is now sleeping inside the request
         t0 = time.monotonic()
         w.close_owner()
         assert w.wait(1.0) is not None, "still running 1 s after the owner pipe closed"
         assert time.monotonic() - t0 < 1.0
     finally:
-        s.close()
+        pending.close()
     if fallback:
         assert not os.path.exists(w.socket_file())
 
 
+@pytest.mark.both_wires
 def test_sigusr1_during_a_slow_request_finishes_it_then_exits_0(spawn):
     w = spawn()
     result = {}
@@ -93,21 +94,22 @@ def test_sigusr1_while_idle_exits_0(spawn):
     assert not os.path.exists(w.socket_file())
 
 
+@pytest.mark.both_wires
 def test_sigterm_exits_at_once(spawn):
     w = spawn(fallback=True)
-    s = w.connect()
+    pending = w.begin("GET", "/slow?ms=8000")
     try:
-        s.sendall(harness.encode_block(w.pairs("GET", "/slow?ms=8000")))
         time.sleep(0.3)
         t0 = time.monotonic()
         w.signal(signal.SIGTERM)
         assert w.wait(1.0) is not None, "still running 1 s after SIGTERM"
         assert time.monotonic() - t0 < 1.0
     finally:
-        s.close()
+        pending.close()
     assert not os.path.exists(w.socket_file())
 
 
+@pytest.mark.both_wires
 def test_sighup_is_ignored(spawn):
     w = spawn()
     w.signal(signal.SIGHUP)
@@ -116,6 +118,7 @@ def test_sighup_is_ignored(spawn):
     assert w.get("/hello").body == b"hello world\n"
 
 
+@pytest.mark.both_wires
 def test_sigquit_logs_and_continues(spawn):
     w = spawn()
     before = len(w.log())
@@ -128,6 +131,7 @@ def test_sigquit_logs_and_continues(spawn):
     assert w.get("/hello").body == b"hello world\n"
 
 
+@pytest.mark.both_wires
 def test_sigquit_writes_the_stack_of_every_thread(spawn):
     """DESIGN.md §4: SIGQUIT writes the backtrace of every thread, not only the one that took
     the signal: a thread parked by the app must show up by its function's name."""
@@ -143,6 +147,7 @@ def test_sigquit_writes_the_stack_of_every_thread(spawn):
     assert w.get("/hello").body == b"hello world\n"
 
 
+@pytest.mark.both_wires
 def test_idle_worker_does_not_spin(spawn):
     w = spawn()
     w.get("/hello")
@@ -154,6 +159,7 @@ def test_idle_worker_does_not_spin(spawn):
     assert used <= hz // 20, "idle worker used %d ticks of CPU in 0.5 s" % used
 
 
+@pytest.mark.both_wires
 def test_no_zombie_and_no_stray_fds_after_requests(spawn):
     w = spawn()
     for _ in range(5):

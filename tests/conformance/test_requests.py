@@ -1,9 +1,15 @@
-"""Requests and responses: the same cases against every loader (tests/conformance/APPS.md)."""
+"""Requests and responses: the same cases against every loader (tests/conformance/APPS.md),
+each over session protocol v1 (a connection per request) and v2 (one session, framed;
+docs/protocol.md §4)."""
 
 import hashlib
 import os
 
+import pytest
+
 from . import harness
+
+pytestmark = pytest.mark.both_wires
 
 
 def env_lines(resp):
@@ -150,3 +156,40 @@ def test_many_sequential_requests_on_one_worker(spawn):
         r = w.get("/pid")
         assert r.body == str(w.pid).encode(), i
     assert harness.zombie_children(w.pid) == []
+
+
+def test_an_exception_after_the_head_cuts_the_body_and_the_worker_goes_on(spawn, wire):
+    """GET /fail-after-head: the head and a first chunk, then the app raises. Over v1 the
+    worker closes the connection after the chunk; over v2 END says APP_FAILED
+    (docs/protocol.md §4.2)."""
+    w = spawn()
+    r = w.get("/fail-after-head", complete=False)
+    assert r.status == 200
+    assert r.body == b"first chunk\n"
+    if wire == "v2":
+        assert r.app_failed, "END flags 0x%02x: a cut body is not marked" % r.end_flags
+    assert w.get("/pid").body == str(w.pid).encode()
+
+
+def test_a_client_gone_during_an_endless_response_frees_the_worker(spawn, wire):
+    """GET /endless is read for 2 MiB, then the connection is closed (over v2: the session, at
+    a frame boundary, docs/protocol.md §4.1): the worker stops the app and serves the next
+    connection."""
+    w = spawn()
+    pending = w.begin("GET", "/endless")
+    got = 0
+    if wire == "v1":
+        while got < 2 * 1024 * 1024:
+            chunk = pending.sock.recv(1 << 20)
+            assert chunk, "the endless response ended"
+            got += len(chunk)
+        pending.close()
+    else:
+        while got < 2 * 1024 * 1024:
+            f = pending.session.read_frame(10)
+            assert f is not None and f.id == pending.fid and f.type in (harness.HEAD,
+                                                                       harness.DATA), f
+            got += len(f.payload) if f.type == harness.DATA else 0
+        w.drop_request_session()
+    assert w.get("/pid", timeout=10).body == str(w.pid).encode()
+    assert w.get("/hello").body == b"hello world\n"

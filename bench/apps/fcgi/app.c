@@ -3,6 +3,8 @@
  *   GET /hello  -> 200 text/plain, 12 bytes "hello world\n"
  *   GET /1m     -> 200 application/octet-stream, 1 MiB (byte i is i % 251)
  *   POST /echo  -> 200 application/octet-stream, the request body (at most 16 MiB)
+ *   GET /20m    -> 200 application/octet-stream, 20 MiB (the 1 MiB pattern 20 times; the
+ *                  slow-reader run of the session-protocol rows)
  *   anything else -> 404 */
 #include <fcgiapp.h>
 #include <stdio.h>
@@ -64,6 +66,12 @@ int main(void)
             FCGX_FPrintF(req.out, "Status: 200 OK\r\nContent-Type: application/octet-stream\r\n"
                                   "Content-Length: %u\r\n\r\n", MIB_LEN);
             FCGX_PutStr(mib, MIB_LEN, req.out);
+        } else if (strcmp(uri, "/20m") == 0) {
+            FCGX_FPrintF(req.out, "Status: 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                                  "Content-Length: %u\r\n\r\n", 20u * MIB_LEN);
+            for (int i = 0; i < 20; i++)
+                if (FCGX_PutStr(mib, MIB_LEN, req.out) < 0)
+                    break;
         } else if (strcmp(uri, "/echo") == 0 && strcmp(method, "POST") == 0) {
             answer_echo(&req);
         } else {

@@ -10,12 +10,18 @@ require 'securerandom'
 module FerryLoader
   class RequestHandler
     ERROR_WINDOW = 10.0
+    # The whole header block must arrive within HEADER_TIMEOUT seconds, and each body read may
+    # wait BODY_TIMEOUT seconds: the core sends the block at once and buffers bodies, so a
+    # connection that dawdles is not the core and must not hold the worker. The same values in
+    # every loader: docs/protocol.md §6, "Shared constants".
+    HEADER_TIMEOUT = 5.0
+    BODY_TIMEOUT = 60.0
 
     attr_reader :requests_served
 
     # <header_timeout> bounds reading the header block (seconds, in all), <body_timeout> each
     # wait for more body bytes; <development> shows errors in the 500.
-    def initialize(development: false, header_timeout: 5.0, body_timeout: 60.0)
+    def initialize(development: false, header_timeout: HEADER_TIMEOUT, body_timeout: BODY_TIMEOUT)
       @app = nil
       @listener = nil
       @secret = nil

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "cli/config.h"
+#include "http/http.h"
+#include "pool/pool.h"
 
 extern char **environ;
 
@@ -159,6 +161,10 @@ static const option_case_t every_option[] = {
     {"max-request-time", "FERRY_MAX_REQUEST_TIME", "max_request_time", K_UINT,
      OFF(max_request_time), "14", 14},
     {"start-timeout", "FERRY_START_TIMEOUT", "start_timeout", K_UINT, OFF(start_timeout), "15", 15},
+    {"session-protocol", "FERRY_SESSION_PROTOCOL", "session_protocol", K_UINT,
+     OFF(session_protocol), "1", 1},
+    {"dispatch-ahead", "FERRY_DISPATCH_AHEAD", "dispatch_ahead", K_UINT, OFF(dispatch_ahead), "3",
+     3},
     {"shutdown-timeout", "FERRY_SHUTDOWN_TIMEOUT", "shutdown_timeout", K_UINT,
      OFF(shutdown_timeout), "16", 16},
     {"header-timeout", "FERRY_HEADER_TIMEOUT", "header_timeout", K_UINT, OFF(header_timeout), "17",
@@ -176,6 +182,8 @@ static const option_case_t every_option[] = {
      OFF(max_header_count), "50", 50},
     {"body-buffer-threshold", "FERRY_BODY_BUFFER_THRESHOLD", "body_buffer_threshold", K_SIZE,
      OFF(body_buffer_threshold), "1m", 1u << 20},
+    {"response-buffer-max", "FERRY_RESPONSE_BUFFER_MAX", "response_buffer_max", K_UINT,
+     OFF(response_buffer_max), "64", 64},
     {"trusted-proxy", "FERRY_TRUSTED_PROXY", "trusted_proxy", K_STR, OFF(trusted_proxy),
      "10.0.0.1,unix", 0},
     {"powered-by", "FERRY_POWERED_BY", "powered_by", K_BOOL, OFF(powered_by), "false", 0},
@@ -354,6 +362,8 @@ Test(config, defaults_without_flags_environment_or_file)
     cr_assert_eq(cfg.memory_limit, 0);
     cr_assert_eq(cfg.max_request_time, 0);
     cr_assert_eq(cfg.start_timeout, 90);
+    cr_assert_eq(cfg.session_protocol, 2);
+    cr_assert_eq(cfg.dispatch_ahead, 0);
     cr_assert_eq(cfg.shutdown_timeout, 30);
     cr_assert_eq(cfg.header_timeout, 30);
     cr_assert_eq(cfg.body_timeout, 60);
@@ -363,6 +373,7 @@ Test(config, defaults_without_flags_environment_or_file)
     cr_assert_eq(cfg.max_header_size, 32768);
     cr_assert_eq(cfg.max_header_count, 100);
     cr_assert_eq(cfg.body_buffer_threshold, 65536);
+    cr_assert_eq(cfg.response_buffer_max, 128);
     cr_assert_str_eq(cfg.trusted_proxy, "");
     cr_assert_eq(cfg.powered_by, true);
     cr_assert_str_eq(cfg.log_file, "-");
@@ -729,6 +740,99 @@ Test(config, memory_limit_is_0_to_1048576_mb_from_every_source)
     cr_assert_eq(unsetenv("FERRY_MEMORY_LIMIT"), 0);
     cr_assert_eq(load_none(), 0, "%s", err);
     cr_assert_eq(cfg.memory_limit, 256);
+}
+
+/* The three options behind session protocol v2 keep the defaults the front and the pool document
+ * (src/http/http.h, src/pool/pool.h), so `ferry start` without them behaves as those say. */
+Test(config, session_options_default_to_what_the_front_and_the_pool_document)
+{
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.session_protocol, FY_HTTP_DEFAULT_SESSION_PROTOCOL);
+    cr_assert_eq((uint64_t)cfg.response_buffer_max * 1024 * 1024,
+                 FY_HTTP_DEFAULT_RESPONSE_BUFFER_MAX);
+    cr_assert_eq(cfg.dispatch_ahead, 0);
+}
+
+Test(config, session_protocol_is_1_or_2_from_every_source)
+{
+    cr_assert_eq(load("--session-protocol", "1"), 0, "%s", err);
+    cr_assert_eq(cfg.session_protocol, 1);
+    cr_assert_eq(load("--session-protocol", "2"), 0, "%s", err);
+    cr_assert_eq(cfg.session_protocol, 2);
+    expect_error(load("--session-protocol", "0"), "--session-protocol: 0 is out of range (1..2)");
+    expect_error(load("--session-protocol", "3"), "--session-protocol: 3 is out of range (1..2)");
+    expect_error(load("--session-protocol", "v2"),
+                 "--session-protocol: 'v2' is not a non-negative integer");
+    cr_assert_eq(setenv("FERRY_SESSION_PROTOCOL", "9", 1), 0);
+    expect_error(load_none(), "FERRY_SESSION_PROTOCOL: 9 is out of range (1..2)");
+    cr_assert_eq(unsetenv("FERRY_SESSION_PROTOCOL"), 0);
+    write_json("{\"session_protocol\": 0}");
+    expect_file_error(load_none(), "key 'session_protocol': 0 is out of range (1..2)");
+    write_json("{\"session_protocol\": 1}");
+    cr_assert_eq(setenv("FERRY_SESSION_PROTOCOL", "2", 1), 0);
+    cr_assert_eq(load("--session-protocol", "1"), 0, "%s", err);
+    cr_assert_eq(cfg.session_protocol, 1, "the flag wins");
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.session_protocol, 2, "the environment wins over the file");
+    cr_assert_eq(unsetenv("FERRY_SESSION_PROTOCOL"), 0);
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.session_protocol, 1);
+}
+
+Test(config, response_buffer_max_is_0_to_1048576_mb_from_every_source)
+{
+    cr_assert_eq(load("--response-buffer-max", "1048576"), 0, "%s", err);
+    cr_assert_eq(cfg.response_buffer_max, 1048576);
+    cr_assert_eq(load("--response-buffer-max", "0"), 0, "%s", err);
+    cr_assert_eq(cfg.response_buffer_max, 0);
+    expect_error(load("--response-buffer-max", "1048577"),
+                 "--response-buffer-max: 1048577 is out of range (0..1048576)");
+    expect_error(load("--response-buffer-max", "64m"),
+                 "--response-buffer-max: '64m' is not a non-negative integer");
+    cr_assert_eq(setenv("FERRY_RESPONSE_BUFFER_MAX", "-1", 1), 0);
+    expect_error(load_none(), "FERRY_RESPONSE_BUFFER_MAX: '-1' is not a non-negative integer");
+    cr_assert_eq(unsetenv("FERRY_RESPONSE_BUFFER_MAX"), 0);
+    write_json("{\"response_buffer_max\": 2000000}");
+    expect_file_error(load_none(),
+                      "key 'response_buffer_max': 2000000 is out of range (0..1048576)");
+    write_json("{\"response-buffer-max\": 256}");
+    cr_assert_eq(setenv("FERRY_RESPONSE_BUFFER_MAX", "32", 1), 0);
+    cr_assert_eq(load("--response-buffer-max", "16"), 0, "%s", err);
+    cr_assert_eq(cfg.response_buffer_max, 16, "the flag wins");
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.response_buffer_max, 32, "the environment wins over the file");
+    cr_assert_eq(unsetenv("FERRY_RESPONSE_BUFFER_MAX"), 0);
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.response_buffer_max, 256);
+}
+
+Test(config, dispatch_ahead_is_0_to_the_pools_maximum_from_every_source)
+{
+    char max[16], past[16], past_msg[128];
+    snprintf(max, sizeof max, "%u", FY_POOL_DISPATCH_AHEAD_MAX);
+    snprintf(past, sizeof past, "%u", FY_POOL_DISPATCH_AHEAD_MAX + 1);
+    cr_assert_eq(load("--dispatch-ahead", max), 0, "%s", err);
+    cr_assert_eq(cfg.dispatch_ahead, FY_POOL_DISPATCH_AHEAD_MAX);
+    cr_assert_eq(load("--dispatch-ahead", "0"), 0, "%s", err);
+    cr_assert_eq(cfg.dispatch_ahead, 0);
+    snprintf(past_msg, sizeof past_msg, "--dispatch-ahead: %s is out of range (0..%s)", past, max);
+    expect_error(load("--dispatch-ahead", past), past_msg);
+    expect_error(load("--dispatch-ahead", "two"),
+                 "--dispatch-ahead: 'two' is not a non-negative integer");
+    cr_assert_eq(setenv("FERRY_DISPATCH_AHEAD", past, 1), 0);
+    snprintf(past_msg, sizeof past_msg, "FERRY_DISPATCH_AHEAD: %s is out of range (0..%s)", past,
+             max);
+    expect_error(load_none(), past_msg);
+    cr_assert_eq(unsetenv("FERRY_DISPATCH_AHEAD"), 0);
+    write_json("{\"dispatch_ahead\": 1}");
+    cr_assert_eq(setenv("FERRY_DISPATCH_AHEAD", "2", 1), 0);
+    cr_assert_eq(load("--dispatch-ahead", "3"), 0, "%s", err);
+    cr_assert_eq(cfg.dispatch_ahead, 3, "the flag wins");
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.dispatch_ahead, 2, "the environment wins over the file");
+    cr_assert_eq(unsetenv("FERRY_DISPATCH_AHEAD"), 0);
+    cr_assert_eq(load_none(), 0, "%s", err);
+    cr_assert_eq(cfg.dispatch_ahead, 1);
 }
 
 Test(config, zero_is_allowed_where_it_means_unlimited_or_never)

@@ -1,7 +1,8 @@
 /* Unit tests of `ferry start`'s checks before anything is bound or spawned (src/cli/cmd_start.c):
- * exit statuses, the app directory checks and app type detection. Detection is static in
- * cmd_start.c, so a detected app is seen through the next step failing instead: a log file in a
- * directory that does not exist, which stops fy_cmd_start before it listens or spawns. */
+ * exit statuses, the app directory checks and that app type detection (src/cli/apptype.c, whose
+ * rules test_apptype.c covers) is the one applied. A detected app is seen through the next step
+ * failing: a log file in a directory that does not exist, which stops fy_cmd_start before it
+ * listens or spawns. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -162,6 +163,14 @@ Test(start, a_directory_named_config_ru_is_not_an_app)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/config.ru", app_dir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    expect_no_app();
+}
+
+Test(start, a_directory_named_like_a_shared_object_is_not_an_app)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/build.so", app_dir);
     cr_assert_eq(mkdir(path, 0700), 0);
     expect_no_app();
 }

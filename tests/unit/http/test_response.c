@@ -193,9 +193,12 @@ Test(http_response, says_keep_alive_to_an_http_10_client_that_asked)
     cr_assert(strstr(out.data, "Connection: keep-alive\r\n") != NULL);
 }
 
-Test(http_response, has_a_reason_for_417)
+Test(http_response, error_page_for_417_names_its_reason)
 {
-    cr_assert_str_eq(fy_http_status_reason(417), "Expectation Failed");
+    fy_http_error_response(417, false, true, false, NULL, NULL, &out);
+    fy_http_buf_append(&out, "", 1);
+    cr_assert(strncmp(out.data, "HTTP/1.1 417 Expectation Failed\r\n", 33) == 0, "%s", out.data);
+    cr_assert(strstr(out.data, "<title>417 Expectation Failed</title>") != NULL, "%s", out.data);
 }
 
 Test(http_response, refuses_a_status_past_599)
@@ -228,7 +231,19 @@ Test(http_response, sends_205_without_a_length_as_zero_length_not_chunked)
     cr_assert(strstr(out.data, "Transfer-Encoding") == NULL, "%s", out.data);
 }
 
-Test(http_response, has_a_reason_for_505)
+Test(http_response, a_status_line_without_a_reason_gets_the_standard_one)
 {
-    cr_assert_str_eq(fy_http_status_reason(505), "HTTP Version Not Supported");
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 505\r\nContent-Length: 0\r\n\r\n", &plan), 0);
+    cr_assert(strncmp(out.data, "HTTP/1.1 505 HTTP Version Not Supported\r\n", 41) == 0, "%s",
+              out.data);
+}
+
+Test(http_response, a_status_without_a_standard_reason_gets_unknown)
+{
+    request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fy_http_resp_plan_t plan;
+    cr_assert_eq(frame("Status: 299\r\nContent-Length: 0\r\n\r\n", &plan), 0);
+    cr_assert(strncmp(out.data, "HTTP/1.1 299 Unknown\r\n", 22) == 0, "%s", out.data);
 }

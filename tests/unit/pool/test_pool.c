@@ -1232,3 +1232,176 @@ Test(pool, restart_txt_restarts_on_the_next_request_when_its_mtime_changes, .tim
     cr_assert_eq(stats().restarts, 1, "an unchanged restart.txt does not restart again");
     close_pool();
 }
+
+/* ---- session protocol v2: dispatch-ahead, requeue, the session hook ---------------------- */
+
+Test(pool, a_native_worker_offers_session_protocol_v2)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    cr_assert_eq(fy_worker_protocol(w), 2);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    close_pool();
+}
+
+Test(pool, without_dispatch_ahead_a_second_request_waits_for_the_busy_worker)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    waiter_t b;
+    waiter_init(&b);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&b, &x), 0);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    wait_called(&b, 2000);
+    fy_pool_checkin(C.pool, b.worker, FY_WORKER_OK);
+    close_pool();
+}
+
+Test(pool, dispatch_ahead_hands_a_busy_v2_worker_one_more_request_and_no_more)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    o.dispatch_ahead = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    fy_worker_t *ahead = take_idle();   /* no idle worker: the busy one takes it ahead */
+    cr_assert_eq(ahead, w);
+    waiter_t c;
+    waiter_init(&c);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&c, &x), 0, "depth 1: a third request waits");
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert_eq(stats().busy, 1, "busy until its last request is checked in");
+    wait_called(&c, 2000);
+    cr_assert_eq(c.worker, w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert_eq(stats().idle, 1);
+    cr_assert_eq(stats().requests_done, 3);
+    close_pool();
+}
+
+Test(pool, a_request_dispatched_ahead_but_never_started_is_not_counted)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    o.dispatch_ahead = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    fy_worker_t *ahead = take_idle();
+    fy_pool_checkin(C.pool, ahead, FY_WORKER_NOT_STARTED);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    cr_assert_eq(stats().requests_done, 1);
+    cr_assert_eq(stats().idle, 1);
+    close_pool();
+}
+
+Test(pool, a_broken_checkin_retires_a_worker_that_has_requests_dispatched_ahead)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    o.dispatch_ahead = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    fy_worker_t *ahead = take_idle();
+    pid_t first = fy_worker_pid(w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_BROKEN);
+    cr_assert_eq(stats().retiring, 1);
+    fy_pool_checkin(C.pool, ahead, FY_WORKER_NOT_STARTED);   /* valid until the last check-in */
+    cr_assert(uvtest_run_until(&C.loop, idle_with_new_pid, &first, 20000));
+    close_pool();
+}
+
+Test(pool, requeue_puts_a_request_back_at_the_head_of_the_queue)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    o.max_request_queue_size = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    waiter_t queued, back;
+    waiter_init(&queued);
+    waiter_init(&back);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&queued, &x), 0);
+    /* the queue is full, but a request put back is not refused */
+    cr_assert_eq(fy_pool_requeue(C.pool, &back.w), 0);
+    cr_assert_eq(stats().queued, 2);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    wait_called(&back, 2000);
+    cr_assert_eq(queued.calls, 0, "the request put back goes first");
+    fy_pool_checkin(C.pool, back.worker, FY_WORKER_OK);
+    wait_called(&queued, 2000);
+    fy_pool_checkin(C.pool, queued.worker, FY_WORKER_OK);
+    close_pool();
+}
+
+Test(pool, an_exiting_worker_is_retired_without_a_signal_and_not_handed_out)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    pid_t pid = fy_worker_pid(w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_EXITING);
+    cr_assert_eq(stats().retiring, 1);
+    cr_assert_eq(stats().idle, 0);
+    cr_assert_eq(kill(pid, 0), 0, "no signal that ends it was sent");
+    close_pool();
+}
+
+static int gone_calls;
+static void *gone_session;
+static void on_worker_gone(fy_worker_t *w, void *session, void *data)
+{
+    (void)w;
+    (void)data;
+    gone_calls++;
+    gone_session = session;
+}
+static bool gone_called(void *arg)
+{
+    (void)arg;
+    return gone_calls > 0;
+}
+
+Test(pool, the_session_hook_runs_once_with_the_session_when_its_worker_exits)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    open_pool(&o);
+    gone_calls = 0;
+    gone_session = NULL;
+    fy_pool_set_worker_gone(C.pool, on_worker_gone, NULL);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    static int marker;
+    fy_worker_set_session(w, &marker);
+    cr_assert_eq(fy_worker_session(w), &marker);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    pid_t pid = fy_worker_pid(w);
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert(uvtest_run_until(&C.loop, gone_called, NULL, 5000));
+    cr_assert_eq(gone_session, &marker);
+    uvtest_run_for(&C.loop, 200);
+    cr_assert_eq(gone_calls, 1);
+    close_pool();
+}

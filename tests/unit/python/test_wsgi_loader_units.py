@@ -447,12 +447,41 @@ def test_struct_prefix_matches_driver_encoding():
 # --- reading the request block -----------------------------------------------------------------
 
 def test_request_block_that_stops_arriving_is_refused_after_the_header_timeout(pair, monkeypatch):
-    monkeypatch.setattr(wl, "_HEADER_TIMEVAL", struct.pack("@ll", 0, 200000))
+    monkeypatch.setattr(wl, "HEADER_TIMEOUT_S", 0.2)
     server, client = pair
     client.sendall(b"\0\0")
     worker = wl.Worker(lambda environ, start_response: [], None, "pw")
     with pytest.raises(wl.RequestRefused, match="timed out reading the header size"):
         worker.read_request(server)
+
+
+def test_request_block_that_trickles_is_refused_when_the_header_timeout_is_spent(pair,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(wl, "HEADER_TIMEOUT_S", 0.5)
+    server, client = pair
+    block = driver.encode_block([("A", "b")])
+    client.sendall(block[:3])
+    worker = wl.Worker(lambda environ, start_response: [], None, "pw")
+    sent = 3
+    t0 = time.monotonic()
+
+    def trickle():
+        nonlocal sent
+        while sent < len(block):   # one byte every 0.2 s: each read is quick, the whole is not
+            time.sleep(0.2)
+            try:
+                client.sendall(block[sent:sent + 1])
+            except OSError:
+                return
+            sent += 1
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    feeder.start()
+    with pytest.raises(wl.RequestRefused, match="timed out reading the header"):
+        worker.read_request(server)
+    assert time.monotonic() - t0 < 1.5
+    server.close()
+    feeder.join(5)
 
 
 def test_request_block_password_is_checked_and_removed():

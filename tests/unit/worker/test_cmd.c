@@ -12,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "ipc/channel.h"
+#include "ipc/handshake.h"
 
 static int control[2] = {-1, -1};
 static char dir[] = "/tmp/fy-cmd-XXXXXX";
@@ -47,11 +48,11 @@ static int run(bool with_fds, int argc, char **argv)
         dup2(devnull, 1);
         dup2(devnull, 2);
         int o = fcntl(owner[0], F_DUPFD, 10), c = fcntl(control[1], F_DUPFD, 10);
-        close(3);
-        close(4);
+        close(FY_HANDSHAKE_OWNER_FD);
+        close(FY_HANDSHAKE_CONTROL_FD);
         if (with_fds) {
-            dup2(o, 3);
-            dup2(c, 4);
+            dup2(o, FY_HANDSHAKE_OWNER_FD);
+            dup2(c, FY_HANDSHAKE_CONTROL_FD);
         }
         close(owner[1]);
         _exit(fy_cmd_worker(argc, argv));

@@ -80,8 +80,9 @@ Test(loop, sends_ready_serves_and_exits_when_the_owner_pipe_closes)
     fy_array_t msg;
     memset(&msg, 0, sizeof msg);
     cr_assert_eq(fy_channel_read_array(&ch, &msg), 1);
-    cr_assert_eq(msg.count, 4);
+    cr_assert_eq(msg.count, 5);
     cr_assert_str_eq(msg.items[0], "ready");
+    cr_assert_str_eq(msg.items[4], "2", "speaks session protocol v2");
     cr_assert_eq(atoi(msg.items[1]), child);
     cr_assert_eq(strlen(msg.items[3]), 32);
 

@@ -161,6 +161,34 @@ static int route_stream(ferry_request_t *req)
     return rc;
 }
 
+/* The pattern of /stream without end, until a write fails: the client left (v1) or the core
+ * sent ABORT (v2, docs/protocol.md §4.3), so ferry_response_write returns an error. */
+static int route_endless(ferry_request_t *req)
+{
+    ferry_field_t fields[] = {{"Content-Type", "application/octet-stream"}};
+    int rc = ferry_response_start(req, 200, fields, 1);
+    unsigned long long offset = 0;
+    while (rc == FERRY_OK) {
+        rc = ferry_response_write(req, pattern + offset % 251, PIECE);
+        offset += PIECE;
+    }
+    return rc;
+}
+
+/* Sends the head and a first chunk, then fails: the body is cut (END says APP_FAILED over v2,
+ * docs/protocol.md §4.2). */
+static int route_fail_after_head(ferry_request_t *req)
+{
+    ferry_field_t fields[] = {{"Content-Type", "text/plain"}};
+    int rc = ferry_response_start(req, 200, fields, 1);
+    if (rc == FERRY_OK)
+        rc = ferry_response_write(req, "first chunk\n", 12);
+    if (rc != FERRY_OK)
+        return rc;
+    ferry_log(FERRY_LOG_ERROR, "conformance app: /fail-after-head: failing on purpose");
+    return FERRY_ERROR;
+}
+
 static int route_cookies(ferry_request_t *req)
 {
     ferry_field_t fields[] = {{"Content-Type", "text/plain"}, {"Content-Length", "8"}};
@@ -237,6 +265,10 @@ static int on_request(ferry_request_t *req)
         return route_echo(req);
     if (strcmp(path, "/stream") == 0)
         return route_stream(req);
+    if (strcmp(path, "/endless") == 0)
+        return route_endless(req);
+    if (strcmp(path, "/fail-after-head") == 0)
+        return route_fail_after_head(req);
     if (strcmp(path, "/cookies") == 0)
         return route_cookies(req);
     if (strncmp(path, "/status/", 8) == 0)

@@ -38,6 +38,26 @@ module Conformance
     end
   end
 
+  # The pattern of /stream without end: it stops only when the loader stops iterating (a write
+  # failed: the client left, or ABORT over session protocol v2).
+  class EndlessBody
+    def each
+      offset = 0
+      loop do
+        yield PATTERN.byteslice(offset % 251, CHUNK)
+        offset += CHUNK
+      end
+    end
+  end
+
+  # A first chunk, then an exception: the body is cut after the head went out.
+  class FailAfterHeadBody
+    def each
+      yield "first chunk\n"
+      raise 'conformance: /fail-after-head fails after its first chunk'
+    end
+  end
+
   # Streams the request body back in pieces.
   class EchoBody
     def initialize(input)
@@ -129,6 +149,10 @@ module Conformance
       return text(400, "bad mib\n") unless mib
 
       [200, { 'Content-Type' => 'application/octet-stream' }, StreamBody.new(mib * 1024 * 1024)]
+    elsif get && path == '/endless'
+      [200, { 'Content-Type' => 'application/octet-stream' }, EndlessBody.new]
+    elsif get && path == '/fail-after-head'
+      [200, { 'Content-Type' => 'text/plain' }, FailAfterHeadBody.new]
     elsif get && path == '/cookies'
       text(200, "cookies\n", 'Set-Cookie' => "a=1; Path=/\nb=2; Path=/")
     elsif get && (m = path.match(%r{\A/status/(\d{3})\z}))

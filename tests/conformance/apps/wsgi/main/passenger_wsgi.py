@@ -88,6 +88,30 @@ def stream(environ, start_response):
     return pieces()
 
 
+def endless(environ, start_response):
+    """The pattern of /stream without end: it stops only when the loader stops iterating (a
+    write failed: the client left, or ABORT over session protocol v2) and closes it."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+    def pieces():
+        offset = 0
+        while True:
+            start = offset % 251
+            yield PATTERN[start:start + PIECE]
+            offset += PIECE
+    return pieces()
+
+
+def fail_after_head(environ, start_response):
+    """A first chunk, then an exception: the body is cut after the head went out."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def pieces():
+        yield b"first chunk\n"
+        raise RuntimeError("raised on purpose by /fail-after-head after its first chunk")
+    return pieces()
+
+
 def cookies(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "8"),
                               ("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; Path=/")])
@@ -165,6 +189,8 @@ ROUTES = {
     "/sha256": sha256,
     "/echo": echo,
     "/stream": stream,
+    "/endless": endless,
+    "/fail-after-head": fail_after_head,
     "/cookies": cookies,
     "/raise": raise_error,
     "/slow": slow,
