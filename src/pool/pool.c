@@ -56,6 +56,7 @@ struct fy_worker {
     char address[FY_ADDRESS_MAX];
     char secret[FY_SECRET_HEX_LEN + 1];
     unsigned requests;
+    uint64_t current_since_ns; /* when the request it serves now started (uv_hrtime) */
     uint64_t idle_since_ms;
     uint64_t ready_at_ms;
     const char *retire_reason; /* why it was told to stop; NULL: any exit is unexpected */
@@ -182,10 +183,15 @@ static fy_worker_t *pick_ahead(fy_pool_t *pool)
     if (depth == 0)
         return NULL;
     fy_worker_t *best = NULL;
+    uint64_t young_ns = (uint64_t)(pool->o.dispatch_ahead_young_us ? pool->o.dispatch_ahead_young_us
+                                                                   : FY_POOL_AHEAD_YOUNG_US) * 1000;
+    uint64_t now_ns = uv_hrtime();
     for (fy_worker_t *w = pool->workers; w; w = w->next) {
         if (w->state != W_BUSY || w->protocol != 2 || w->checkouts > depth ||
             w->retire_when_free || w->over_memory_limit || w->generation < pool->generation)
             continue;
+        if (now_ns - w->current_since_ns >= young_ns)
+            continue; /* its request may be a slow one: do not queue behind it */
         if (pool->o.max_requests && w->requests + w->checkouts >= pool->o.max_requests)
             continue;
         if (best == NULL || w->checkouts < best->checkouts)
@@ -201,6 +207,8 @@ static fy_worker_t *take_worker(fy_pool_t *pool)
     if (w == NULL)
         w = pick_ahead(pool);
     if (w != NULL) {
+        if (w->checkouts == 0)
+            w->current_since_ns = uv_hrtime();
         w->state = W_BUSY;
         w->checkouts++;
     }
@@ -951,6 +959,8 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
 {
     FY_ASSERT(w->pool == pool && w->checkouts > 0);
     w->checkouts--;
+    if (w->checkouts > 0)
+        w->current_since_ns = uv_hrtime(); /* it starts the next request dispatched ahead */
     if (outcome != FY_WORKER_NOT_STARTED) {
         w->requests++;
         pool->stats.requests_done++;

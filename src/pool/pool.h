@@ -37,9 +37,15 @@ typedef struct fy_pool_options {
     /* Dispatch-ahead (docs/protocol.md §4.3): how many requests beyond the one it serves a busy
      * v2 worker may be handed when no worker is idle; 0 (off) .. FY_POOL_DISPATCH_AHEAD_MAX. */
     unsigned dispatch_ahead;
+    /* Dispatch-ahead goes only to a worker whose current request has run less than this many
+     * microseconds: one that has run longer may run much longer, and a request queued behind it
+     * would wait for it; what dispatch-ahead saves (a wake-up, tens of microseconds) matters
+     * only for short requests. 0 means the default, FY_POOL_AHEAD_YOUNG_US; tests set it. */
+    unsigned dispatch_ahead_young_us;
 } fy_pool_options_t;
 
 #define FY_POOL_DISPATCH_AHEAD_MAX 4u
+#define FY_POOL_AHEAD_YOUNG_US 1000u
 
 /* A request waiting for a worker. Embedded in the caller's request; the caller sets <cb> and
  * <data>; the rest is the pool's. */

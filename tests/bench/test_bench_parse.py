@@ -318,3 +318,97 @@ def test_merge_notes_keeps_common_notes_once_and_tags_the_others():
     merged = benchlib.merge_notes([["a", "b"], ["a"], ["a", "c", "b"]])
     assert merged == ["a", "rep 1, 3: b", "rep 3: c"]
     assert benchlib.merge_notes([]) == []
+
+
+# ---- session protocol v2 rows (bench/v2rows.py) ---------------------------------------------
+
+MIXED_OUT = """Running 5s test @ http://127.0.0.1:18600/mix/fast
+  2 threads and 100 connections
+Requests/sec:   1000.00
+mixed fast count=950 p50_us=1200 p90_us=2500 p99_us=9100 max_us=20000
+mixed slow count=50 p50_us=200400 p90_us=201000 p99_us=215000 max_us=230000
+mixed unmatched=0 duration_us=5000000
+"""
+
+
+def test_parse_mixed_reads_both_paths_and_derives_rps():
+    m = benchlib.parse_mixed(MIXED_OUT)
+    assert m["fast"] == {"count": 950, "p50_ms": 1.2, "p90_ms": 2.5, "p99_ms": 9.1,
+                         "max_ms": 20.0, "rps": 190.0}
+    assert m["slow"]["p99_ms"] == 215.0 and m["slow"]["rps"] == 10.0
+    assert m["unmatched"] == 0 and m["duration_s"] == 5.0
+
+
+def test_parse_mixed_nan_percentile_is_none_and_zero_duration_has_no_rps():
+    text = MIXED_OUT.replace("p99_us=215000", "p99_us=nan").replace(
+        "duration_us=5000000", "duration_us=0")
+    m = benchlib.parse_mixed(text)
+    assert m["slow"]["p99_ms"] is None
+    assert m["fast"]["rps"] is None and m["slow"]["rps"] is None
+
+
+@pytest.mark.parametrize("missing", ["mixed fast", "mixed slow", "mixed unmatched"])
+def test_parse_mixed_without_a_line_raises(missing):
+    text = "\n".join(line for line in MIXED_OUT.splitlines() if not line.startswith(missing))
+    with pytest.raises(benchlib.WrkParseError):
+        benchlib.parse_mixed(text)
+
+
+def test_parse_proc_stat_ticks_survives_spaces_and_parens_in_the_name():
+    fields = ["S"] + [str(i) for i in range(4, 14)] + ["1234", "567"] + ["0"] * 30
+    text = "4242 (ferry (x) y) " + " ".join(fields)
+    assert benchlib.parse_proc_stat_ticks(text) == (1234, 567)
+
+
+@pytest.mark.parametrize("text", ["not a stat line", "42 (ferry) S 1 2 3"])
+def test_parse_proc_stat_ticks_refuses_other_text(text):
+    with pytest.raises(ValueError):
+        benchlib.parse_proc_stat_ticks(text)
+
+
+def test_per_request_us():
+    assert benchlib.per_request_us(200, 100, 1000) == 2000.0
+    assert benchlib.per_request_us(None, 100, 1000) is None
+    assert benchlib.per_request_us(200, 100, 0) is None
+    assert benchlib.per_request_us(200, 0, 10) is None
+
+
+def test_parse_perf_stat_count_sums_lines_and_knows_not_counted():
+    text = "123,,raw_syscalls:sys_enter,1000,100.00,,\n77,,raw_syscalls:sys_enter,1,1,,\n" \
+           "5,,cycles,1,1,,\n"
+    assert benchlib.parse_perf_stat_count(text) == 200
+    assert benchlib.parse_perf_stat_count("<not counted>,,raw_syscalls:sys_enter,0,0,,") is None
+    assert benchlib.parse_perf_stat_count("5,,cycles,1,1,,") is None
+
+
+STRACE_C = """% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 40.00    0.004000           4      1000           writev
+ 30.00    0.003000           3      1000       250 accept4
+ 30.00    0.003000           3       500           epoll_wait
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.010000           4      2500       250 total
+"""
+
+
+def test_parse_strace_summary_counts_calls_and_successes():
+    assert benchlib.parse_strace_summary(STRACE_C) == {"writev": 1000, "accept4": 1000,
+                                                      "epoll_wait": 500}
+    assert benchlib.parse_strace_summary(STRACE_C, successful=True)["accept4"] == 750
+
+
+def test_top_per_request_orders_by_count_then_name():
+    calls = {"writev": 1000, "read": 1000, "epoll_wait": 500, "close": 10}
+    assert benchlib.top_per_request(calls, 1000, n=3) == "read 1.00, writev 1.00, epoll_wait 0.50"
+    assert benchlib.top_per_request({}, 1000) == "—"
+    assert benchlib.top_per_request(calls, 0) == "—"
+
+
+@pytest.mark.parametrize("accepts,word", [(1.0, "v1"), (0.5, "v1"), (0.01, "persistent, v2"),
+                                          (0.2, "mixed")])
+def test_protocol_in_effect(accepts, word):
+    assert benchlib.protocol_in_effect(accepts).startswith(word)
+
+
+def test_protocol_in_effect_unknown():
+    assert benchlib.protocol_in_effect(None) is None

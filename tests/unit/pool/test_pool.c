@@ -1270,6 +1270,7 @@ Test(pool, dispatch_ahead_hands_a_busy_v2_worker_one_more_request_and_no_more)
     fy_pool_options_t o = default_opts("POOL_APP_HELLO");
     o.max_pool_size = 1;
     o.dispatch_ahead = 1;
+    o.dispatch_ahead_young_us = 60000000; /* a loaded machine may take long between calls */
     open_pool(&o);
     fy_pool_start(C.pool);
     wait_idle(1, 20000);
@@ -1291,11 +1292,37 @@ Test(pool, dispatch_ahead_hands_a_busy_v2_worker_one_more_request_and_no_more)
     close_pool();
 }
 
+Test(pool, dispatch_ahead_skips_a_worker_whose_request_has_run_past_the_young_limit)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    o.dispatch_ahead = 1;
+    o.dispatch_ahead_young_us = 1000;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    uint64_t t0 = uv_hrtime();
+    while (uv_hrtime() - t0 < 2000000)
+        ; /* its request has now run 2 ms, past the 1 ms limit */
+    waiter_t b;
+    waiter_init(&b);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&b, &x), 0, "queued: not behind a request that may be slow");
+    cr_assert_null(x);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    wait_called(&b, 2000);
+    cr_assert_eq(b.worker, w);
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    close_pool();
+}
+
 Test(pool, a_request_dispatched_ahead_but_never_started_is_not_counted)
 {
     fy_pool_options_t o = default_opts("POOL_APP_HELLO");
     o.max_pool_size = 1;
     o.dispatch_ahead = 1;
+    o.dispatch_ahead_young_us = 60000000; /* a loaded machine may take long between calls */
     open_pool(&o);
     fy_pool_start(C.pool);
     wait_idle(1, 20000);
@@ -1313,6 +1340,7 @@ Test(pool, a_broken_checkin_retires_a_worker_that_has_requests_dispatched_ahead)
     fy_pool_options_t o = default_opts("POOL_APP_HELLO");
     o.max_pool_size = 1;
     o.dispatch_ahead = 1;
+    o.dispatch_ahead_young_us = 60000000; /* a loaded machine may take long between calls */
     open_pool(&o);
     fy_pool_start(C.pool);
     wait_idle(1, 20000);
