@@ -609,6 +609,13 @@ static int v2_next_request(fy_worker_session_t *s)
             continue;
         }
         scan_for_abort(s); /* an ABORT may have come right behind the request */
+        if (s->aborted) {
+            /* Not started yet (docs/protocol.md §4.3): its body is read up to EOB, END alone. */
+            rc = fy_worker_session_end(s, 0);
+            if (rc != 0)
+                return s->error != 0 ? s->error : rc;
+            continue;
+        }
         return 1;
     }
 }
