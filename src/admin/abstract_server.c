@@ -431,7 +431,7 @@ int fy_abstract_server_start(fy_abstract_server_t *srv)
         srv->address[0] = '\0';
         return lfd;
     }
-    /* DESIGN.md §3: a server socket on the filesystem has mode 0700. */
+    /* A server's socket file gets mode 0700, so that only its owner (and root) can connect. */
     if (strncmp(srv->address, "unix:", 5) == 0 && chmod(srv->address + 5, 0700) == -1) {
         rc = -errno;
         goto fail;

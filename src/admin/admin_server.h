@@ -1,5 +1,5 @@
-/* The admin server of `ferry start` (DESIGN.md §1): what `ferry status`, `ferry restart` and
- * `ferry stop` talk to.
+/* The admin server of `ferry start` (docs/architecture.md, "Modules and layering"): what
+ * `ferry status`, `ferry restart` and `ferry stop` talk to.
  *
  * It listens on a password-protected Unix socket (abstract namespace, or a socket file in the
  * instance directory when abstract sockets are disabled) inside the core's event loop: its

@@ -1,6 +1,7 @@
-/* `ferry status`, `ferry restart` and `ferry stop`: find the running instances through their instance
- * directories ($TMPDIR/ferry.<pid>.<random>/, DESIGN.md §1) and talk to each one's admin server
- * (src/admin/admin_server.h) with the password stored there. */
+/* `ferry status`, `ferry restart` and `ferry stop`: find the running instances through their
+ * instance directories ($TMPDIR/ferry.<pid>.<random>/, docs/operations.md, "The instance
+ * directory") and talk to each one's admin server (src/admin/admin_server.h) with the password
+ * stored there. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* `ferry worker APP_DIR [--type rack|wsgi|c] [--environment ENV]`: starts one worker the way the
- * pool does (DESIGN.md §2 spawn handshake). Expects fd 3 (owner pipe read end) and fd 4 (control
- * channel). Detects the app type, sets FERRY_APP_ROOT, FERRY_APP_TYPE, FERRY_ENV,
+ * pool does (docs/protocol.md §5, spawn handshake). Expects fd 3 (owner pipe read end) and fd 4
+ * (control channel). Detects the app type, sets FERRY_APP_ROOT, FERRY_APP_TYPE, FERRY_ENV,
  * FERRY_OWNER_FD and FERRY_CONTROL_FD, then execs the Ruby or Python loader, or runs the native
  * C worker in this process. */
 #include <errno.h>

@@ -66,7 +66,7 @@ static const opt_t options[] = {
      "seconds a worker may take to boot"},
     {"session-protocol", OPT_UINT, OFF(session_protocol), "2", 1, 2, NULL,
      "2: session protocol v2 with every worker that offers it; 1: v1 always"},
-    {"dispatch-ahead", OPT_UINT, OFF(dispatch_ahead), "0", 0, FY_POOL_DISPATCH_AHEAD_MAX, NULL,
+    {"dispatch-ahead", OPT_UINT, OFF(dispatch_ahead), "2", 0, FY_POOL_DISPATCH_AHEAD_MAX, NULL,
      "requests written ahead into a busy v2 worker when none is idle; 0 off"},
     {"shutdown-timeout", OPT_UINT, OFF(shutdown_timeout), "30", 0, 86400, NULL,
      "seconds in-flight requests get after SIGTERM/SIGINT"},

@@ -28,7 +28,7 @@ typedef struct fy_start_config {
     unsigned max_request_time;     /* seconds */
     unsigned start_timeout;        /* seconds */
     unsigned session_protocol;     /* 1 or 2: the newest session protocol spoken with workers */
-    unsigned dispatch_ahead;       /* requests written ahead into a busy v2 worker; 0 = off */
+    unsigned dispatch_ahead;       /* requests written ahead into a busy v2 worker; 0 = off; default 2 */
     unsigned shutdown_timeout;     /* seconds */
     unsigned header_timeout;       /* seconds */
     unsigned body_timeout;         /* seconds */

@@ -1,4 +1,5 @@
-/* The request block sent to a worker (DESIGN.md §2): CGI variables from the parsed request. */
+/* The request block sent to a worker (docs/protocol.md §2): CGI variables from the parsed
+ * request. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,7 @@
-/* The HTTP/1.1 front end (DESIGN.md §6): listeners, client connections, strict request parsing
- * with limits, request-body buffering, forwarding one request at a time to a worker checked out
- * of the pool, response framing with backpressure, and the access log.
+/* The HTTP/1.1 front end (docs/architecture.md, "The life of a request"): listeners, client
+ * connections, strict request parsing with limits, request-body buffering, forwarding one
+ * request at a time to a worker checked out of the pool, response framing with backpressure,
+ * and the access log.
  *
  * One fy_http_server per `ferry start` process. Owned by the caller (cmd_start); loop thread
  * only. The server borrows the pool: it checks workers out and back in (src/pool/pool.h) but

@@ -185,7 +185,7 @@ static inline const char *fy_http_request_url(const fy_http_request_t *req) { re
 /* The first header named <name> (case-insensitive) or NULL; sets *len. */
 const char *fy_http_request_header(const fy_http_request_t *req, const char *name, size_t *len);
 
-/* ---- CGI variables (DESIGN.md §2) ------------------------------------------------------- */
+/* ---- CGI variables (docs/protocol.md §2) ------------------------------------------------ */
 
 typedef struct fy_http_cgi_ctx {
     const char *server_name;     /* the listener's, used when there is no Host */

@@ -1,6 +1,6 @@
-/* Response framing for the client: the worker's head (DESIGN.md §2) becomes an HTTP/1.1 head with
- * the framing the client can parse (Content-Length, chunked, or close), Date and X-Powered-By;
- * and the front's own error responses. */
+/* Response framing for the client: the worker's head (docs/protocol.md §3) becomes an HTTP/1.1
+ * head with the framing the client can parse (Content-Length, chunked, or close), Date and
+ * X-Powered-By; and the front's own error responses. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,7 +1,7 @@
-/* The instance directory (DESIGN.md §1): $TMPDIR/ferry.<pid>.<random>/, mode 0700, holds the
- * instance's properties (properties.json) and files such as the admin password (0600) and
- * fallback socket files. `ferry status` finds instances here; a dead instance's directory is
- * recognised (its pid is gone) and cleaned. */
+/* The instance directory (docs/operations.md, "The instance directory"):
+ * $TMPDIR/ferry.<pid>.<random>/, mode 0700, holds the instance's properties (properties.json)
+ * and files such as the admin password (0600) and fallback socket files. `ferry status` finds
+ * instances here; a dead instance's directory is recognised (its pid is gone) and cleaned. */
 #ifndef FY_IPC_INSTDIR_H
 #define FY_IPC_INSTDIR_H
 

@@ -90,6 +90,10 @@ struct fy_pool {
     void *done_data;
     uint64_t shutdown_deadline_ms;
 
+    /* Requests done since one ran past the dispatch-ahead young limit (UINT64_MAX: none yet);
+     * dispatch-ahead waits for AHEAD_QUIET_REQUESTS of them (pick_ahead). */
+    uint64_t done_since_long;
+
     bool ever_ready; /* a worker of this app has become ready at least once */
     bool has_boot_error;
     uint64_t pause_until_ms;
@@ -177,20 +181,36 @@ static fy_worker_t *pick_idle(fy_pool_t *pool)
 /* With dispatch-ahead: the busy v2 worker of the current generation with the fewest requests
  * that may take one more (docs/protocol.md §4.3), or NULL. Workers about to be retired, and those
  * that would pass max requests with it, are not chosen. */
+/* Dispatch-ahead (docs/protocol.md §4.3) queues a request behind the one a busy v2 worker
+ * serves. That saves a wake-up when the requests are short and is head-of-line blocking when the
+ * one in front is slow, so it is done only while the app's requests are short: the worker's
+ * current request has run less than the young limit (FY_POOL_AHEAD_YOUNG_US), and none of the
+ * last AHEAD_QUIET_REQUESTS requests ran longer. A mixed app (1 request in 20 sleeping) thus
+ * gets none, and a fast one gets it all the time (docs/performance.md). */
+#define AHEAD_QUIET_REQUESTS 1000u
+
+static uint64_t young_ns(const fy_pool_t *pool)
+{
+    unsigned us = pool->o.dispatch_ahead_young_us ? pool->o.dispatch_ahead_young_us
+                                                  : FY_POOL_AHEAD_YOUNG_US;
+    return (uint64_t)us * 1000;
+}
+
 static fy_worker_t *pick_ahead(fy_pool_t *pool)
 {
     unsigned depth = pool->o.dispatch_ahead;
     if (depth == 0)
         return NULL;
+    if (pool->done_since_long < AHEAD_QUIET_REQUESTS)
+        return NULL; /* the app has slow requests: any busy worker may be serving one */
     fy_worker_t *best = NULL;
-    uint64_t young_ns = (uint64_t)(pool->o.dispatch_ahead_young_us ? pool->o.dispatch_ahead_young_us
-                                                                   : FY_POOL_AHEAD_YOUNG_US) * 1000;
+    uint64_t young = young_ns(pool);
     uint64_t now_ns = uv_hrtime();
     for (fy_worker_t *w = pool->workers; w; w = w->next) {
         if (w->state != W_BUSY || w->protocol != 2 || w->checkouts > depth ||
             w->retire_when_free || w->over_memory_limit || w->generation < pool->generation)
             continue;
-        if (now_ns - w->current_since_ns >= young_ns)
+        if (now_ns - w->current_since_ns >= young)
             continue; /* its request may be a slow one: do not queue behind it */
         if (pool->o.max_requests && w->requests + w->checkouts >= pool->o.max_requests)
             continue;
@@ -816,6 +836,7 @@ int fy_pool_new(uv_loop_t *loop, const fy_pool_options_t *opts, fy_pool_t **out)
     fy_pool_t *pool = fy_xcalloc(1, sizeof *pool);
     pool->loop = loop;
     pool->o = *opts;
+    pool->done_since_long = UINT64_MAX;
     pool->app_root = fy_xstrdup(opts->app_root);
     pool->app_type = opts->app_type ? fy_xstrdup(opts->app_type) : NULL;
     pool->environment = fy_xstrdup(opts->environment ? opts->environment : "production");
@@ -959,12 +980,17 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
 {
     FY_ASSERT(w->pool == pool && w->checkouts > 0);
     w->checkouts--;
-    if (w->checkouts > 0)
-        w->current_since_ns = uv_hrtime(); /* it starts the next request dispatched ahead */
+    uint64_t now_ns = uv_hrtime();
     if (outcome != FY_WORKER_NOT_STARTED) {
         w->requests++;
         pool->stats.requests_done++;
+        if (now_ns - w->current_since_ns >= young_ns(pool))
+            pool->done_since_long = 0;
+        else if (pool->done_since_long != UINT64_MAX)
+            pool->done_since_long++;
     }
+    if (w->checkouts > 0)
+        w->current_since_ns = now_ns; /* it starts the next request dispatched ahead */
     kick(pool);
     if (w->proc == NULL) {
         /* It died while checked out and is already reaped. */

@@ -1,6 +1,6 @@
-/* The application pool (DESIGN.md §5): one app's workers, its request queue, spawning and the
- * policies that retire workers (idle time, max requests, memory limit, max request time, crashes,
- * the 10-second boot rule). Owned by the core; loop thread only.
+/* The application pool (docs/operations.md, "Workers"): one app's workers, its request queue,
+ * spawning and the policies that retire workers (idle time, max requests, memory limit, max
+ * request time, crashes, the 10-second boot rule). Owned by the core; loop thread only.
  *
  * The HTTP front talks to the pool through a checkout/checkin pair: it checks a worker out for
  * one request, talks to the worker's socket itself (address + secret), and checks it back in
@@ -126,11 +126,12 @@ pid_t fy_worker_pid(const fy_worker_t *worker);
  * pool call. */
 const fy_app_error_t *fy_pool_boot_error(const fy_pool_t *pool);
 
-/* Starts a rolling restart (DESIGN.md §5): every worker alive now (spawning, idle or busy) belongs
- * to the old generation and is replaced, one at a time: a new-generation worker is spawned, and
- * once it is ready one old worker is retired (an idle one at once with SIGUSR1; a busy one when it
- * is checked in, after its request; a spawning one as soon as it is ready). Old workers keep
- * serving until they are retired, so no request waits for the restart or fails because of it.
+/* Starts a rolling restart (docs/operations.md, "Restarting"): every worker alive now (spawning,
+ * idle or busy) belongs to the old generation and is replaced, one at a time: a new-generation
+ * worker is spawned, and once it is ready one old worker is retired (an idle one at once with
+ * SIGUSR1; a busy one when it is checked in, after its request; a spawning one as soon as it is
+ * ready). Old workers keep serving until they are retired, so no request waits for the restart
+ * or fails because of it.
  * The replacement may be the (max_pool_size + 1)th live worker: old workers already marked to
  * retire after their request are not counted for it, retiring ones never are.
  *

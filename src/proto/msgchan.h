@@ -1,5 +1,5 @@
-/* MessageChannel codec (DESIGN.md §2): array messages and scalar messages. Pure: no I/O, no
- * libuv. The blocking channel in src/ipc/channel.h and the libuv core both use this codec.
+/* MessageChannel codec (docs/protocol.md §1): array messages and scalar messages. Pure: no I/O,
+ * no libuv. The blocking channel in src/ipc/channel.h and the libuv core both use this codec.
  *
  * Array message: u16 BE LEN, then LEN bytes, each item followed by one NUL. At least one item
  * (the message name); items may be empty and never contain NUL.

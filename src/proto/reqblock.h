@@ -1,4 +1,4 @@
-/* The request header block (DESIGN.md §2), core → worker: u32 BE H, then H bytes of
+/* The request header block (docs/protocol.md §2), core → worker: u32 BE H, then H bytes of
  * "name NUL value NUL" pairs, then the body. Names non-empty, values may be empty;
  * H ≤ FY_REQBLOCK_MAX; an odd item count or a block not ending in NUL is malformed. Pure. */
 #ifndef FY_PROTO_REQBLOCK_H

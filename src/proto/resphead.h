@@ -1,4 +1,4 @@
-/* The response head (DESIGN.md §2), worker → core: first line "Status: NNN Reason" or
+/* The response head (docs/protocol.md §3), worker → core: first line "Status: NNN Reason" or
  * "HTTP/1.x NNN Reason", then "Name: value" lines, then an empty line. CRLF line ends; bare LF
  * tolerated from apps. Repeated headers kept in order. At most FY_RESPHEAD_MAX bytes. Pure.
  * A malformed head is -EPROTO, which the core maps to 502. */

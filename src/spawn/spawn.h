@@ -1,7 +1,8 @@
-/* Direct spawning (DESIGN.md §2, spawn handshake): starts one `ferry worker APP_ROOT --type TYPE`
- * process on a libuv loop, reads its ["ready", pid, address, secret] or ["error", summary,
- * details] from the control channel, captures its stdout/stderr line by line into the log, holds
- * the write end of its owner pipe, and reaps it.
+/* Direct spawning (docs/protocol.md §5, spawn handshake): starts one
+ * `ferry worker APP_ROOT --type TYPE` process on a libuv loop, reads its
+ * ["ready", pid, address, secret] or ["error", summary, details] from the control channel,
+ * captures its stdout/stderr line by line into the log, holds the write end of its owner pipe,
+ * and reaps it.
  *
  * A fy_proc is one such child. It is owned by whoever spawned it (the pool); loop thread only.
  * Lifecycle, told by callbacks:

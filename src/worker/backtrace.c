@@ -1,4 +1,5 @@
-/* SIGQUIT's "backtrace of every thread" for the C worker (DESIGN.md §4).
+/* SIGQUIT's "backtrace of every thread" for the C worker (docs/c-sdk.md, "Threading and process
+ * rules").
  *
  * backtrace() only walks the calling thread, so the thread that took SIGQUIT writes its own
  * stack, then sends FY_WORKER_BACKTRACE_SIGNAL to every other thread of the process in turn,

@@ -1,5 +1,5 @@
-/* The C worker's main loop (DESIGN.md §4, after Passenger's RequestHandler): load the app,
- * listen, report ready, then accept → serve → close, one connection at a time.
+/* The C worker's main loop (docs/protocol.md §5, after Passenger's RequestHandler): load the
+ * app, listen, report ready, then accept → serve → close, one connection at a time.
  *
  * Stopping: SIGUSR1 sets a flag and wakes the loop through a self-pipe, so an idle worker exits
  * at once and a busy one after its current request. SIGTERM removes the socket file and kills
@@ -27,7 +27,8 @@
 
 #define LISTEN_BACKLOG 50
 #define CONTROL_TIMEOUT_MS 5000
-/* Two errors outside a request closer than this end the worker (DESIGN.md §4). */
+/* Two errors outside a request closer than this end the worker (docs/protocol.md §6, "Shared
+ * constants"). */
 #define ERROR_RETRY_WINDOW_S 10
 
 /* State the signal handlers and the owner watcher read. Written before they are installed. */

@@ -1,8 +1,9 @@
-/* The native C worker (DESIGN.md §2 spawn handshake, §4 worker lifecycle): loads an app .so
- * (include/ferry.h), listens on its own password-protected Unix socket, reports
- * ["ready", pid, address, secret] on the control channel and serves one request at a time until
- * the owner pipe closes or a signal says stop. Runs in the `ferry worker` process, main thread;
- * it owns the process's signal dispositions for SIGTERM, SIGUSR1, SIGHUP, SIGQUIT and SIGPIPE. */
+/* The native C worker (docs/protocol.md §5 spawn handshake; its lifecycle: docs/c-sdk.md,
+ * "Threading and process rules"): loads an app .so (include/ferry.h), listens on its own
+ * password-protected Unix socket, reports ["ready", pid, address, secret] on the control
+ * channel and serves one request at a time until the owner pipe closes or a signal says stop.
+ * Runs in the `ferry worker` process, main thread; it owns the process's signal dispositions
+ * for SIGTERM, SIGUSR1, SIGHUP, SIGQUIT and SIGPIPE. */
 #ifndef FY_WORKER_WORKER_H
 #define FY_WORKER_WORKER_H
 

@@ -1,4 +1,4 @@
-"""The conformance harness: plays the owner of one worker, byte for byte as DESIGN.md §2 says.
+"""The conformance harness: plays the owner of one worker, byte for byte as docs/protocol.md says.
 
 It creates the owner pipe and a socketpair control channel, starts
 `ferry worker APP --type T` with them on fds 3 and 4, reads the `ready` (or `error`) array

@@ -1,6 +1,7 @@
-"""Worker lifecycle (DESIGN.md §2 handshake, §4): signals, the owner pipe, socket modes, idle
-CPU, and boot failures. Cases that make requests run over session protocol v1 and v2
-(docs/protocol.md §4); the v2-only soft stops (END with CLOSING) are in test_session.py."""
+"""Worker lifecycle (docs/protocol.md §5 handshake; the lifecycle list of its "Conformance
+suite"): signals, the owner pipe, socket modes, idle CPU, and boot failures. Cases that make
+requests run over session protocol v1 and v2 (docs/protocol.md §4); the v2-only soft stops
+(END with CLOSING) are in test_session.py."""
 
 import os
 import re
@@ -133,8 +134,9 @@ def test_sigquit_logs_and_continues(spawn):
 
 @pytest.mark.both_wires
 def test_sigquit_writes_the_stack_of_every_thread(spawn):
-    """DESIGN.md §4: SIGQUIT writes the backtrace of every thread, not only the one that took
-    the signal: a thread parked by the app must show up by its function's name."""
+    """docs/protocol.md, "Conformance suite" (lifecycle): SIGQUIT writes the backtrace of every
+    thread, not only the one that took the signal: a thread parked by the app must show up by
+    its function's name."""
     w = spawn()
     assert w.get("/park-thread").body == b"parked\n"
     time.sleep(0.2)

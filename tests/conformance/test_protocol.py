@@ -1,5 +1,6 @@
-"""Bad request blocks (DESIGN.md §2): the worker closes the connection without a reply, logs it,
-and serves the next request. Every case checks the worker is the same process afterwards."""
+"""Bad request blocks (docs/protocol.md §2): the worker closes the connection without a reply,
+logs it, and serves the next request. Every case checks the worker is the same process
+afterwards."""
 
 import struct
 import time

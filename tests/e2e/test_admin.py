@@ -1,5 +1,6 @@
-"""`ferry status` and `ferry stop` (DESIGN.md §1): instances found through their instance
-directories, the admin socket's password and uid checks, the status document, graceful stop."""
+"""`ferry status` and `ferry stop` (docs/operations.md, "Watching" and "Stopping"): instances
+found through their instance directories, the admin socket's password and uid checks, the
+status document, graceful stop."""
 import glob
 import json
 import os

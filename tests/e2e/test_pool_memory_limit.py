@@ -1,6 +1,7 @@
-"""Pool e2e: --memory-limit MB (DESIGN.md §5). A worker whose PSS passes the limit is replaced:
-an idle one at once, a busy one after its current request, which completes normally. Each
-worker's PSS is read every 5 s, so every wait here is bounded at a few intervals."""
+"""Pool e2e: --memory-limit MB (docs/operations.md, "Workers"). A worker whose PSS passes the
+limit is replaced: an idle one at once, a busy one after its current request, which completes
+normally. Each worker's PSS is read every 5 s, so every wait here is bounded at a few
+intervals."""
 import threading
 
 import requests

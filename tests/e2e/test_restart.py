@@ -1,6 +1,7 @@
-"""Rolling restarts (DESIGN.md §5): `ferry restart [--wait]` and tmp/restart.txt replace every
-worker, one at a time, a new one started before an old one goes, so no request fails; a deploy
-that breaks the app stops the restart and the old workers keep serving."""
+"""Rolling restarts (docs/operations.md, "Restarting"): `ferry restart [--wait]` and
+tmp/restart.txt replace every worker, one at a time, a new one started before an old one goes,
+so no request fails; a deploy that breaks the app stops the restart and the old workers keep
+serving."""
 import json
 import os
 import shutil

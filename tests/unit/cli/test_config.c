@@ -363,7 +363,7 @@ Test(config, defaults_without_flags_environment_or_file)
     cr_assert_eq(cfg.max_request_time, 0);
     cr_assert_eq(cfg.start_timeout, 90);
     cr_assert_eq(cfg.session_protocol, 2);
-    cr_assert_eq(cfg.dispatch_ahead, 0);
+    cr_assert_eq(cfg.dispatch_ahead, 2);
     cr_assert_eq(cfg.shutdown_timeout, 30);
     cr_assert_eq(cfg.header_timeout, 30);
     cr_assert_eq(cfg.body_timeout, 60);
@@ -750,7 +750,7 @@ Test(config, session_options_default_to_what_the_front_and_the_pool_document)
     cr_assert_eq(cfg.session_protocol, FY_HTTP_DEFAULT_SESSION_PROTOCOL);
     cr_assert_eq((uint64_t)cfg.response_buffer_max * 1024 * 1024,
                  FY_HTTP_DEFAULT_RESPONSE_BUFFER_MAX);
-    cr_assert_eq(cfg.dispatch_ahead, 0);
+    cr_assert_eq(cfg.dispatch_ahead, 2);
 }
 
 Test(config, session_protocol_is_1_or_2_from_every_source)

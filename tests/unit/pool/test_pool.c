@@ -1292,6 +1292,14 @@ Test(pool, dispatch_ahead_hands_a_busy_v2_worker_one_more_request_and_no_more)
     close_pool();
 }
 
+/* Busy-waits <ms> milliseconds: the request a test holds has then run that long. */
+static void run_for_ms(unsigned ms)
+{
+    uint64_t t0 = uv_hrtime();
+    while (uv_hrtime() - t0 < (uint64_t)ms * 1000000)
+        ;
+}
+
 Test(pool, dispatch_ahead_skips_a_worker_whose_request_has_run_past_the_young_limit)
 {
     fy_pool_options_t o = default_opts("POOL_APP_HELLO");
@@ -1302,9 +1310,7 @@ Test(pool, dispatch_ahead_skips_a_worker_whose_request_has_run_past_the_young_li
     fy_pool_start(C.pool);
     wait_idle(1, 20000);
     fy_worker_t *w = take_idle();
-    uint64_t t0 = uv_hrtime();
-    while (uv_hrtime() - t0 < 2000000)
-        ; /* its request has now run 2 ms, past the 1 ms limit */
+    run_for_ms(2); /* its request has now run 2 ms, past the 1 ms limit */
     waiter_t b;
     waiter_init(&b);
     fy_worker_t *x = NULL;
@@ -1314,6 +1320,29 @@ Test(pool, dispatch_ahead_skips_a_worker_whose_request_has_run_past_the_young_li
     wait_called(&b, 2000);
     cr_assert_eq(b.worker, w);
     fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    close_pool();
+}
+
+Test(pool, after_a_long_request_dispatch_ahead_waits_for_many_short_ones)
+{
+    fy_pool_options_t o = default_opts("POOL_APP_HELLO");
+    o.max_pool_size = 1;
+    o.dispatch_ahead = 1;
+    o.dispatch_ahead_young_us = 1000;
+    open_pool(&o);
+    fy_pool_start(C.pool);
+    wait_idle(1, 20000);
+    fy_worker_t *w = take_idle();
+    run_for_ms(2); /* this request runs 2 ms: the app has slow requests */
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    w = take_idle(); /* young, but the pool has just seen a long one */
+    waiter_t b;
+    waiter_init(&b);
+    fy_worker_t *x = NULL;
+    cr_assert_eq(checkout(&b, &x), 0, "queued: no dispatch-ahead right after a slow request");
+    fy_pool_checkin(C.pool, w, FY_WORKER_OK);
+    wait_called(&b, 2000);
+    fy_pool_checkin(C.pool, b.worker, FY_WORKER_OK);
     close_pool();
 }
 

@@ -1,6 +1,6 @@
 """Test driver for loaders/python/wsgi_loader.py: starts the loader the way `ferry worker` does
 (fd 3 = owner pipe read end, fd 4 = control channel, FERRY_* environment), reads the spawn
-handshake and sends requests in the wire format of DESIGN.md §2."""
+handshake and sends requests in the wire format of docs/protocol.md §2."""
 
 import importlib.util
 import os
