@@ -110,7 +110,7 @@ int ferry_app_init(ferry_init_t *init);
 typedef int (*ferry_app_init_fn)(ferry_init_t *init);
 
 /* ---- request view ------------------------------------------------------------------------
- * Request variables are the CGI-style names of the request block (DESIGN.md §2):
+ * Request variables are the CGI-style names of the request block (docs/protocol.md §2):
  * REQUEST_METHOD, REQUEST_URI, PATH_INFO (percent-decoded), QUERY_STRING, SCRIPT_NAME,
  * SERVER_NAME, SERVER_PORT, SERVER_PROTOCOL, REMOTE_ADDR, REMOTE_PORT, HTTPS, CONTENT_LENGTH,
  * CONTENT_TYPE and HTTP_<NAME> for every other request header. The connect password is never

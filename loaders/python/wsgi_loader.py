@@ -4,11 +4,12 @@
 Started by `ferry worker APP_DIR --type wsgi` (or a preloader) as
 `/usr/bin/python3 loaders/python/wsgi_loader.py` with fd 3 = read end of the owner pipe and
 fd 4 = the control channel, and the environment FERRY_APP_ROOT, FERRY_APP_TYPE, FERRY_ENV,
-FERRY_OWNER_FD, FERRY_CONTROL_FD (DESIGN.md §2, spawn handshake). It loads `application` from
-the app root, listens on its own password-protected Unix socket, reports
+FERRY_OWNER_FD, FERRY_CONTROL_FD (the spawn handshake, docs/protocol.md §5). It loads
+`application` from the app root, listens on its own password-protected Unix socket, reports
 ["ready", pid, address, secret] on the control channel and serves one request at a time
-(DESIGN.md §4) until the owner pipe closes or a signal says stop. See README.md next to this
-file for the behaviour in detail. Python 3 standard library only.
+(docs/protocol.md §2, §3) until the owner pipe closes or a signal says stop (the lifecycle
+list of docs/protocol.md, "Conformance suite"). See README.md next to this file for the
+behaviour in detail. Python 3 standard library only.
 """
 
 import errno
@@ -27,7 +28,7 @@ import threading
 import time
 import traceback
 
-# Wire limits (DESIGN.md §2).
+# Wire limits (docs/protocol.md §6).
 REQUEST_BLOCK_MAX = 131072
 RESPONSE_HEAD_MAX = 131072
 ARRAY_PAYLOAD_MAX = 65535
@@ -44,7 +45,8 @@ IO_CHUNK = 65536
 # The first read of a connection: the size prefix, the request block and usually the whole body
 # of a small request in one recv.
 FIRST_READ = 16384
-# Two errors outside a request less than this apart end the worker (DESIGN.md §4).
+# Two errors outside a request less than this apart end the worker (docs/protocol.md §6,
+# "Shared constants").
 ERROR_RETRY_INTERVAL_S = 10.0
 # Where `application` is looked for, in this order.
 ENTRY_FILES = ("passenger_wsgi.py", "wsgi.py", "app.py")
@@ -101,7 +103,7 @@ def log(level, message, *fields, detail=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# Wire formats (DESIGN.md §2).
+# Wire formats (docs/protocol.md §1–§3).
 
 class ProtocolError(Exception):
     """A request that breaks the wire format: refused, closed without a reply, logged."""

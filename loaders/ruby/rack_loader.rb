@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# ferry's Rack loader: one worker process serving one Rack app (DESIGN.md §2 and §4).
+# ferry's Rack loader: one worker process serving one Rack app (docs/protocol.md §2, §3 and §5).
 #
 # Started by `ferry worker APP_DIR --type rack` (or the pool) with fd 3 the read end of the owner
 # pipe and fd 4 the control channel, and the environment FERRY_APP_ROOT, FERRY_APP_TYPE,

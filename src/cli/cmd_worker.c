@@ -26,7 +26,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: ferry worker APP_DIR [--type rack|wsgi|c] [--environment ENV]\n"
             "\n"
-            "Runs one worker of the app in APP_DIR with the spawn handshake of DESIGN.md §2:\n"
+            "Runs one worker of the app in APP_DIR with the spawn handshake of docs/protocol.md §5:\n"
             "fd 3 must be the read end of the owner pipe (the worker exits when it reads EOF)\n"
             "and fd 4 a control channel (a Unix socket), on which the worker writes\n"
             "[\"ready\", pid, address, secret] once it listens, or [\"error\", summary, details].\n"
@@ -134,7 +134,7 @@ int fy_cmd_worker(int argc, char **argv)
         return fail("fd " FY_HANDSHAKE_OWNER_FD_TEXT " (owner pipe) and fd "
                     FY_HANDSHAKE_CONTROL_FD_TEXT " (control channel) must be open",
                     "step=handshake: ferry worker is started by the pool or a test harness "
-                    "with the spawn handshake of DESIGN.md §2");
+                    "with the spawn handshake of docs/protocol.md §5");
 
     char root[PATH_MAX];
     if (realpath(argv[optind], root) == NULL) {

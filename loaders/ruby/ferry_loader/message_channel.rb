@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
-# MessageChannel array messages (DESIGN.md §2): u16 big-endian LEN, then LEN bytes, each item
-# followed by one NUL. Items cannot contain NUL; LEN is at most 65535.
+# MessageChannel array messages (docs/protocol.md §1.1): u16 big-endian LEN, then LEN bytes, each
+# item followed by one NUL. Items cannot contain NUL; LEN is at most 65535.
 module FerryLoader
   module MessageChannel
     MAX_PAYLOAD = 65_535

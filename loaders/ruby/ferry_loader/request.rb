@@ -4,9 +4,9 @@ require 'io/wait'
 require 'stringio'
 require 'tempfile'
 
-# The request (DESIGN.md §2), core → worker: u32 big-endian H, then H bytes of "name NUL value
-# NUL" pairs, then CONTENT_LENGTH bytes of body. This file reads and checks it and turns it into
-# a Rack env (the SPEC of rack 2.2). Everything read from the socket is binary (ASCII-8BIT).
+# The request (docs/protocol.md §2), core → worker: u32 big-endian H, then H bytes of "name NUL
+# value NUL" pairs, then CONTENT_LENGTH bytes of body. This file reads and checks it and turns it
+# into a Rack env (the SPEC of rack 2.2). Everything read from the socket is binary (ASCII-8BIT).
 module FerryLoader
   # A request that is refused: the connection is closed without a reply and the reason is
   # logged. Never raised for an app's own errors.

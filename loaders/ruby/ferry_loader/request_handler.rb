@@ -2,11 +2,12 @@
 
 require 'securerandom'
 
-# The worker's main loop (DESIGN.md §4): accept, read the request, call the app, write the
-# response, close; one request at a time. Signals: SIGUSR1 finishes the current request and then
-# exits 0 (at once when idle), SIGTERM exits now, SIGHUP is ignored, SIGQUIT writes every
-# thread's backtrace to stderr. An error outside a request is logged and the loop goes on, unless
-# the previous one was less than ERROR_WINDOW seconds ago: then the loop ends with status 1.
+# The worker's main loop (docs/protocol.md §5; the lifecycle list of its "Conformance suite"):
+# accept, read the request, call the app, write the response, close; one request at a time.
+# Signals: SIGUSR1 finishes the current request and then exits 0 (at once when idle), SIGTERM
+# exits now, SIGHUP is ignored, SIGQUIT writes every thread's backtrace to stderr. An error
+# outside a request is logged and the loop goes on, unless the previous one was less than
+# ERROR_WINDOW seconds ago: then the loop ends with status 1.
 module FerryLoader
   class RequestHandler
     ERROR_WINDOW = 10.0

@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# The response head (DESIGN.md §2), worker → core: "Status: NNN Reason", then "Name: value"
+# The response head (docs/protocol.md §3), worker → core: "Status: NNN Reason", then "Name: value"
 # lines, CRLF line ends, an empty line. Built whole before anything is written, so an invalid
 # response from the app can still be answered with a 500.
 module FerryLoader

@@ -2,7 +2,7 @@
 
 # Test support for the Rack loader: starts `ruby rack_loader.rb` the way the core does (fd 3 the
 # owner pipe's read end, fd 4 one end of a socketpair), reads the handshake, and speaks the
-# request/response protocol of DESIGN.md §2 to it.
+# request/response protocol of docs/protocol.md §2 and §3 to it.
 require 'minitest/autorun'
 require 'rbconfig'
 require 'socket'
