@@ -1,5 +1,5 @@
 /* AbstractServer (docs/architecture.md, "Modules and layering"): the base of the spawn server
- * (preloader) and the admin server.
+ * (preloader); the admin server runs in the core's loop instead (docs/architecture.md says why).
  *
  * A server listens on a password-protected Unix socket (abstract namespace, or a socket file of
  * mode 0700 in <socket_dir> when abstract sockets are disabled). Its main loop runs in a forked
