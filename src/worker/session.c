@@ -53,18 +53,27 @@ static bool stop_requested(const fy_worker_session_t *s)
     return s->cfg.stop != NULL && s->cfg.stop->flag != NULL && *s->cfg.stop->flag;
 }
 
+/* Logs one [warn] line "pid=N: <prefix>: <what><suffix>", marks the session failed with <rc>
+ * and returns it: the shared body of violation() and refuse_session(). */
+__attribute__((format(printf, 5, 0))) static int fail_session(fy_worker_session_t *s, int rc,
+                                                          const char *prefix, const char *suffix,
+                                                          const char *fmt, va_list ap)
+{
+    char what[256];
+    vsnprintf(what, sizeof what, fmt, ap);
+    fy_log(FY_LOG_WARN, "worker", "pid=%d: %s: %s%s", (int)getpid(), prefix, what, suffix);
+    s->error = rc;
+    return rc;
+}
+
 /* Logs what the core did wrong, marks the connection for closing and returns <rc>. */
 __attribute__((format(printf, 3, 4))) static int violation(fy_worker_session_t *s, int rc,
                                                            const char *fmt, ...)
 {
-    char what[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    rc = fail_session(s, rc, "session protocol violation", "; closing the connection", fmt, ap);
     va_end(ap);
-    fy_log(FY_LOG_WARN, "worker", "pid=%d: session protocol violation: %s; closing the connection",
-           (int)getpid(), what);
-    s->error = rc;
     return rc;
 }
 
@@ -72,13 +81,10 @@ __attribute__((format(printf, 3, 4))) static int violation(fy_worker_session_t *
 __attribute__((format(printf, 3, 4))) static int refuse_session(fy_worker_session_t *s, int rc,
                                                                 const char *fmt, ...)
 {
-    char what[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    rc = fail_session(s, rc, "refused a session", "", fmt, ap);
     va_end(ap);
-    fy_log(FY_LOG_WARN, "worker", "pid=%d: refused a session: %s", (int)getpid(), what);
-    s->error = rc;
     return rc;
 }
 
