@@ -85,6 +85,22 @@ static int exec_loader(const char *type)
         free(summary);
         return rc;
     }
+    /* The loader imports the runtime's extension module (_ferry for Python, ferry_ext for Ruby)
+     * from FERRY_EXT_DIR/<language>/: the extensions of the build this binary belongs to. */
+    const char *ext = getenv(FY_HANDSHAKE_VAR_EXT_DIR);
+    if (ext == NULL || *ext == '\0')
+        setenv(FY_HANDSHAKE_VAR_EXT_DIR, FERRY_EXT_DIR_DEFAULT, 1);
+#ifdef FY_ASAN_RUNTIME
+    /* A sanitizer build's extensions need the ASan runtime first in the interpreter's library
+     * list; interpreters free little at exit, so leak checks there say nothing about ferry. */
+    const char *preload = getenv("LD_PRELOAD");
+    char *joined = fy_xasprintf("%s%s%s", FY_ASAN_RUNTIME, preload && *preload ? ":" : "",
+                                preload ? preload : "");
+    setenv("LD_PRELOAD", joined, 1);
+    free(joined);
+    if (getenv("ASAN_OPTIONS") == NULL)
+        setenv("ASAN_OPTIONS", "detect_leaks=0:detect_stack_use_after_return=0", 1);
+#endif
     char *const argv[] = {(char *)interp, script, NULL};
     execvp(interp, argv);
     char *summary =
@@ -197,11 +213,7 @@ int fy_cmd_worker(int argc, char **argv)
         return exec_loader(type);
     }
 
-    const char *socket_dir = getenv(FY_HANDSHAKE_VAR_INSTANCE_DIR);
-    if (socket_dir == NULL || *socket_dir == '\0')
-        socket_dir = getenv("TMPDIR");
-    if (socket_dir == NULL || *socket_dir == '\0')
-        socket_dir = "/tmp";
+    const char *socket_dir = fy_worker_socket_dir();
     fy_worker_config_t cfg = {
         .app_path = so_path,
         .app_root = root,

@@ -31,4 +31,8 @@
 /* "1": listen on a socket file instead of the Linux abstract namespace. */
 #define FY_HANDSHAKE_VAR_NO_ABSTRACT_SOCKETS "FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS"
 
+/* Where the loaders find the runtime's extension modules: python/_ferry*.so, ruby/ferry_ext.so
+ * (set by `ferry worker` when absent: the extensions of its own build). */
+#define FY_HANDSHAKE_VAR_EXT_DIR "FERRY_EXT_DIR"
+
 #endif

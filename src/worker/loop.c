@@ -6,6 +6,7 @@
  * the process. A watcher thread blocks on the owner pipe and, at EOF, removes the socket file
  * and calls _exit: that works even while the app is stuck inside a request. */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,7 +22,9 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "ipc/channel.h"
+#include "ipc/handshake.h"
 #include "ipc/sock.h"
+#include "worker/host.h"
 #include "worker/worker.h"
 #include "worker/worker_internal.h"
 
@@ -37,6 +40,7 @@ static char busy_path[512];
 static int wake_pipe[2] = {-1, -1};
 static volatile sig_atomic_t soft_stop;
 static int owner_fd_watched = -1;
+static void (*sigquit_hook)(void); /* the host's, after the C stacks (host.h) */
 
 int fy_worker_report_error(int control_fd, const char *summary, const char *details)
 {
@@ -110,6 +114,8 @@ static void on_sigquit(int sig)
     fy_sig_append(line, sizeof line, &len, busy_path[0] ? busy_path : "idle");
     fy_log_sigsafe(FY_LOG_WARN, "worker", line);
     fy_worker_backtraces_write();
+    if (sigquit_hook != NULL)
+        sigquit_hook();
     errno = saved;
 }
 
@@ -248,57 +254,67 @@ int fy_worker_serve_loop(fy_worker_ctx_t *ctx, int listen_fd)
     return 0;
 }
 
-int fy_worker_run(const fy_worker_config_t *cfg)
+static const char *default_socket_dir(void)
 {
-    int status = 1;
-    int listen_fd = -1;
-    fy_worker_app_t app;
-    memset(&app, 0, sizeof app);
-    fy_fd_set_cloexec(cfg->control_fd);
-    fy_fd_set_cloexec(cfg->owner_fd);
-    /* Signals first: a SIGTERM during a slow app boot must still work. */
+    const char *dir = getenv(FY_HANDSHAKE_VAR_INSTANCE_DIR);
+    if (dir == NULL || *dir == '\0')
+        dir = getenv("TMPDIR");
+    if (dir == NULL || *dir == '\0')
+        dir = "/tmp";
+    return dir;
+}
+
+const char *fy_worker_socket_dir(void)
+{
+    return default_socket_dir();
+}
+
+/* Signals first: a SIGTERM during a slow app boot must still work; then the owner watcher.
+ * Reports a failure on <control_fd>. */
+static int runtime_setup(int owner_fd, int control_fd)
+{
+    fy_fd_set_cloexec(control_fd);
+    fy_fd_set_cloexec(owner_fd);
     int rc = fy_worker_backtraces_install();
     if (rc == 0)
         rc = install_signals();
     if (rc == 0 && pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
         rc = -errno;
     if (rc == 0)
-        rc = start_owner_watch(cfg->owner_fd);
+        rc = start_owner_watch(owner_fd);
     if (rc != 0) {
         char *summary = fy_xasprintf("worker setup failed: %s", strerror(-rc));
-        fy_worker_report_error(cfg->control_fd, summary, "step=setup");
+        fy_worker_report_error(control_fd, summary, "step=setup");
         free(summary);
-        goto out;
     }
+    return rc;
+}
 
-    char *summary = NULL, *details = NULL;
-    rc = fy_worker_app_load(cfg->app_path, cfg->app_root, cfg->environment, &app, &summary,
-                            &details);
-    if (rc != 0) {
-        fy_worker_report_error(cfg->control_fd, summary, details);
-        free(summary);
-        free(details);
-        goto out;
-    }
-
+/* After the app loaded: listen, generate the password, send ready, serve until a stop; then
+ * on_shutdown. Returns the exit status. */
+static int serve_app(int control_fd, const char *socket_dir, fy_worker_app_t *app,
+                     const char *label)
+{
+    int status = 1;
     char address[FY_ADDRESS_MAX];
     char secret[FY_SECRET_HEX_LEN + 1];
-    listen_fd = fy_unix_listen_auto(cfg->socket_dir, "ferry-worker", LISTEN_BACKLOG, address);
+    char *summary;
+    int listen_fd = fy_unix_listen_auto(socket_dir, "ferry-worker", LISTEN_BACKLOG, address);
     if (listen_fd < 0) {
         summary =
             fy_xasprintf("cannot listen on a worker socket in %s: %s",
-                         fy_abstract_sockets_enabled() ? "the abstract namespace" : cfg->socket_dir,
+                         fy_abstract_sockets_enabled() ? "the abstract namespace" : socket_dir,
                          strerror(-listen_fd));
-        fy_worker_report_error(cfg->control_fd, summary, "step=listen");
+        fy_worker_report_error(control_fd, summary, "step=listen");
         free(summary);
-        goto out;
+        return 1;
     }
     if (strncmp(address, "unix:", 5) == 0)
         snprintf(socket_file, sizeof socket_file, "%s", address + 5);
-    rc = fy_secret_generate(secret);
+    int rc = fy_secret_generate(secret);
     if (rc != 0) {
         summary = fy_xasprintf("cannot generate the connect password: %s", strerror(-rc));
-        fy_worker_report_error(cfg->control_fd, summary, "step=secret");
+        fy_worker_report_error(control_fd, summary, "step=secret");
         free(summary);
         goto out;
     }
@@ -306,20 +322,20 @@ int fy_worker_run(const fy_worker_config_t *cfg)
     char pid_text[24];
     snprintf(pid_text, sizeof pid_text, "%d", (int)getpid());
     fy_channel_t ch;
-    fy_channel_init(&ch, cfg->control_fd, CONTROL_TIMEOUT_MS);
+    fy_channel_init(&ch, control_fd, CONTROL_TIMEOUT_MS);
     /* The fifth item says this worker also speaks session protocol v2 (docs/protocol.md §4.1). */
     rc = fy_channel_write_strings(&ch, 5, "ready", pid_text, address, secret, "2");
     if (rc != 0) {
         fy_log(FY_LOG_ERROR, "worker", "pid=%d fd=%d: cannot send ready: %s", (int)getpid(),
-               cfg->control_fd, strerror(-rc));
+               control_fd, strerror(-rc));
         goto out;
     }
-    fy_log(FY_LOG_INFO, "worker", "pid=%d app=%s address=%s: ready", (int)getpid(), cfg->app_path,
+    fy_log(FY_LOG_INFO, "worker", "pid=%d app=%s address=%s: ready", (int)getpid(), label,
            address);
 
     fy_worker_stop_t stop = {.flag = &soft_stop, .wake_fd = wake_pipe[0]};
     fy_worker_ctx_t ctx = {
-        .app = &app,
+        .app = app,
         .secret = secret,
         .header_timeout_ms = FY_WORKER_HEADER_TIMEOUT_MS,
         .body_timeout_ms = FY_WORKER_BODY_TIMEOUT_MS,
@@ -328,16 +344,100 @@ int fy_worker_run(const fy_worker_config_t *cfg)
         .busy_path_cap = sizeof busy_path,
     };
     status = fy_worker_serve_loop(&ctx, listen_fd);
-    fy_worker_app_dispose(&app, true);
+    if (app->callbacks.on_shutdown != NULL)
+        app->callbacks.on_shutdown(app->data);
+    app->callbacks.on_shutdown = NULL;
 
 out:
-    if (app.dl_handle != NULL)
-        fy_worker_app_dispose(&app, false);
-    if (listen_fd >= 0)
-        close(listen_fd);
+    close(listen_fd);
     if (socket_file[0] != '\0') {
         unlink(socket_file);
         socket_file[0] = '\0';
     }
     return status;
+}
+
+int fy_worker_run(const fy_worker_config_t *cfg)
+{
+    if (runtime_setup(cfg->owner_fd, cfg->control_fd) != 0)
+        return 1;
+    fy_worker_app_t app;
+    char *summary = NULL, *details = NULL;
+    int rc = fy_worker_app_load(cfg->app_path, cfg->app_root, cfg->environment, &app, &summary,
+                                &details);
+    if (rc != 0) {
+        fy_worker_report_error(cfg->control_fd, summary, details);
+        free(summary);
+        free(details);
+        return 1;
+    }
+    int status = serve_app(cfg->control_fd, cfg->socket_dir, &app, cfg->app_path);
+    fy_worker_app_dispose(&app, false);
+    return status;
+}
+
+/* ---- language hosts (host.h) ---------------------------------------------------------------- */
+
+static bool host_booted;
+static int host_control_fd = -1;
+
+/* <name>'s fd (absent: <fallback>), or -1 when it is not a number or not open. */
+static int handshake_fd(const char *name, int fallback)
+{
+    const char *text = getenv(name);
+    if (text == NULL || *text == '\0')
+        return fcntl(fallback, F_GETFD) == -1 ? -1 : fallback;
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 0 || v > INT_MAX || fcntl((int)v, F_GETFD) == -1)
+        return -1;
+    return (int)v;
+}
+
+int fy_worker_host_boot(void)
+{
+    if (host_booted)
+        return -EALREADY;
+    host_booted = true;
+    int control_fd = handshake_fd(FY_HANDSHAKE_VAR_CONTROL_FD, FY_HANDSHAKE_CONTROL_FD);
+    int owner_fd = handshake_fd(FY_HANDSHAKE_VAR_OWNER_FD, FY_HANDSHAKE_OWNER_FD);
+    if (control_fd < 0 || owner_fd < 0) {
+        const char *c = getenv(FY_HANDSHAKE_VAR_CONTROL_FD), *o = getenv(FY_HANDSHAKE_VAR_OWNER_FD);
+        char *summary = fy_xasprintf(
+            FY_HANDSHAKE_VAR_OWNER_FD "=%s and " FY_HANDSHAKE_VAR_CONTROL_FD
+            "=%s must be open file descriptors (the spawn handshake, docs/protocol.md §5)",
+            o ? o : "(unset)", c ? c : "(unset)");
+        fy_worker_report_error(control_fd, summary, "step=handshake");
+        free(summary);
+        return -EBADF;
+    }
+    host_control_fd = control_fd;
+    int rc = runtime_setup(owner_fd, control_fd);
+    return rc;
+}
+
+int fy_worker_host_fail(const char *summary, const char *details)
+{
+    return fy_worker_report_error(host_control_fd, summary, details);
+}
+
+int fy_worker_host_serve(const fy_worker_host_t *host)
+{
+    if (!host_booted || host_control_fd < 0 || host->callbacks.on_request == NULL) {
+        fy_log(FY_LOG_ERROR, "worker", "pid=%d: fy_worker_host_serve without a boot or an "
+               "on_request callback", (int)getpid());
+        return 1;
+    }
+    fy_worker_app_t app;
+    memset(&app, 0, sizeof app);
+    app.callbacks = host->callbacks;
+    app.data = host->data;
+    return serve_app(host_control_fd, default_socket_dir(), &app,
+                     host->label ? host->label : "(host)");
+}
+
+void fy_worker_host_on_sigquit(void (*fn)(void))
+{
+    sigquit_hook = fn;
 }

@@ -13,6 +13,7 @@
 #include "proto/frame.h"
 #include "proto/httpdef.h"
 #include "proto/resphead.h"
+#include "worker/host.h"
 #include "worker/worker_internal.h"
 #include "core/sys.h"
 
@@ -247,7 +248,31 @@ static int head_append(ferry_request_t *req, const char *name, const char *value
 int ferry_response_start(ferry_request_t *req, int status, const ferry_field_t *fields,
                          size_t count)
 {
+    return fy_worker_response_start_reason(req, status, NULL, fields, count);
+}
+
+/* A reason phrase is HTAB, SP and visible characters (RFC 9112 §4: reason-phrase). */
+static bool valid_reason(const char *reason)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)reason; *p; p++, n++) {
+        if (n >= FY_WORKER_REASON_MAX || (*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+int fy_worker_request_aborted(const ferry_request_t *req)
+{
+    return fy_worker_session_aborted(req->session);
+}
+
+int fy_worker_response_start_reason(ferry_request_t *req, int status, const char *reason,
+                                    const ferry_field_t *fields, size_t count)
+{
     if (req == NULL || status < 100 || status > 999 || (fields == NULL && count > 0))
+        return FERRY_EINVAL;
+    if (reason != NULL && !valid_reason(reason))
         return FERRY_EINVAL;
     if (req->status != 0)
         return FERRY_ESTATE;
@@ -255,8 +280,9 @@ int ferry_response_start(ferry_request_t *req, int status, const ferry_field_t *
         if (!valid_header(fields[i].name, fields[i].value))
             return FERRY_EINVAL;
     }
-    char status_value[64];
-    snprintf(status_value, sizeof status_value, "%d %s", status, fy_httpdef_status_reason(status));
+    char status_value[FY_WORKER_REASON_MAX + 8];
+    snprintf(status_value, sizeof status_value, "%d %s", status,
+             reason != NULL ? reason : fy_httpdef_status_reason(status));
     req->head_len = 0;
     int rc = head_append(req, "Status", status_value);
     for (size_t i = 0; rc == FERRY_OK && i < count; i++)

@@ -28,4 +28,8 @@ int fy_worker_run(const fy_worker_config_t *cfg);
  * Returns 0 or a negative errno from the channel (the log line is written either way). */
 int fy_worker_report_error(int control_fd, const char *summary, const char *details);
 
+/* Where the worker's socket file goes when abstract sockets are off: $FERRY_INSTANCE_DIR, else
+ * $TMPDIR, else /tmp. */
+const char *fy_worker_socket_dir(void);
+
 #endif

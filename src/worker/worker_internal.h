@@ -15,6 +15,8 @@
  * its next byte. A stuck or malicious client cannot hold the worker longer than this. */
 #define FY_WORKER_HEADER_TIMEOUT_MS 5000
 #define FY_WORKER_BODY_TIMEOUT_MS 60000
+/* The longest reason phrase a host may give (fy_worker_response_start_reason). */
+#define FY_WORKER_REASON_MAX 200
 
 /* A loaded app: what ferry_app_init filled in. */
 typedef struct fy_worker_app {

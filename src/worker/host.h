@@ -1,0 +1,61 @@
+/* The C worker runtime for language hosts: the WSGI and Rack extension modules (src/ext/) load
+ * the app in their own interpreter and hand the runtime one request callback; everything else
+ * (the spawn handshake, signals, the owner pipe, the socket, both session protocols, the
+ * 10-second rule) is the same code that serves native apps (docs/architecture.md, "One worker
+ * runtime"). Main thread of the interpreter's process only; once per process.
+ *
+ * The order is the native worker's: fy_worker_host_boot() before the app loads (so that SIGTERM
+ * and the owner pipe work during a slow import), then either fy_worker_host_fail() or
+ * fy_worker_host_serve(). */
+#ifndef FY_WORKER_HOST_H
+#define FY_WORKER_HOST_H
+
+#include <stddef.h>
+
+#include "ferry.h"
+
+/* What a host serves with. Borrowed for fy_worker_host_serve. */
+typedef struct fy_worker_host {
+    /* What the ready log line names, e.g. "wsgi passenger_wsgi.py". */
+    const char *label;
+    /* on_request is required. It runs on the main thread between the runtime's waits; a host
+     * with an interpreter lock releases it before fy_worker_host_serve and takes it back in
+     * on_request (and releases it around its own blocking SDK calls). */
+    ferry_callbacks_t callbacks;
+    void *data;
+} fy_worker_host_t;
+
+/* Reads the spawn handshake from the environment (FERRY_OWNER_FD, FERRY_CONTROL_FD: absent
+ * means 3 and 4), marks both fds close-on-exec, installs the worker's signal handlers (SIGTERM,
+ * SIGUSR1, SIGQUIT, SIGHUP and SIGPIPE ignored) and starts the owner-pipe watcher. Returns 0, or
+ * a negative errno after reporting ["error", ...] on the control channel (when open) and in the
+ * log: -EBADF when a handshake fd is not open, -EALREADY on a second call. The host unsets the
+ * two variables in its own view of the environment so the app's children do not see them. */
+int fy_worker_host_boot(void);
+
+/* The app could not be loaded: writes ["error", <summary>, <details>] on the control channel
+ * and logs <summary>. The host then exits with status 1. Returns 0 or a negative errno. */
+int fy_worker_host_fail(const char *summary, const char *details);
+
+/* Listens, sends ready (offering session protocol v2), and serves requests through <host>
+ * until a soft stop (SIGUSR1) or the 10-second rule; then calls on_shutdown. Returns the
+ * process exit status (0 after a soft stop). SIGTERM and the owner pipe's EOF end the process
+ * without returning, as for native apps. */
+int fy_worker_host_serve(const fy_worker_host_t *host);
+
+/* Called from SIGQUIT's handler after the runtime's "SIGQUIT: pid=N busy=PATH" line and the C
+ * stacks, in the thread that took the signal: must be async-signal-safe (Python: faulthandler's
+ * dump; Ruby: rb_postponed_job_register_one). NULL: none. */
+void fy_worker_host_on_sigquit(void (*fn)(void));
+
+/* ferry_response_start with the app's own reason phrase (WSGI "200 Whatever", Rack has none:
+ * NULL takes the standard one). <reason> must be printable (no CR, LF or other control
+ * characters) and at most FY_WORKER_REASON_MAX (200) bytes; FERRY_EINVAL otherwise. */
+int fy_worker_response_start_reason(ferry_request_t *req, int status, const char *reason,
+                                    const ferry_field_t *fields, size_t count);
+
+/* True while the current request's client is known to be gone (v2 ABORT): the host may stop
+ * producing the body early. */
+int fy_worker_request_aborted(const ferry_request_t *req);
+
+#endif
