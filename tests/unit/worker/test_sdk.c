@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "worker/host.h"
 #include "worker/worker_internal.h"
 
 static int fds[2]; /* fds[0]: the worker side, fds[1]: the core side */
@@ -260,6 +261,31 @@ Test(sdk, unknown_status_gets_a_generic_reason)
     cr_assert_eq(ferry_response_start(&req, 599, NULL, 0), FERRY_OK);
     cr_assert_eq(ferry_response_end(&req), FERRY_OK);
     cr_assert_str_eq(peer_output(NULL), "Status: 599 Unknown\r\n\r\n");
+}
+
+Test(sdk, a_host_may_give_its_own_reason_phrase)
+{
+    cr_assert_eq(make_request(basic), 0);
+    ferry_field_t f[] = {{"X-A", "1"}};
+    cr_assert_eq(fy_worker_response_start_reason(&req, 200, "Fine\tthanks", f, 1), FERRY_OK);
+    cr_assert_eq(ferry_response_end(&req), FERRY_OK);
+    cr_assert_str_eq(peer_output(NULL), "Status: 200 Fine\tthanks\r\nX-A: 1\r\n\r\n");
+}
+
+Test(sdk, a_reason_phrase_with_control_characters_or_too_long_is_refused)
+{
+    cr_assert_eq(make_request(basic), 0);
+    cr_assert_eq(fy_worker_response_start_reason(&req, 200, "OK\r\nX-Evil: 1", NULL, 0),
+                 FERRY_EINVAL);
+    cr_assert_eq(fy_worker_response_start_reason(&req, 200, "OK\n", NULL, 0), FERRY_EINVAL);
+    cr_assert_eq(fy_worker_response_start_reason(&req, 200, "O\x7fK", NULL, 0), FERRY_EINVAL);
+    char longest[FY_WORKER_REASON_MAX + 2];
+    memset(longest, 'r', sizeof longest - 1);
+    longest[sizeof longest - 1] = '\0';
+    cr_assert_eq(fy_worker_response_start_reason(&req, 200, longest, NULL, 0), FERRY_EINVAL);
+    longest[FY_WORKER_REASON_MAX] = '\0';
+    cr_assert_eq(fy_worker_response_start_reason(&req, 200, longest, NULL, 0), FERRY_OK);
+    cr_assert_eq(fy_worker_request_aborted(&req), 0);
 }
 
 Test(sdk, start_refuses_a_status_out_of_range)
