@@ -54,9 +54,14 @@ pytest: build
 
 # The HTTP front and the pool under ASan + UBSan, end to end (the unit tests cover the rest); a
 # sanitizer report makes ferry exit non-zero, which the suite's teardown turns into a failure.
+# The loaders' conformance runs there too: `ferry worker` preloads the ASan runtime into the
+# interpreter, so the extension modules and the runtime in them are checked (docs/operations.md).
 pytest-asan: build asan
 	FERRY_BIN=$(CURDIR)/$(ASAN_BUILD)/ferry FERRY_BUILD_DIR=$(CURDIR)/$(BUILD) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e -k "http or pool or frameworks or admin or restart"
+	FERRY_BIN=$(CURDIR)/$(ASAN_BUILD)/ferry FERRY_BUILD_DIR=$(CURDIR)/$(BUILD) \
+	  FERRY_CONFORMANCE_LOADERS=wsgi,rack \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/conformance
 
 test: deps
 	$(MAKE) build asan fuzz-build

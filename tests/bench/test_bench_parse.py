@@ -190,7 +190,7 @@ def test_targets_met_not_met_and_not_measured():
     t = targets_by_name(rows_fixture())
     assert t["C hello via ferry ≥ 0.5× nginx return 200 (keep-alive c100)"]["met"] is True
     assert t["C hello via ferry ≥ 2× nginx + FastCGI"]["met"] is True
-    assert t["WSGI hello via ferry ≥ 1.5× gunicorn sync"]["met"] is True
+    assert t["WSGI hello via ferry ≥ 2× gunicorn sync"]["met"] is False  # 9000 / 5000 = 1.8
     assert t["WSGI hello via ferry ≥ 1.0× uWSGI"]["met"] is None
     assert t["Rack hello via ferry ≥ 1.5× Puma's best config"]["met"] is None
     assert t["ferry-c p99 ≤ best C peer's p99 (c100)"]["met"] is True
@@ -208,6 +208,11 @@ def test_rack_target_uses_the_best_puma_config():
     t = targets_by_name(rows)["Rack hello via ferry ≥ 1.5× Puma's best config"]
     assert t["met"] is False  # 8000 / 6000 = 1.33, below 1.5
     assert t["measured"].startswith("1.33×")
+    t = targets_by_name(rows)["Rack hello via ferry ≥ 1.5× Puma 2×1"]
+    assert t["met"] is True  # 8000 / 4000
+    assert targets_by_name(rows)["Rack hello via ferry ≥ 1.5× Unicorn"]["met"] is None
+    rows.append({"name": "unicorn", "interface": "rack", "status": "ok", "rps_ka": 6000.0})
+    assert targets_by_name(rows)["Rack hello via ferry ≥ 1.5× Unicorn"]["met"] is False
 
 
 def test_met_label():

@@ -136,6 +136,9 @@ def spawn(request, loader, wire, sockdir):
         log = w.log()
         if "[alert]" in log:
             problems.append("worker logged an alert:\n" + log)
+        # A sanitizer build's worker (the C runtime, the extension modules) reports here.
+        if "ERROR: AddressSanitizer" in log or "runtime error:" in log:
+            problems.append("worker logged a sanitizer report:\n" + log)
     left = socket_files(sockdir)
     if left:
         problems.append("socket files left behind: %r" % left)
