@@ -192,10 +192,11 @@ class V2:
     def opt(self, name):
         return servers.option_missing(self.ctx, name)
 
-    def ferry_maker(self, workers, extra):
+    def ferry_maker(self, workers, extra, app_dir=None):
+        """A ferry start command for <app_dir> (default: the C bench app)."""
         def make(port, tmp):
-            return servers.ferry_command(self.ctx, self.ctx.get("ferry_c_app"), port, tmp,
-                                         workers, extra)
+            return servers.ferry_command(self.ctx, app_dir or self.ctx.get("ferry_c_app"), port,
+                                         tmp, workers, extra)
         return make
 
     def ferry_missing(self):
@@ -473,6 +474,15 @@ class V2:
         rows.append({"name": "v1", "notes": [], "status": ("skipped: " + why) if why else None,
                      "extra": ["--session-protocol", "1"],
                      "config": "ferry-c, %d workers, --session-protocol 1" % CPU_WORKERS})
+        # The loaders on the C worker runtime: the same measurement with the bench's WSGI and
+        # Rack hello apps (docs/performance.md, "WSGI and Rack on the C worker runtime").
+        no_bin = None if self.ctx.get("ferry_bin") else (
+            self.ctx.get("ferry_reason") or "ferry not built")
+        for iface in ("wsgi", "rack"):
+            rows.append({"name": iface, "notes": [],
+                         "status": ("skipped: " + no_bin) if no_bin else None, "extra": [],
+                         "app": os.path.join(servers.APPS, iface),
+                         "config": "ferry-%s, %d workers" % (iface, CPU_WORKERS)})
         d = self.args.duration
         rc, out = self.sh(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "true"], 30) \
             if shutil.which("perf") else (-1, "perf not installed")
@@ -528,7 +538,7 @@ class V2:
         def one(r, rep):
             fig = {}
             with Served(self, "v2 cpu, %s" % r["name"],
-                        self.ferry_maker(CPU_WORKERS, r["extra"])) as s:
+                        self.ferry_maker(CPU_WORKERS, r["extra"], r.get("app"))) as s:
                 core = s.core_pid()
                 self.runner.wrk(s.port, "/hello", 100, 1)  # warm-up
                 workers, why = self.worker_pids(s, CPU_WORKERS)
@@ -725,7 +735,10 @@ def report_md(v2, rows):
     if "cpu" in secs:
         c = v2.get("cpu", {})
         rs = c.get("rows", [])
-        L.append("### CPU and system calls per request (C hello, keep-alive c100, 2 workers)\n")
+        L.append("### CPU and system calls per request (hello, keep-alive c100, 2 workers)\n")
+        L.append("Rows v2 and v1: the C app; rows wsgi and rack: the WSGI and Rack hello apps "
+                 "on the C worker runtime (their workers are interpreters with the extension "
+                 "module).\n")
         trs = []
         for r in rs:
             def us(k):
@@ -748,8 +761,8 @@ def report_md(v2, rows):
                         fr(benchlib.ratio(a.get("worker_syscalls"), b.get("worker_syscalls"))),
                         "", ""])
         L.append(benchlib.markdown_table(
-            ["protocol", "in effect (worker accepts)", "requests (CPU run)",
-             "core µs/request", "C workers µs/request (both)", "core syscalls/request",
+            ["row", "in effect (worker accepts)", "requests (CPU run)",
+             "core µs/request", "workers µs/request (both)", "core syscalls/request",
              "worker syscalls/request", "core's commonest calls/request (strace, c10)",
              "workers' commonest calls/request (strace, c10)"], trs))
         L.append("\nSystem calls counted with: %s. µs are CPU time (utime + stime from "
