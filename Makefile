@@ -10,7 +10,7 @@ PORT ?= 3000
 # Sub-makes stay quiet so that the last line of `make test` is pytest's summary.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all build deps run test unit asan fuzz-build fuzz-smoke fuzz pytest pytest-asan clean bench
+.PHONY: all build deps run test unit asan fuzz-build fuzz-smoke fuzz pytest pytest-asan clean bench soak
 
 all: build
 
@@ -75,6 +75,11 @@ test: deps
 bench: deps
 	scripts/install-deps --bench
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick,)
+
+# Long leak checks, bounded in time and count (docs/operations.md, "Soak tests"); not in `make test`.
+soak: deps build
+	scripts/install-deps --soak
+	$(PYTHON) bench/soak.py --ferry-bin $(CURDIR)/$(BUILD)/ferry
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-release

@@ -257,8 +257,8 @@ def http_get(port, path="/hello", timeout=1.0, want_close=False):
     return int(line[1]), head, bytes(data)
 
 
-def wait_first_200(port, timeout_s, proc):
-    """Polls GET /hello every 10 ms until a 200. Returns seconds since now, or raises
+def wait_first_200(port, timeout_s, proc, path="/hello"):
+    """Polls GET <path> every 10 ms until a 200. Returns seconds since now, or raises
     RuntimeError with the reason (timeout, or the process exited with code N)."""
     t0 = time.monotonic()
     last = "no answer"
@@ -266,7 +266,7 @@ def wait_first_200(port, timeout_s, proc):
         if proc.poll() is not None:
             raise RuntimeError("exited with code %d before answering" % proc.returncode)
         try:
-            status, _, _ = http_get(port, "/hello", timeout=1.0)
+            status, _, _ = http_get(port, path, timeout=1.0)
             if status == 200:
                 return time.monotonic() - t0
             last = "HTTP %d" % status
