@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "http/chunked.h"
 #include "http/http.h"
 #include "llhttp.h"
 #include "proto/reqblock.h"
@@ -127,6 +128,8 @@ typedef struct fy_http_request {
     bool headers_seen;               /* the head is complete */
     int host_count;
     unsigned trailer_count;          /* trailer fields read (checked, counted, dropped) */
+    bool chunk_active;               /* a chunked body is being decoded (chunked.c) */
+    fy_http_chunked_t chunk;
     /* the head scanner: what llhttp leaves unchecked in the request line and line ends */
     uint8_t scan_state;
     uint8_t version_len;

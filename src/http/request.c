@@ -136,14 +136,6 @@ static int on_header_value_complete(llhttp_t *p)
         req->hdrs[req->hdr_count - 1].value_off = req->head.len;
         req->last_cb = 2;
     }
-    if (req->headers_seen) {
-        /* A trailer field (after the last chunk): checked like a header field and counted
-         * against the same limits, then dropped. It must not be merged into the header section
-         * (RFC 9110 §6.5.1): "Host" or "X-Forwarded-For" sent as a trailer would otherwise reach
-         * the app as a header the client never sent in the head. */
-        req->head.len = req->hdrs[--req->hdr_count].name_off;
-        req->trailer_count++;
-    }
     /* A following value piece would be a fold; a new field resets last_cb. */
     return 0;
 }
@@ -356,6 +348,49 @@ static int check_expect(fy_http_request_t *req)
     return 0;
 }
 
+/* Request fields that hold one value and are not lists (RFC 9110): sent twice, they cannot be
+ * combined into one "a, b" value for the app, so the request is refused as Host is. (Cookie may
+ * come split by an HTTP/2 hop and is not here; Content-Length and Host have their own rules.) */
+static const struct {
+    const char *name;
+    const char *refusal;
+} singletons[] = {
+    {"authorization", "more than one Authorization header"},
+    {"content-type", "more than one Content-Type header"},
+    {"content-location", "more than one Content-Location header"},
+    {"content-range", "more than one Content-Range header"},
+    {"date", "more than one Date header"},
+    {"from", "more than one From header"},
+    {"if-modified-since", "more than one If-Modified-Since header"},
+    {"if-range", "more than one If-Range header"},
+    {"if-unmodified-since", "more than one If-Unmodified-Since header"},
+    {"max-forwards", "more than one Max-Forwards header"},
+    {"proxy-authorization", "more than one Proxy-Authorization header"},
+    {"range", "more than one Range header"},
+    {"referer", "more than one Referer header"},
+    {"user-agent", "more than one User-Agent header"},
+};
+
+/* The refusal of the first singleton field the head repeats, or NULL. */
+static const char *repeated_singleton(const fy_http_request_t *req)
+{
+    uint32_t seen = 0;
+    for (unsigned i = 0; i < req->hdr_count; i++) {
+        const fy_http_hdr_t *h = &req->hdrs[i];
+        const char *name = req->head.data + h->name_off;
+        for (size_t k = 0; k < sizeof singletons / sizeof singletons[0]; k++) {
+            if (strlen(singletons[k].name) != h->name_len ||
+                strncasecmp(name, singletons[k].name, h->name_len) != 0)
+                continue;
+            if (seen & (UINT32_C(1) << k))
+                return singletons[k].refusal;
+            seen |= UINT32_C(1) << k;
+            break;
+        }
+    }
+    return NULL;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     fy_http_request_t *req = REQ(p);
@@ -396,6 +431,9 @@ static int on_headers_complete(llhttp_t *p)
         return fail(req, 400, "invalid Host header");
     if (check_transfer_encoding(req) != 0)
         return HPE_USER;
+    const char *repeated = repeated_singleton(req);
+    if (repeated != NULL)
+        return fail(req, 400, repeated);
     req->method = llhttp_method_name((llhttp_method_t)p->method);
     req->is_head = p->method == HTTP_HEAD;
     req->keep_alive = llhttp_should_keep_alive(p) != 0;
@@ -411,6 +449,12 @@ static int on_headers_complete(llhttp_t *p)
     p->upgrade = 0;
     req->state = FY_HTTP_REQ_BODY;
     req->headers_seen = true;
+    if (req->chunked) {
+        /* ferry decodes the chunked body itself (chunked.c); llhttp sees the message end here
+         * and waits, paused, for the next request. */
+        fy_http_chunked_init(&req->chunk);
+        return 1;
+    }
     return 0;
 }
 
@@ -428,8 +472,54 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 static int on_message_complete(llhttp_t *p)
 {
     fy_http_request_t *req = REQ(p);
-    req->state = FY_HTTP_REQ_DONE;
+    if (req->chunked)
+        req->chunk_active = true; /* the body follows, for chunked.c */
+    else
+        req->state = FY_HTTP_REQ_DONE;
     return HPE_PAUSED;
+}
+
+/* ---- chunked bodies ------------------------------------------------------------------------ */
+
+static int chunk_data(void *ctx, const char *at, size_t len)
+{
+    return on_body(&((fy_http_request_t *)ctx)->parser, at, len);
+}
+
+/* A trailer field: checked by the decoder, counted against the header limits here, then
+ * dropped. Trailer fields are never merged into the header section (RFC 9110 §6.5.1), whatever
+ * their name: a "Host" or "Content-Length" sent there would otherwise reach the app as a header
+ * the client never sent in the head (docs/operations.md, "HTTP strictness"). */
+static int chunk_trailer(void *ctx, size_t len)
+{
+    fy_http_request_t *req = ctx;
+    if (req->hdr_count + req->trailer_count >= req->opts->max_header_count)
+        return fail(req, 431, "too many request headers");
+    if (req->header_bytes + len > req->opts->max_header_size)
+        return fail(req, 431, "request headers too large");
+    req->header_bytes += len;
+    req->trailer_count++;
+    return 0;
+}
+
+static int feed_chunked(fy_http_request_t *req, const char *data, size_t len, size_t *consumed)
+{
+    static const fy_http_chunked_sink_t sink_template = {
+        .data = chunk_data, .trailer = chunk_trailer};
+    fy_http_chunked_sink_t sink = sink_template;
+    sink.ctx = req;
+    const char *reason;
+    int rc = fy_http_chunked_feed(&req->chunk, data, len, consumed, &sink, &reason);
+    if (rc == FY_HTTP_CHUNKED_MORE)
+        return FY_HTTP_FEED_MORE;
+    if (rc == FY_HTTP_CHUNKED_DONE) {
+        req->chunk_active = false;
+        req->state = FY_HTTP_REQ_DONE;
+        return FY_HTTP_FEED_DONE;
+    }
+    if (rc == -EPROTO || rc == -EMSGSIZE)
+        fail(req, rc == -EMSGSIZE && fy_http_chunked_in_trailer(&req->chunk) ? 431 : 400, reason);
+    return -EPROTO; /* -ECANCELED: the sink failed the request already */
 }
 
 static llhttp_settings_t settings;
@@ -469,6 +559,7 @@ void fy_http_request_reset(fy_http_request_t *req)
     req->headers_seen = false;
     req->host_count = 0;
     req->trailer_count = 0;
+    req->chunk_active = false;
     req->scan_state = SCAN_LEAD;
     req->version_len = 0;
     req->method_len = 0;
@@ -673,15 +764,6 @@ static int method_verdict(fy_http_request_t *req, int scan_status, const char *s
     return FY_HTTP_FEED_MORE;
 }
 
-/* Whether the byte before the final LF of a message that ended <end> bytes into <data> is CR:
- * llhttp takes a bare LF as the empty line that ends a chunked message's trailer section. */
-static bool ends_with_crlf(const fy_http_request_t *req, const char *data, size_t end)
-{
-    if (end >= 2)
-        return data[end - 2] == '\r';
-    return req->prev_last_byte == '\r';
-}
-
 /* Runs llhttp over <len> bytes at <data>, with the byte at <patch> (when < len) read as '1'. */
 static llhttp_errno_t execute(fy_http_request_t *req, const char *data, size_t len, size_t patch)
 {
@@ -708,6 +790,8 @@ int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, s
     if (len == 0)
         return FY_HTTP_FEED_MORE;
     req->any_bytes = true;
+    if (req->chunk_active)
+        return feed_chunked(req, data, len, consumed);
     /* The scanner sees the head's bytes first; llhttp gets them up to the first wrong one, so
      * that its own refusals and the limits (414, 431) of what precedes it come first. */
     size_t stop = len, patch = SIZE_MAX;
@@ -730,15 +814,15 @@ int fy_http_request_feed(fy_http_request_t *req, const char *data, size_t len, s
     if (err == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&req->parser);
         *consumed = (size_t)(pos - data);
-        FY_ASSERT(req->state == FY_HTTP_REQ_DONE);
-        if (req->chunked && !ends_with_crlf(req, data, *consumed)) {
-            req->state = FY_HTTP_REQ_ERROR;
-            req->error_status = 400;
-            req->error_reason = "bare LF at the end of the chunked body";
-            return -EPROTO;
-        }
         if (*consumed > 0)
             req->prev_last_byte = data[*consumed - 1];
+        if (req->chunk_active) {
+            size_t more = 0;
+            int rc = feed_chunked(req, data + *consumed, len - *consumed, &more);
+            *consumed += more;
+            return rc;
+        }
+        FY_ASSERT(req->state == FY_HTTP_REQ_DONE);
         return FY_HTTP_FEED_DONE;
     }
     if (req->state != FY_HTTP_REQ_ERROR) {

@@ -14,9 +14,12 @@ import urllib.parse
 import pytest
 import requests
 
+from conftest import wait_for
 from httpraw import Conn
 
 WIRE_APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps", "wsgi", "http_wire")
+# Its fake loader writes exact bytes, past any loader's checks (see its docstring).
+WIRE_ENV = {"FERRY_LOADERS_DIR": os.path.join(WIRE_APP, "loaders")}
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def wsgi(ferry, conformance_app):
 
 @pytest.fixture
 def wire(ferry):
-    f = ferry(WIRE_APP)
+    f = ferry(WIRE_APP, env=WIRE_ENV)
     assert requests.get(f.url + "/", timeout=20).text == "ok"
     return f
 
@@ -142,7 +145,55 @@ def test_trailer_fields_are_accepted_but_never_become_request_headers(wsgi):
         assert c.read_response().body == b"hello world\n"   # not taken for a trailer
 
 
+@pytest.mark.parametrize("ext", [b"5 ;a=b", b"5;a = b", b"5\t; a = \"q x\"", b"5;flag;n=1"])
+def test_chunk_extensions_with_optional_whitespace_are_accepted(wsgi, ext):
+    """RFC 9112 §7.1.1: BWS around the ";" and "=" of a chunk extension (llhttp 8 refuses it;
+    ferry de-chunks bodies itself)."""
+    with Conn(wsgi.port) as c:
+        c.send(b"POST /env HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + ext
+               + b"\r\nhello\r\n0\r\n\r\nGET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200, r.head
+        assert env_of(r)["CONTENT_LENGTH"] == "5"
+        assert c.read_response().body == b"hello world\n"
+
+
+def test_framing_fields_in_a_trailer_are_dropped_like_any_other_trailer_field(wsgi):
+    """One rule for trailer fields, whatever their name: checked, counted, dropped."""
+    with Conn(wsgi.port) as c:
+        c.send(b"POST /env HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n"
+               b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200, r.head
+        assert env_of(r)["CONTENT_LENGTH"] == "5"
+        assert c.read_response().body == b"hello world\n"
+
+
+@pytest.mark.parametrize("name", [b"Content-Type", b"Authorization", b"User-Agent", b"Range"])
+def test_a_repeated_singleton_field_is_refused_with_400(wsgi, name):
+    refused(wsgi, b"GET /env HTTP/1.1\r\nHost: a\r\n" + name + b": a\r\n" + name.lower()
+            + b": b\r\n\r\n", 400)
+
+
+def test_a_repeated_list_field_reaches_the_app_combined(wsgi):
+    with Conn(wsgi.port) as c:
+        c.send(b"GET /env HTTP/1.1\r\nHost: a\r\nX-List: a\r\nX-List: b\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200, r.head
+        assert env_of(r)["HTTP_X_LIST"] == "a, b"
+
+
 # ---- worker responses -----------------------------------------------------------------------
+
+def test_the_502_log_line_names_a_status_outside_200_to_599(wire):
+    raw = b"Status: 999 Beyond\r\nContent-Length: 2\r\n\r\nok"
+    with Conn(wire.port) as c:
+        c.send(b"GET " + wire_target(raw) + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert c.read_response().status == 502
+    assert wait_for(lambda: "status 999 cannot be forwarded (200..599 only)" in wire.log()), \
+        wire.log()
+
 
 @pytest.mark.parametrize("status_line", [
     b"Status: 600 Beyond", b"Status: 999 Beyond", b"Status: 99 Short", b"Status: 1000 Long",

@@ -482,3 +482,55 @@ Test(http_request, a_lowercase_method_sent_byte_by_byte_is_a_bad_request)
     cr_assert_eq(rc, -EPROTO);
     cr_assert_eq(req.error_status, 400);
 }
+
+Test(http_request, accepts_chunk_extensions_with_optional_whitespace)
+{
+    size_t used;
+    const char *wire = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "5 ;a=b\r\nhello\r\n2;c = \"d\"\r\n!!\r\n0\r\n\r\nGET /2 HTTP/1.1\r\n";
+    cr_assert_eq(feed_str(wire, &used), FY_HTTP_FEED_DONE);
+    cr_assert_eq(used, strlen(wire) - strlen("GET /2 HTTP/1.1\r\n"));
+    cr_assert_eq(req.body.len, 7);
+    fy_http_request_reset(&req);
+    cr_assert_eq(feed_str("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n", NULL), FY_HTTP_FEED_DONE,
+                 "the next request parses after a body ferry de-chunked itself");
+    cr_assert(memcmp(fy_http_request_url(&req), "/2", 2) == 0);
+}
+
+Test(http_request, a_chunked_body_split_at_every_byte_decodes_the_same)
+{
+    const char *wire = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "3;x\r\nabc\r\n0\r\nT: 1\r\n\r\n";
+    size_t len = strlen(wire);
+    for (size_t i = 0; i < len; i++) {
+        size_t used;
+        int rc = fy_http_request_feed(&req, wire + i, 1, &used);
+        cr_assert_eq(used, 1, "byte %zu", i);
+        cr_assert_eq(rc, i + 1 == len ? FY_HTTP_FEED_DONE : FY_HTTP_FEED_MORE, "byte %zu", i);
+    }
+    cr_assert_eq(req.body.len, 3);
+}
+
+Test(http_request, framing_and_routing_fields_in_a_trailer_are_dropped_like_any_other)
+{
+    size_t used;
+    const char *wire = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "0\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
+    cr_assert_eq(feed_str(wire, &used), FY_HTTP_FEED_DONE);
+    cr_assert_eq(req.trailer_count, 2);
+    size_t len;
+    cr_assert_null(fy_http_request_header(&req, "content-length", &len));
+}
+
+Test(http_request, refuses_a_repeated_singleton_field_with_400)
+{
+    expect_refused("GET / HTTP/1.1\r\nHost: x\r\nContent-Type: a\r\ncontent-type: b\r\n\r\n",
+                   400);
+    cr_assert_str_eq(req.error_reason, "more than one Content-Type header");
+}
+
+Test(http_request, a_repeated_list_field_is_accepted)
+{
+    cr_assert_eq(feed_str("GET / HTTP/1.1\r\nHost: x\r\nAccept: a\r\nAccept: b\r\n\r\n", NULL),
+                 FY_HTTP_FEED_DONE);
+}
