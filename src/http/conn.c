@@ -88,6 +88,7 @@ static void on_handle_closed(uv_handle_t *h)
 }
 
 static void on_timeout(uv_timer_t *t);
+static void arm_timer(fy_http_conn_t *c, unsigned ms);
 static void on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
@@ -171,11 +172,34 @@ void fy_http_conn_stop(fy_http_conn_t *c)
 
 /* ---- timers ----------------------------------------------------------------------------- */
 
+/* What an idle keep-alive connection gives back: the request's head, field index and body
+ * memory, the worker request block, the response head and buffer, and the pipelining buffer
+ * when it holds nothing. The next request allocates what it needs again. */
+static void release_idle_buffers(fy_http_conn_t *c)
+{
+    fy_http_request_release(&c->req);
+    fy_reqblock_builder_dispose(&c->block);
+    fy_http_buf_dispose(&c->scratch);
+    fy_http_buf_dispose(&c->out);
+    fy_http_body_dispose(&c->spool);
+    if (c->in_len == 0) {
+        free(c->in);
+        c->in = NULL;
+    }
+}
+
 static void on_timeout(uv_timer_t *t)
 {
     fy_http_conn_t *c = t->data;
     switch (c->state) {
     case FY_CONN_IDLE:
+        if (c->trim_pending) {
+            c->trim_pending = false;
+            release_idle_buffers(c);
+            unsigned ka = c->srv->opts.keepalive_timeout_ms;
+            arm_timer(c, ka == 0 ? 0 : ka - FY_HTTP_IDLE_TRIM_MS);
+            break;
+        }
         close_conn(c, false);
         break;
     case FY_CONN_HEAD:
@@ -1044,7 +1068,11 @@ static void finish_response(fy_http_conn_t *c)
         return;
     }
     keep_rest(c, NULL, 0);
-    arm_timer(c, c->srv->opts.keepalive_timeout_ms);
+    /* First the buffers go, after FY_HTTP_IDLE_TRIM_MS; then, at the keep-alive timeout (0:
+     * none), the connection. */
+    unsigned ka = c->srv->opts.keepalive_timeout_ms;
+    c->trim_pending = ka == 0 || ka > FY_HTTP_IDLE_TRIM_MS;
+    arm_timer(c, c->trim_pending ? FY_HTTP_IDLE_TRIM_MS : ka);
     update_client_reading(c);
 }
 

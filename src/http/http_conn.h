@@ -12,6 +12,13 @@
 #define FY_HTTP_IO_SIZE 65536u
 #define FY_HTTP_WBUF_CACHE 64u
 #define FY_HTTP_LINGER_MS 2000u
+/* A keep-alive connection idle this long gives its per-request buffers back (conn.c,
+ * release_idle_buffers): a client that comes back at once keeps them, one that waits costs
+ * only the connection's own struct (docs/operations.md, "Memory"). */
+#define FY_HTTP_IDLE_TRIM_MS 1000u
+/* malloc_trim after this many freed connections, or after this many when none is left. */
+#define FY_HTTP_TRIM_EVERY_CLOSES 1024u
+#define FY_HTTP_TRIM_MIN_CLOSES 64u
 #define FY_HTTP_CONNECT_RETRIES 50
 #define FY_HTTP_CONNECT_RETRY_MS 20
 /* How many other workers a request tries when its worker cannot be reached at all (it died
@@ -56,6 +63,7 @@ struct fy_http_server {
     unsigned listener_count;
     fy_http_conn_t *conns;        /* doubly linked */
     size_t conn_count;
+    unsigned closed_since_trim;   /* connections freed since the last malloc_trim */
     fy_http_upstream_t *drains;   /* worker connections whose client went away; doubly linked */
     size_t drain_count;
     char *shared_in;              /* FY_HTTP_IO_SIZE bytes: every read that starts a request */
@@ -178,6 +186,7 @@ struct fy_http_conn {
     fy_http_conn_state_t state;
     bool reading;
     bool read_eof;
+    bool trim_pending;        /* IDLE: the next timeout releases buffers, not the connection */
 
     char *in;                 /* bytes read but not parsed yet (pipelined requests): NULL, or
                                * FY_HTTP_IO_SIZE bytes while it holds any; reads that start a

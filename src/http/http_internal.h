@@ -165,6 +165,9 @@ enum {
 void fy_http_request_init(fy_http_request_t *req, const fy_http_options_t *opts);
 /* Forgets the finished request and resumes parsing for the next one. */
 void fy_http_request_reset(fy_http_request_t *req);
+/* Between requests (after reset, before a byte of the next): frees the head, field and body
+ * buffers; the next request allocates them again. */
+void fy_http_request_release(fy_http_request_t *req);
 void fy_http_request_dispose(fy_http_request_t *req);
 
 /* Feeds <len> bytes and sets *consumed. Returns FY_HTTP_FEED_MORE or FY_HTTP_FEED_DONE (state

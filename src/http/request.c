@@ -578,6 +578,16 @@ void fy_http_request_reset(fy_http_request_t *req)
         llhttp_resume(&req->parser);
 }
 
+void fy_http_request_release(fy_http_request_t *req)
+{
+    FY_ASSERT(req->state == FY_HTTP_REQ_HEAD && !req->any_bytes);
+    fy_http_buf_dispose(&req->head);
+    free(req->hdrs);
+    req->hdrs = NULL;
+    req->hdr_cap = 0;
+    fy_http_body_dispose(&req->body);
+}
+
 void fy_http_request_dispose(fy_http_request_t *req)
 {
     fy_http_buf_dispose(&req->head);

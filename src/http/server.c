@@ -1,5 +1,6 @@
 /* Listeners, the connection list, the write-buffer cache and graceful stop. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -221,6 +222,14 @@ void fy_http_server_forget(fy_http_server_t *srv, fy_http_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->conn_count--;
+    /* Freed connections leave free chunks all over the heap that malloc keeps; give the pages
+     * back to the system after a batch of closes (docs/operations.md, "Memory"). */
+    srv->closed_since_trim++;
+    if (srv->closed_since_trim >= FY_HTTP_TRIM_EVERY_CLOSES ||
+        (srv->conn_count == 0 && srv->closed_since_trim >= FY_HTTP_TRIM_MIN_CLOSES)) {
+        malloc_trim(0);
+        srv->closed_since_trim = 0;
+    }
     maybe_done(srv);
 }
 
