@@ -83,8 +83,7 @@ static void on_handle_closed(uv_handle_t *h)
     fy_http_buf_dispose(&c->out);
     fy_http_body_dispose(&c->spool);
     free(c->in);
-    fy_http_server_forget(srv, c);
-    free(c);
+    fy_http_server_forget(srv, c); /* frees c */
 }
 
 static void on_timeout(uv_timer_t *t);
@@ -186,6 +185,7 @@ static void release_idle_buffers(fy_http_conn_t *c)
         free(c->in);
         c->in = NULL;
     }
+    fy_http_server_note_freed(c->srv);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -1104,7 +1104,7 @@ static bool peer_trusted(const fy_http_server_t *srv, const char *addr)
 void fy_http_conn_accept(fy_http_listener_t *lst)
 {
     fy_http_server_t *srv = lst->srv;
-    fy_http_conn_t *c = fy_xcalloc(1, sizeof *c);
+    fy_http_conn_t *c = fy_slab_alloc(&srv->conn_slab);
     c->srv = srv;
     c->listener = lst;
     if (lst->is_unix)

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/slab.h"
+
 #include "http/http_internal.h"
 #include "pool/pool.h"
 
@@ -16,9 +18,10 @@
  * release_idle_buffers): a client that comes back at once keeps them, one that waits costs
  * only the connection's own struct (docs/operations.md, "Memory"). */
 #define FY_HTTP_IDLE_TRIM_MS 1000u
-/* malloc_trim after this many freed connections, or after this many when none is left. */
-#define FY_HTTP_TRIM_EVERY_CLOSES 1024u
-#define FY_HTTP_TRIM_MIN_CLOSES 64u
+/* malloc_trim after this many connections closed or idle ones released their buffers, or after
+ * this many when no connection is left. */
+#define FY_HTTP_TRIM_EVERY 1024u
+#define FY_HTTP_TRIM_MIN 64u
 #define FY_HTTP_CONNECT_RETRIES 50
 #define FY_HTTP_CONNECT_RETRY_MS 20
 /* How many other workers a request tries when its worker cannot be reached at all (it died
@@ -63,7 +66,8 @@ struct fy_http_server {
     unsigned listener_count;
     fy_http_conn_t *conns;        /* doubly linked */
     size_t conn_count;
-    unsigned closed_since_trim;   /* connections freed since the last malloc_trim */
+    fy_slab_t conn_slab;          /* every fy_http_conn_t: apart from the heap (core/slab.h) */
+    unsigned freed_since_trim;    /* connections or idle buffers freed since the last trim */
     fy_http_upstream_t *drains;   /* worker connections whose client went away; doubly linked */
     size_t drain_count;
     char *shared_in;              /* FY_HTTP_IO_SIZE bytes: every read that starts a request */
@@ -246,7 +250,11 @@ fy_http_wbuf_t *fy_http_wbuf_get(fy_http_server_t *srv, fy_http_conn_t *c);
  * heads, so a thousand clients refused at once do not take a thousand data buffers. */
 fy_http_wbuf_t *fy_http_wbuf_get_small(fy_http_conn_t *c);
 void fy_http_wbuf_put(fy_http_server_t *srv, fy_http_wbuf_t *w);
+/* Unlinks the closed connection <c> from the server and frees it (its slab slot). */
 void fy_http_server_forget(fy_http_server_t *srv, fy_http_conn_t *c);
+/* Counts one connection closed or one idle connection's buffers released; every so many, the
+ * freed heap pages go back to the system (malloc_trim). */
+void fy_http_server_note_freed(fy_http_server_t *srv);
 
 /* accesslog.c: one line in the combined format plus the request time in seconds. */
 void fy_http_access_log(const fy_http_conn_t *c, uint64_t now_ms);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/slab.h"
 #include "core/log.h"
 #include "http/http_conn.h"
 
@@ -67,6 +68,7 @@ int fy_http_server_new(uv_loop_t *loop, fy_pool_t *pool, const fy_http_options_t
     srv->pool = pool;
     srv->opts = *opts;
     srv->shared_in = fy_xmalloc(FY_HTTP_IO_SIZE);
+    fy_slab_init(&srv->conn_slab, sizeof(fy_http_conn_t));
     /* v2 sessions live as long as their workers: the pool says when one is gone */
     fy_pool_set_worker_gone(pool, fy_http_session_worker_gone, srv);
     *out = srv;
@@ -213,6 +215,18 @@ static void maybe_done(fy_http_server_t *srv)
         srv->done(srv, srv->done_data);
 }
 
+void fy_http_server_note_freed(fy_http_server_t *srv)
+{
+    /* Freed buffers leave free chunks all over the heap that malloc keeps; give their pages
+     * back to the system after a batch (docs/operations.md, "Memory"). */
+    srv->freed_since_trim++;
+    if (srv->freed_since_trim >= FY_HTTP_TRIM_EVERY ||
+        (srv->conn_count == 0 && srv->freed_since_trim >= FY_HTTP_TRIM_MIN)) {
+        malloc_trim(0);
+        srv->freed_since_trim = 0;
+    }
+}
+
 void fy_http_server_forget(fy_http_server_t *srv, fy_http_conn_t *c)
 {
     if (c->prev)
@@ -222,14 +236,8 @@ void fy_http_server_forget(fy_http_server_t *srv, fy_http_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->conn_count--;
-    /* Freed connections leave free chunks all over the heap that malloc keeps; give the pages
-     * back to the system after a batch of closes (docs/operations.md, "Memory"). */
-    srv->closed_since_trim++;
-    if (srv->closed_since_trim >= FY_HTTP_TRIM_EVERY_CLOSES ||
-        (srv->conn_count == 0 && srv->closed_since_trim >= FY_HTTP_TRIM_MIN_CLOSES)) {
-        malloc_trim(0);
-        srv->closed_since_trim = 0;
-    }
+    fy_slab_free(&srv->conn_slab, c);
+    fy_http_server_note_freed(srv);
     maybe_done(srv);
 }
 
@@ -317,6 +325,7 @@ void fy_http_server_free(fy_http_server_t *srv)
     FY_ASSERT(srv->drain_count == 0);
     free(srv->shared_in);
     srv->shared_in = NULL;
+    fy_slab_dispose(&srv->conn_slab);
     while (srv->free_wbufs) {
         fy_http_wbuf_t *w = srv->free_wbufs;
         srv->free_wbufs = w->next;
