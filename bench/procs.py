@@ -274,3 +274,37 @@ def wait_first_200(port, timeout_s, proc, path="/hello"):
             last = str(e) or type(e).__name__
         time.sleep(0.01)
     raise RuntimeError("no 200 within %.0f s (last: %s)" % (timeout_s, last))
+
+
+def open_idle_keep_alive(port, n, path="/hello", timeout=10.0):
+    """<n> connections to 127.0.0.1:<port>, each of which sent one GET <path> (answered, one at
+    a time, so no server queues them) and stays open and idle. Raises OSError when one fails or
+    closes. The caller closes the sockets; it must allow itself n + some open files."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            socks.append(s)
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path.encode())
+            data = b""
+            length = None
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise OSError("the server closed a keep-alive connection")
+                data += chunk
+                head, sep, body = data.partition(b"\r\n\r\n")
+                if sep and length is None:
+                    for line in head.split(b"\r\n")[1:]:
+                        k, _, v = line.partition(b":")
+                        if k.strip().lower() == b"content-length":
+                            length = int(v.strip())
+                    if length is None:
+                        raise OSError("a response without Content-Length")
+                if sep and len(body) >= length:
+                    break
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks

@@ -40,6 +40,8 @@ BENCH = os.path.join(ROOT, "bench")
 MIB = 1 << 20
 MIB_BODY = bytes(i % 251 for i in range(MIB))
 PYTHON = "/usr/bin/python3"
+# The rows whose memory with many idle keep-alive connections is measured (--idle-conns).
+IDLE_CONN_ROWS = ("ferry-c", "ferry-wsgi", "ferry-rack", "nginx-return200")
 
 
 def log(msg):
@@ -355,6 +357,8 @@ class Runner:
                 if res:
                     figures["mib_up_s"] = res["rps"]
             figures["peak_rss_all_mib"] = max(peaks) / MIB if peaks else None
+            if spec.name in IDLE_CONN_ROWS and a.idle_conns > 0:
+                self.idle_conns_run(server, port, figures, notes)
         finally:
             sampler.stop()
             killed = server.stop()
@@ -371,6 +375,37 @@ class Runner:
                     spec.name, server.tree()))
             shutil.rmtree(tmp, ignore_errors=True)
         return figures, notes
+
+    def idle_conns_run(self, server, port, figures, notes):
+        """The RSS of the server's processes with --idle-conns keep-alive connections that each
+        made one request and then went idle (docs/performance.md, "Idle connections")."""
+        n = self.args.idle_conns
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < n + 100:
+            notes.append("idle connections: RLIMIT_NOFILE hard limit %d < %d" % (hard, n + 100))
+            return
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 100), hard))
+        try:
+            time.sleep(1.0)
+            before = server.tree_rss()
+            t0 = time.monotonic()
+            socks = procs.open_idle_keep_alive(port, n)
+            time.sleep(1.5)  # past ferry's 1 s idle release, well within every keep-alive timeout
+            with_idle = server.tree_rss()
+            for s in socks:
+                s.close()
+            figures["idle_conns"] = n
+            figures["idle_conns_open_s"] = time.monotonic() - t0
+            figures["idle_conns_rss_before_mib"] = before / MIB
+            figures["idle_conns_rss_mib"] = with_idle / MIB
+            figures["idle_conns_kib_each"] = (with_idle - before) / 1024.0 / n
+            time.sleep(2.0)
+            figures["idle_conns_rss_after_mib"] = server.tree_rss() / MIB
+        except OSError as e:
+            notes.append("idle connections: %s" % e)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     def run_spec(self, spec):
         row = {"name": spec.name, "interface": spec.interface, "config": spec.config,
@@ -606,6 +641,22 @@ def write_report(path, args, env, rows, targets, ratio_rows, chart_files, comman
              "load generator takes CPU from the server (as for every row alike).\n" %
              os.cpu_count())
 
+    idle = [r for r in rows if r.get("status") == "ok" and r.get("idle_conns")]
+    if idle:
+        L.append("## Idle keep-alive connections\n")
+        L.append("Each connection made one `GET /hello` and stayed open; RSS of the whole server "
+                 "tree (for ferry the core holds them, the workers do not see them) before, with "
+                 "the connections idle for 1.5 s, and 2 s after they closed.\n")
+        L.append(benchlib.markdown_table(
+            ["server", "connections", "RSS before MiB", "RSS with them MiB", "KiB each",
+             "RSS after they closed MiB"],
+            [[r["name"], benchlib.fmt(r.get("idle_conns")),
+              benchlib.fmt(r.get("idle_conns_rss_before_mib"), 1),
+              benchlib.fmt(r.get("idle_conns_rss_mib"), 1),
+              benchlib.fmt(r.get("idle_conns_kib_each"), 2),
+              benchlib.fmt(r.get("idle_conns_rss_after_mib"), 1)] for r in idle]))
+        L.append("")
+
     L.append("## Targets\n")
     L.append(benchlib.markdown_table(["target", "measured", "verdict"], [
         [t["target"], t["measured"], "**%s**" % benchlib.met_label(t["met"])] for t in targets]))
@@ -711,6 +762,8 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per hello run")
     ap.add_argument("--big-duration", type=int, help="seconds per 1 MiB run")
     ap.add_argument("--slowloris", type=int, default=1000)
+    ap.add_argument("--idle-conns", type=int, default=10000,
+                    help="idle keep-alive connections for the memory row (0: skip)")
     ap.add_argument("--only", help="comma-separated server names")
     ap.add_argument("--ferry-bin", help="use this ferry binary instead of building build-release")
     ap.add_argument("--out", default=os.path.join(BENCH, "results"))

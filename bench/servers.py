@@ -19,7 +19,8 @@ worker_processes {workers};
 {user_line}
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 40000;
+events {{ worker_connections 16384; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
