@@ -131,7 +131,8 @@ def test_chunked_upload(served):
 @pytest.fixture
 def django(ferry):
     # 127.0.0.1 is a trusted proxy: X-Forwarded-Proto/-For decide the scheme and REMOTE_ADDR.
-    return ferry(APPS["django"], "--trusted-proxy", "127.0.0.1")
+    # One worker: /finished counts in the worker process that answers it.
+    return ferry(APPS["django"], "--trusted-proxy", "127.0.0.1", "--max-pool-size", "1")
 
 
 @pytest.fixture

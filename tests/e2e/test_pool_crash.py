@@ -14,7 +14,7 @@ BASIC = app("tests", "e2e", "apps", "wsgi", "pool_basic")
 
 
 def test_worker_killed_mid_request_gives_502_then_200(ferry):
-    f = ferry(BASIC)
+    f = ferry(BASIC, "--max-pool-size", "1")   # the slow request goes to the pid killed
     pid = int(requests.get(f.url + "/pid", timeout=10).text)
     results = {}
 

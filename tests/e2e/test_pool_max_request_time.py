@@ -11,7 +11,8 @@ BASIC = app("tests", "e2e", "apps", "wsgi", "pool_basic")
 
 
 def test_slow_request_gets_504_and_the_worker_is_replaced(ferry):
-    f = ferry(BASIC, "--max-request-time", "1")
+    # one worker: the slow request runs in the pid /pid named
+    f = ferry(BASIC, "--max-request-time", "1", "--max-pool-size", "1")
     before = requests.get(f.url + "/pid", timeout=10)
     assert before.status_code == 200
     r = requests.get(f.url + "/slow?ms=5000", timeout=10)

@@ -9,7 +9,7 @@ BASIC = app("tests", "e2e", "apps", "wsgi", "pool_basic")
 
 
 def test_worker_output_is_logged_with_app_and_pid(ferry):
-    f = ferry(BASIC)
+    f = ferry(BASIC, "--max-pool-size", "1")   # /print runs in the pid /pid named
     pid = int(requests.get(f.url + "/pid", timeout=10).text)
     assert requests.get(f.url + "/print", timeout=10).status_code == 200
     want_out = "[info] app: app=%s pid=%d: pool-e2e-stdout-marker" % (BASIC, pid)

@@ -156,7 +156,9 @@ def test_restart_txt_restarts_on_the_next_request_once_per_change(ferry, tmp_pat
     txt = d / "tmp" / "restart.txt"
     txt.write_text("")
     os.utime(txt, (1000000000, 1000000000))   # there before ferry: restarts nothing
-    f = ferry(d)
+    # One worker: the same pid on every request (a second one could spawn on demand when a
+    # request arrives before the first worker is checked in).
+    f = ferry(d, "--max-pool-size", "1")
     assert booted(f, 1)
     first = requests.get(f.url + "/pid", timeout=10).text
     end = time.monotonic() + 1.5
@@ -219,8 +221,9 @@ def test_restart_into_a_broken_app_keeps_the_old_workers(ferry, tmp_path):
 
 
 def test_restart_with_several_instances_needs_a_pid(ferry):
-    a = ferry(BASIC)
-    b = ferry(BASIC, env={"TMPDIR": a.tmpdir})
+    # One worker each: "a still has its pid" must not depend on which of several answered.
+    a = ferry(BASIC, "--max-pool-size", "1")
+    b = ferry(BASIC, "--max-pool-size", "1", env={"TMPDIR": a.tmpdir})
     b.tmpdir = a.tmpdir   # where its instance directory is, for cli()
     assert booted(a, 1) and booted(b, 1)
     a_pid = requests.get(a.url + "/pid", timeout=10).text
