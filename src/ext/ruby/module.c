@@ -1,0 +1,585 @@
+/* The Ruby extension `ferry_ext`: the Rack loader's way into the C worker runtime
+ * (src/worker/host.h, docs/architecture.md "One worker runtime"). loaders/ruby/rack_loader.rb
+ * calls FerryExt.boot first, loads config.ru, then FerryExt.fail or FerryExt.serve; everything
+ * from the socket to the last byte of each response happens in C. See README.md next to this
+ * file.
+ *
+ * The GVL: FerryExt.serve runs fy_worker_host_serve without it (the app's other threads run
+ * while the worker waits for a request) and on_request takes it back for the request; the
+ * blocking SDK calls release it again. Every Ruby call made from inside the runtime's frames is
+ * under rb_protect, so no Ruby exception ever unwinds through C runtime code. */
+#include "ext.h"
+
+#include <ruby/thread.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "core/sys.h"
+#include "worker/host.h"
+
+VALUE fy_rbext_module;
+VALUE fy_rbext_invalid_response;
+VALUE fy_rbext_client_gone;
+char fy_rbext_current[1024];
+
+/* What the boot error message may carry (the array message holds 65535 bytes, docs/protocol.md
+ * §5): the summary is one line for an error page, the details a backtrace. */
+#define SUMMARY_MAX 4096
+#define DETAILS_MAX 60000
+
+/* ---- logging -------------------------------------------------------------------------------- */
+
+static bool needs_quotes(const char *v)
+{
+    if (*v == '\0')
+        return true;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p <= ' ' || *p == '=' || *p == '"' || *p == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+static void put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (*len + 1 >= cap)
+        return;
+    if (n > cap - 1 - *len)
+        n = cap - 1 - *len;
+    memcpy(buf + *len, s, n);
+    *len += n;
+    buf[*len] = '\0';
+}
+
+void fy_rbext_log_field(char *buf, size_t cap, const char *key, const char *value)
+{
+    size_t len = strlen(buf);
+    put(buf, cap, &len, " ", 1);
+    put(buf, cap, &len, key, strlen(key));
+    put(buf, cap, &len, "=", 1);
+    if (!needs_quotes(value)) {
+        put(buf, cap, &len, value, strlen(value));
+        return;
+    }
+    put(buf, cap, &len, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        char esc[8];
+        if (*p == '\\' || *p == '"') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            put(buf, cap, &len, esc, 2);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            snprintf(esc, sizeof esc, "\\x%02x", *p);
+            put(buf, cap, &len, esc, 4);
+        } else {
+            put(buf, cap, &len, (const char *)p, 1);
+        }
+    }
+    put(buf, cap, &len, "\"", 1);
+}
+
+/* <detail> with each line indented by four spaces and ended by "\n": a heap string. */
+static char *indented(const char *detail, size_t *out_len)
+{
+    size_t n = strlen(detail);
+    while (n > 0 && detail[n - 1] == '\n')
+        n--;
+    size_t lines = 1;
+    for (size_t i = 0; i < n; i++)
+        lines += detail[i] == '\n';
+    char *out = fy_xmalloc(n + lines * 4 + 2);
+    size_t len = 0;
+    memcpy(out, "    ", 4);
+    len = 4;
+    for (size_t i = 0; i < n; i++) {
+        out[len++] = detail[i];
+        if (detail[i] == '\n') {
+            memcpy(out + len, "    ", 4);
+            len += 4;
+        }
+    }
+    out[len++] = '\n';
+    out[len] = '\0';
+    *out_len = len;
+    return out;
+}
+
+void fy_rbext_log(int level, const char *fields, const char *message, const char *detail)
+{
+    fy_log_level_t lvl = (fy_log_level_t)level;
+    if (lvl > fy_log_get_level())
+        return;
+    if (detail == NULL || *detail == '\0') {
+        fy_log(lvl, "rack", "pid=%d%s: %s", (int)getpid(), fields, message);
+        return;
+    }
+    size_t dlen;
+    char *text = indented(detail, &dlen);
+    /* One write for the line and its backtrace when it fits the log's line buffer (8 KiB), so
+     * nothing interleaves; a longer one follows in a write of its own. */
+    if (strlen(fields) + strlen(message) + dlen < 7900) {
+        text[dlen - 1] = '\0'; /* fy_log ends the line */
+        fy_log(lvl, "rack", "pid=%d%s: %s\n%s", (int)getpid(), fields, message, text);
+    } else {
+        fy_log(lvl, "rack", "pid=%d%s: %s", (int)getpid(), fields, message);
+        (void)fy_write_all(fy_log_get_fd(), text, dlen);
+    }
+    free(text);
+}
+
+/* ---- describing exceptions ------------------------------------------------------------------ */
+
+typedef struct describe_args {
+    VALUE exc;
+    VALUE first, trace; /* Strings */
+} describe_args_t;
+
+static VALUE describe_body(VALUE arg)
+{
+    describe_args_t *d = (describe_args_t *)arg;
+    VALUE cls = rb_class_name(rb_obj_class(d->exc));
+    VALUE msg = rb_funcall(d->exc, rb_intern("message"), 0);
+    d->first = rb_str_dup(rb_obj_as_string(cls));
+    rb_str_cat_cstr(d->first, ": ");
+    rb_str_append(d->first, rb_obj_as_string(msg));
+    VALUE bt = rb_funcall(d->exc, rb_intern("backtrace"), 0);
+    d->trace = rb_str_new(NULL, 0);
+    if (RB_TYPE_P(bt, T_ARRAY)) {
+        for (long i = 0; i < RARRAY_LEN(bt); i++) {
+            rb_str_append(d->trace, rb_obj_as_string(rb_ary_entry(bt, i)));
+            rb_str_cat_cstr(d->trace, "\n");
+        }
+    }
+    return Qnil;
+}
+
+/* A C copy of <s> with NUL bytes as "\0" (log lines and pages are text). */
+static char *text_of(VALUE s)
+{
+    const char *p = RSTRING_PTR(s);
+    long n = RSTRING_LEN(s);
+    char *out = fy_xmalloc((size_t)n * 2 + 1);
+    size_t len = 0;
+    for (long i = 0; i < n; i++) {
+        if (p[i] == '\0') {
+            out[len++] = '\\';
+            out[len++] = '0';
+        } else {
+            out[len++] = p[i];
+        }
+    }
+    out[len] = '\0';
+    return out;
+}
+
+void fy_rbext_describe(VALUE exc, char **first, char **trace)
+{
+    describe_args_t d = {exc, Qnil, Qnil};
+    int state = 0;
+    if (rb_obj_is_kind_of(exc, rb_eException))
+        rb_protect(describe_body, (VALUE)&d, &state);
+    else
+        state = 1;
+    if (state != 0) {
+        rb_set_errinfo(Qnil);
+        *first = fy_xstrdup("(an error that could not be described)");
+        *trace = fy_xstrdup("");
+        return;
+    }
+    *first = text_of(d.first);
+    *trace = text_of(d.trace);
+    RB_GC_GUARD(d.first);
+    RB_GC_GUARD(d.trace);
+}
+
+/* FerryExt.log(level, message, fields = nil, detail = nil): level "alert".."debug" (String or
+ * Symbol); fields a Hash shown as key=value after pid=; detail a String or an Array of lines
+ * indented under the line. */
+static VALUE rb_ferry_log(int argc, VALUE *argv, VALUE self)
+{
+    VALUE level, message, fields, detail;
+    rb_scan_args(argc, argv, "22", &level, &message, &fields, &detail);
+    VALUE level_s = rb_obj_as_string(level);
+    fy_log_level_t lvl;
+    if (fy_log_parse_level(StringValueCStr(level_s), &lvl) != 0)
+        rb_raise(rb_eArgError, "unknown log level %" PRIsVALUE
+                 " (alert, error, warn, notice, info, debug)", level_s);
+    char kv[8192] = "";
+    if (!NIL_P(fields)) {
+        VALUE pairs = rb_funcall(fields, rb_intern("to_a"), 0);
+        Check_Type(pairs, T_ARRAY);
+        for (long i = 0; i < RARRAY_LEN(pairs); i++) {
+            VALUE pair = rb_ary_entry(pairs, i);
+            Check_Type(pair, T_ARRAY);
+            VALUE k = rb_obj_as_string(rb_ary_entry(pair, 0));
+            VALUE v = rb_obj_as_string(rb_ary_entry(pair, 1));
+            char *ks = text_of(k), *vs = text_of(v);
+            fy_rbext_log_field(kv, sizeof kv, ks, vs);
+            free(ks);
+            free(vs);
+        }
+    }
+    VALUE detail_s = Qnil;
+    if (RB_TYPE_P(detail, T_ARRAY))
+        detail_s = rb_ary_join(detail, rb_str_new_cstr("\n"));
+    else if (!NIL_P(detail))
+        detail_s = rb_obj_as_string(detail);
+    char *msg = text_of(rb_obj_as_string(message));
+    char *det = NIL_P(detail_s) ? NULL : text_of(detail_s);
+    fy_rbext_log((int)lvl, kv, msg, det);
+    free(msg);
+    free(det);
+    return Qnil;
+}
+
+/* ---- the SDK without the GVL ---------------------------------------------------------------- */
+
+static pthread_mutex_t sdk_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+enum sdk_op { SDK_WRITE, SDK_END, SDK_READ, SDK_SEND_FD, SDK_NONE };
+
+#define SEND_FD_CHUNK (256 * 1024)
+
+typedef struct sdk_call {
+    enum sdk_op op;
+    ferry_request_t *req;
+    char *buf;
+    const char *data;
+    size_t len;
+    int fd;
+    int read_errno;
+    ssize_t rc;
+} sdk_call_t;
+
+/* Sends the file <c->fd> from its current offset to its end. */
+static void send_fd(sdk_call_t *c)
+{
+    char *buf = malloc(SEND_FD_CHUNK);
+    if (buf == NULL) {
+        c->read_errno = ENOMEM;
+        c->rc = FERRY_ERROR;
+        return;
+    }
+    c->rc = FERRY_OK;
+    for (;;) {
+        ssize_t n = read(c->fd, buf, SEND_FD_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            c->read_errno = errno;
+            c->rc = FERRY_ERROR;
+            break;
+        }
+        if (n == 0)
+            break;
+        int rc = ferry_response_write(c->req, buf, (size_t)n);
+        if (rc != FERRY_OK || fy_worker_request_aborted(c->req)) {
+            c->rc = FERRY_EIO;
+            break;
+        }
+    }
+    free(buf);
+}
+
+static void *sdk_nogvl(void *arg)
+{
+    sdk_call_t *c = arg;
+    pthread_mutex_lock(&sdk_mutex);
+    switch (c->op) {
+    case SDK_WRITE:
+        c->rc = ferry_response_write(c->req, c->data, c->len);
+        break;
+    case SDK_END:
+        c->rc = ferry_response_end(c->req);
+        break;
+    case SDK_READ: {
+        size_t got = 0;
+        c->rc = 0;
+        while (got < c->len) {
+            ssize_t n = ferry_request_read(c->req, c->buf + got, c->len - got);
+            if (n < 0) {
+                c->rc = n;
+                break;
+            }
+            if (n == 0)
+                break;
+            got += (size_t)n;
+        }
+        if (c->rc == 0)
+            c->rc = (ssize_t)got;
+        break;
+    }
+    case SDK_SEND_FD:
+        send_fd(c);
+        break;
+    case SDK_NONE:
+        c->rc = 0;
+        break;
+    }
+    pthread_mutex_unlock(&sdk_mutex);
+    return NULL;
+}
+
+static ssize_t sdk_call(sdk_call_t *c)
+{
+    rb_thread_call_without_gvl(sdk_nogvl, c, NULL, NULL);
+    return c->rc;
+}
+
+int fy_rbext_write(ferry_request_t *req, const char *data, size_t len)
+{
+    sdk_call_t c = {.op = SDK_WRITE, .req = req, .data = data, .len = len};
+    return (int)sdk_call(&c);
+}
+
+int fy_rbext_end(ferry_request_t *req)
+{
+    sdk_call_t c = {.op = SDK_END, .req = req};
+    return (int)sdk_call(&c);
+}
+
+ssize_t fy_rbext_read(ferry_request_t *req, char *buf, size_t len)
+{
+    sdk_call_t c = {.op = SDK_READ, .req = req, .buf = buf, .len = len};
+    return sdk_call(&c);
+}
+
+int fy_rbext_send_fd(ferry_request_t *req, int fd, int *read_errno)
+{
+    sdk_call_t c = {.op = SDK_SEND_FD, .req = req, .fd = fd};
+    sdk_call(&c);
+    *read_errno = c.read_errno;
+    return (int)c.rc;
+}
+
+void fy_rbext_sdk_quiesce(void)
+{
+    sdk_call_t c = {.op = SDK_NONE};
+    sdk_call(&c);
+}
+
+/* ---- SIGQUIT: every Ruby thread's backtrace ------------------------------------------------- */
+
+/* The runtime's SIGQUIT handler writes its line and the C stacks, then calls sigquit_hook (in
+ * the signal handler: write(2) only), which wakes a Ruby thread of ours blocked on this pipe;
+ * that thread takes the GVL and logs Thread.list's backtraces. It gets the GVL whatever the
+ * main thread does: waiting for a request (GVL released), sleeping or blocked in the app (GVL
+ * released), or spinning in Ruby code (the GVL is handed over every 100 ms). Only C code that
+ * holds the GVL and never returns would keep it from printing. */
+static int sigquit_pipe[2] = {-1, -1};
+
+static void sigquit_hook(void)
+{
+    if (sigquit_pipe[1] >= 0) {
+        ssize_t ignored = write(sigquit_pipe[1], "q", 1);
+        (void)ignored;
+    }
+}
+
+static VALUE dump_threads(VALUE unused)
+{
+    VALUE threads = rb_funcall(rb_cThread, rb_intern("list"), 0);
+    VALUE main = rb_thread_main();
+    VALUE text = rb_str_new(NULL, 0);
+    long count = RARRAY_LEN(threads);
+    for (long i = 0; i < count; i++) {
+        VALUE t = rb_ary_entry(threads, i);
+        rb_str_cat_cstr(text, "thread ");
+        rb_str_append(text, rb_inspect(t));
+        if (t == main)
+            rb_str_cat_cstr(text, " (main)");
+        rb_str_cat_cstr(text, "\n");
+        VALUE bt = rb_funcall(t, rb_intern("backtrace"), 0);
+        if (!RB_TYPE_P(bt, T_ARRAY) || RARRAY_LEN(bt) == 0) {
+            rb_str_cat_cstr(text, "    (no backtrace)\n");
+            continue;
+        }
+        for (long k = 0; k < RARRAY_LEN(bt); k++) {
+            rb_str_cat_cstr(text, "    ");
+            rb_str_append(text, rb_obj_as_string(rb_ary_entry(bt, k)));
+            rb_str_cat_cstr(text, "\n");
+        }
+    }
+    char fields[1200] = "";
+    if (fy_rbext_current[0] != '\0')
+        fy_rbext_log_field(fields, sizeof fields, "request", fy_rbext_current);
+    char message[80];
+    snprintf(message, sizeof message, "SIGQUIT: backtraces of %ld threads", count);
+    char *detail = text_of(text);
+    fy_rbext_log(FY_LOG_NOTICE, fields, message, detail);
+    free(detail);
+    return Qnil;
+}
+
+static VALUE sigquit_thread(void *unused)
+{
+    for (;;) {
+        rb_thread_wait_fd(sigquit_pipe[0]);
+        char buf[64];
+        while (read(sigquit_pipe[0], buf, sizeof buf) > 0) {
+        }
+        int state = 0;
+        rb_protect(dump_threads, Qnil, &state);
+        if (state != 0) {
+            VALUE err = rb_errinfo();
+            rb_set_errinfo(Qnil);
+            if (!rb_obj_is_kind_of(err, rb_eStandardError))
+                rb_jump_tag(state); /* the thread is being killed (exit) */
+            fy_rbext_log(FY_LOG_ERROR, "", "SIGQUIT: the backtraces could not be written", NULL);
+        }
+    }
+    return Qnil;
+}
+
+static void start_sigquit_thread(void)
+{
+    if (pipe2(sigquit_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        fy_rbext_log(FY_LOG_WARN, "", "SIGQUIT: no pipe for the Ruby backtraces; only the C "
+                     "stacks will be written", NULL);
+        sigquit_pipe[0] = sigquit_pipe[1] = -1;
+        return;
+    }
+    VALUE t = rb_thread_create(sigquit_thread, NULL);
+    rb_funcall(t, rb_intern("name="), 1, rb_str_new_cstr("ferry-sigquit"));
+    rb_funcall(t, rb_intern("report_on_exception="), 1, Qfalse);
+    fy_worker_host_on_sigquit(sigquit_hook);
+}
+
+/* ---- boot, fail, serve ---------------------------------------------------------------------- */
+
+/* FerryExt.boot -> 0 or a negative errno (already reported on the control channel and in the
+ * log): the spawn handshake's fds, the signals, the owner-pipe watcher; call it first. */
+static VALUE rb_ferry_boot(VALUE self)
+{
+    int rc = fy_worker_host_boot();
+    if (rc != 0)
+        return INT2FIX(rc);
+    /* SIGINT is ignored like SIGHUP: the core decides when workers stop, and a Ctrl-C in the
+     * terminal that runs `ferry start` reaches the core (docs/operations.md). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    start_sigquit_thread();
+    return INT2FIX(0);
+}
+
+/* <s> as a C string fit for an array message item: NULs as "\0", at most <budget> bytes, cut at
+ * a UTF-8 character boundary and marked. A heap string. */
+static char *message_text(VALUE s, size_t budget)
+{
+    char *out = text_of(s);
+    static const char note[] = " [truncated]";
+    size_t len = strlen(out);
+    if (len > budget) {
+        size_t cut = budget > sizeof note - 1 ? budget - (sizeof note - 1) : 0;
+        while (cut > 0 && ((unsigned char)out[cut] & 0xc0) == 0x80)
+            cut--;
+        memcpy(out + cut, note, sizeof note);
+    }
+    return out;
+}
+
+/* FerryExt.fail(summary, details = "") -> 0 or a negative errno: ["error", summary, details]
+ * on the control channel (and the summary in the log); the loader then exits 1. */
+static VALUE rb_ferry_fail(int argc, VALUE *argv, VALUE self)
+{
+    VALUE summary, details;
+    rb_scan_args(argc, argv, "11", &summary, &details);
+    summary = rb_obj_as_string(summary);
+    details = NIL_P(details) ? rb_str_new(NULL, 0) : rb_obj_as_string(details);
+    char *s = message_text(summary, SUMMARY_MAX);
+    char *d = message_text(details, DETAILS_MAX);
+    int rc = fy_worker_host_fail(s, d);
+    free(s);
+    free(d);
+    return INT2FIX(rc);
+}
+
+static fy_rbext_app_t serving = {.app = Qnil, .pending_exit = Qnil};
+
+static void *request_with_gvl(void *arg)
+{
+    return (void *)(intptr_t)fy_rbext_handle_request(&serving, arg);
+}
+
+/* The runtime's callback, called without the GVL: takes it back for the request. */
+static int on_request(ferry_request_t *req)
+{
+    return (int)(intptr_t)rb_thread_call_with_gvl(request_with_gvl, req);
+}
+
+static void *serve_nogvl(void *arg)
+{
+    return (void *)(intptr_t)fy_worker_host_serve(arg);
+}
+
+/* FerryExt.serve(app, label = "rack") -> exit status: listens, sends ready (offering session
+ * protocol v2) and serves requests on this thread until a soft stop. */
+static VALUE rb_ferry_serve(int argc, VALUE *argv, VALUE self)
+{
+    VALUE app, label;
+    rb_scan_args(argc, argv, "11", &app, &label);
+    if (!rb_respond_to(app, rb_intern("call")))
+        rb_raise(rb_eTypeError, "FerryExt.serve needs a Rack app (an object with #call)");
+    if (!NIL_P(serving.app))
+        rb_raise(rb_eRuntimeError, "FerryExt.serve runs once per process");
+    if (rb_thread_current() != rb_thread_main())
+        rb_raise(rb_eRuntimeError, "FerryExt.serve runs on the main thread");
+    char *label_copy = fy_xstrdup(NIL_P(label) ? "rack" : StringValueCStr(label));
+    fy_rbext_request_setup();
+    const char *env = getenv("FERRY_ENV");
+    serving.app = app;
+    serving.development = env != NULL && strcmp(env, "development") == 0;
+    fy_worker_host_t host = {
+        .label = label_copy,
+        .callbacks = {.on_request = on_request},
+        .data = NULL,
+    };
+    int status = (int)(intptr_t)rb_thread_call_without_gvl(serve_nogvl, &host, NULL, NULL);
+    free(label_copy);
+    if (!NIL_P(serving.pending_exit)) {
+        VALUE exc = serving.pending_exit;
+        serving.pending_exit = Qnil;
+        rb_exc_raise(exc);
+    }
+    if (status == 0) {
+        char fields[1200] = "";
+        const char *root = getenv("FERRY_APP_ROOT");
+        fy_rbext_log_field(fields, sizeof fields, "app", root ? root : "");
+        char message[80];
+        snprintf(message, sizeof message, "stopped after %lu requests", serving.requests_served);
+        fy_rbext_log(FY_LOG_NOTICE, fields, message, NULL);
+    }
+    return INT2FIX(status);
+}
+
+/* ---- the module ----------------------------------------------------------------------------- */
+
+RUBY_FUNC_EXPORTED void Init_ferry_ext(void);
+
+RUBY_FUNC_EXPORTED void Init_ferry_ext(void)
+{
+    fy_rbext_module = rb_define_module("FerryExt");
+    fy_rbext_invalid_response =
+        rb_define_class_under(fy_rbext_module, "InvalidResponse", rb_eStandardError);
+    fy_rbext_client_gone = rb_define_class_under(fy_rbext_module, "ClientGone", rb_eIOError);
+    rb_gc_register_address(&serving.app);
+    rb_gc_register_address(&serving.pending_exit);
+    rb_define_module_function(fy_rbext_module, "boot", rb_ferry_boot, 0);
+    rb_define_module_function(fy_rbext_module, "fail", rb_ferry_fail, -1);
+    rb_define_module_function(fy_rbext_module, "serve", rb_ferry_serve, -1);
+    rb_define_module_function(fy_rbext_module, "log", rb_ferry_log, -1);
+    fy_rbext_input_init(fy_rbext_module);
+    fy_rbext_request_init();
+}
