@@ -1,8 +1,10 @@
 # frozen_string_literal: true
 
-# Test support for the Rack loader: starts `ruby rack_loader.rb` the way the core does (fd 3 the
-# owner pipe's read end, fd 4 one end of a socketpair), reads the handshake, and speaks the
-# request/response protocol of docs/protocol.md §2 and §3 to it.
+# Test support for the Rack loader: starts `ruby rack_loader.rb` the way `ferry worker` does (fd 3
+# the owner pipe's read end, fd 4 one end of a socketpair, FERRY_EXT_DIR the build's
+# src/ext), reads the handshake, and speaks session protocol v1 (docs/protocol.md §2 and §3) to
+# it. FERRY_BUILD_DIR names the build (default: the current directory when it holds the
+# extension, as under `meson test`, else <repo>/build).
 require 'minitest/autorun'
 require 'rbconfig'
 require 'socket'
@@ -10,12 +12,21 @@ require 'tmpdir'
 require 'fileutils'
 require 'io/wait'
 
-$LOAD_PATH.unshift(File.expand_path('..', __dir__))
-require 'ferry_loader/message_channel'
-
 module LoaderTest
   LOADER = File.expand_path('../rack_loader.rb', __dir__)
   REPO = File.expand_path('../../..', __dir__)
+  BUILD_DIR = ENV['FERRY_BUILD_DIR'] ||
+              [Dir.pwd, File.join(REPO, 'build')].find { |d| File.file?(File.join(d, 'src/ext/ruby/ferry_ext.so')) }
+  EXT_DIR = File.join(BUILD_DIR.to_s, 'src', 'ext')
+
+  # An array message of the control channel (docs/protocol.md §5): u16 BE length, then items
+  # each followed by NUL.
+  def self.decode_array(wire)
+    payload = wire.b.byteslice(2, wire.unpack1('n'))
+    raise ArgumentError, 'payload does not end in NUL' unless payload.end_with?("\0")
+
+    payload.split("\0", -1)[0...-1]
+  end
   APPS = File.join(REPO, 'tests/conformance/apps/rack')
   TEST_APPS = File.join(__dir__, 'apps')
 
@@ -46,7 +57,10 @@ module LoaderTest
       owner_r, @owner_w = IO.pipe
       @control, control_child = UNIXSocket.pair
       full_env = { 'FERRY_APP_ROOT' => app_root, 'FERRY_APP_TYPE' => 'rack', 'FERRY_ENV' => 'production',
-                   'FERRY_OWNER_FD' => '3', 'FERRY_CONTROL_FD' => '4', 'TMPDIR' => @dir }.merge(env)
+                   'FERRY_OWNER_FD' => '3', 'FERRY_CONTROL_FD' => '4', 'TMPDIR' => @dir,
+                   'FERRY_EXT_DIR' => EXT_DIR }.merge(env)
+      raise 'no build with ferry_ext.so: set FERRY_BUILD_DIR' unless BUILD_DIR
+
       @pid = Process.spawn(full_env, RbConfig.ruby, LOADER, 3 => owner_r, 4 => control_child,
                            out: File.join(@dir, 'stdout.log'), err: @stderr_path, in: File::NULL)
       owner_r.close
@@ -81,7 +95,7 @@ module LoaderTest
       return nil unless prefix
 
       payload = read_exact(@control, prefix.unpack1('n'), timeout)
-      FerryLoader::MessageChannel.decode_array(prefix + payload)
+      LoaderTest.decode_array(prefix + payload)
     end
 
     def read_exact(io, n, timeout)

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
-# The spawn handshake: ["ready", pid, address, secret] or ["error", summary, details] + exit 1.
+# The spawn handshake: ["ready", pid, address, secret, "2"] or ["error", summary, details] +
+# exit 1; the loader without its extension.
 require_relative 'helper'
 
 class HandshakeTest < Minitest::Test
@@ -18,9 +19,10 @@ class HandshakeTest < Minitest::Test
 
   def test_ready_names_the_pid_an_abstract_address_and_a_32_hex_secret
     w = main_app
-    assert_equal 4, w.message.size
+    assert_equal 5, w.message.size
+    assert_equal '2', w.message[4] # session protocol v2 offered (docs/protocol.md §4.1)
     assert_equal w.pid.to_s, w.message[1]
-    assert_match(/\Aabstract:ferry-rack-#{w.pid}-\h{16}\z/, w.address)
+    assert_match(/\Aabstract:ferry\.ferry-worker\.#{w.pid}\.\h{16}\z/, w.address)
     assert_match(/\A\h{32}\z/, w.secret)
     assert_equal w.secret.downcase, w.secret
   end
@@ -55,7 +57,7 @@ class HandshakeTest < Minitest::Test
     FileUtils.mkdir_p(long)
     w = boot_failure(File.join(LoaderTest::APPS, 'main'),
                      env: { 'FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS' => '1', 'FERRY_INSTANCE_DIR' => long })
-    assert_match(/\Acannot listen on a Unix socket: socket path .* is longer than 107 bytes\z/, w.message[1])
+    assert_match(/\Acannot listen on a worker socket in .*: File name too long\z/, w.message[1])
   ensure
     FileUtils.rm_rf(File.dirname(long)) if long
   end
@@ -125,7 +127,8 @@ class HandshakeTest < Minitest::Test
 
   def test_a_closed_owner_fd_is_a_boot_error
     w = start(File.join(LoaderTest::APPS, 'main'), env: { 'FERRY_OWNER_FD' => '99' })
-    assert_equal ['error', 'the owner pipe fd is not open'], w.message[0, 2]
+    assert_equal 'error', w.message[0]
+    assert_match(/\AFERRY_OWNER_FD=99 and FERRY_CONTROL_FD=4 must be open file descriptors/, w.message[1])
     assert_equal 1, w.wait(5)&.exitstatus
   end
 
@@ -133,7 +136,7 @@ class HandshakeTest < Minitest::Test
     w = start(File.join(LoaderTest::APPS, 'main'), env: { 'FERRY_CONTROL_FD' => '98' })
     assert_nil w.message
     assert_equal 1, w.wait(5)&.exitstatus
-    assert_match(/step=open_control_channel: the control channel fd is not open/, w.stderr)
+    assert_match(/\[error\] worker: .*step=boot: FERRY_OWNER_FD=3 and FERRY_CONTROL_FD=98 must be open/, w.stderr)
   end
 
   def test_app_root_is_cwd_and_on_the_load_path_and_fd_variables_are_cleared
@@ -150,5 +153,14 @@ class HandshakeTest < Minitest::Test
     assert w.ready?, w.stderr
     assert_match(/\Ahello from ferry \(Ruby #{Regexp.escape(RUBY_VERSION)}, Rack [\d.]+\) at \/\n\z/,
                  w.request('GET', '/').body)
+  end
+
+  def test_without_the_extension_it_says_why_on_stderr_and_exits_1
+    dir = Dir.mktmpdir('ferry-noext-')
+    w = start(File.join(LoaderTest::APPS, 'main'), env: { 'FERRY_EXT_DIR' => dir }, handshake: false)
+    assert_equal 1, w.wait(10)&.exitstatus
+    assert_match(%r{\Aferry rack loader: cannot load the ferry_ext extension with #{Regexp.escape(RbConfig.ruby)} \(Ruby #{Regexp.escape(RUBY_VERSION)}\): LoadError: no ferry_ext extension \(ferry_ext.so\) in #{Regexp.escape(dir)}/ruby\n\z}, w.stderr)
+  ensure
+    FileUtils.rm_rf(dir) if dir
   end
 end

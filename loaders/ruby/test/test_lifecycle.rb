@@ -78,7 +78,7 @@ class LifecycleTest < Minitest::Test
     sleep 0.5
     started = now
     w.kill('TERM')
-    assert_equal 0, w.wait(1.0)&.exitstatus
+    assert_equal 15, w.wait(1.0)&.termsig # dies by SIGTERM, as native workers do
     assert_operator now - started, :<, 1.0
   end
 
@@ -88,6 +88,7 @@ class LifecycleTest < Minitest::Test
     assert_equal 0, w.wait(2)&.exitstatus
     refute File.exist?(path)
     assert_match(/SIGUSR1: exiting after the current request/, w.stderr)
+    assert_match(/\[notice\] rack: pid=\d+ app=\S+: stopped after 0 requests/, w.stderr)
   end
 
   def test_sigusr1_finishes_the_current_request_first
@@ -104,11 +105,10 @@ class LifecycleTest < Minitest::Test
     t = in_background(w, 'GET', '/slow?ms=10000')
     started = now
     w.kill('TERM')
-    assert_equal 0, w.wait(1.0)&.exitstatus
+    assert_equal 15, w.wait(1.0)&.termsig
     assert_operator now - started, :<, 1.0
     refute File.exist?(path)
     assert_equal '', t.value.raw
-    assert_match(/\[notice\] rack: .*request="GET \/slow\?ms=10000": SIGTERM: exiting now/, w.stderr)
   end
 
   def test_sighup_is_ignored
@@ -128,7 +128,8 @@ class LifecycleTest < Minitest::Test
     assert_match(/\[notice\] rack: .*request="GET \/slow\?ms=800": SIGQUIT: backtraces of 2 threads/, log)
     assert_match(/in `sleep'/, log)
     assert_match(/config.ru:\d+:in `call'/, log)
-    assert_match(/in `readpartial'/, log, 'the owner watcher thread is missing')
+    assert_match(/thread #<Thread:\S+@ferry-sigquit run>/, log)
+    assert_match(/\[warn\] worker: SIGQUIT: pid=\d+ busy=\/slow/, log) # the runtime's line
     assert_equal 200, w.request('GET', '/hello').status
   end
 
