@@ -99,7 +99,7 @@ static int exec_loader(const char *type)
     setenv("LD_PRELOAD", joined, 1);
     free(joined);
     if (getenv("ASAN_OPTIONS") == NULL)
-        setenv("ASAN_OPTIONS", "detect_leaks=0:detect_stack_use_after_return=0", 1);
+        setenv("ASAN_OPTIONS", "detect_leaks=0:detect_stack_use_after_return=0:quarantine_size_mb=16", 1);
 #endif
     char *const argv[] = {(char *)interp, script, NULL};
     execvp(interp, argv);

@@ -43,7 +43,10 @@ def refuse_many(pid, port):
 
 
 def test_many_clients_refused_at_once_keep_the_core_small(ferry):
-    f = ferry(RAW_APP, "--max-pool-size", "1", "--max-request-queue-size", "1")
+    # No dispatch-ahead: every request past the one queue place must be refused (with it, a
+    # busy v2 worker could take a couple more).
+    f = ferry(RAW_APP, "--max-pool-size", "1", "--max-request-queue-size", "1",
+              "--dispatch-ahead", "0")
     with open("/proc/%d/maps" % f.pid) as maps:
         if "libasan" in maps.read():
             pytest.skip("peak RSS means nothing under ASan (quarantine and redzones)")
