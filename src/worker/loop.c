@@ -254,7 +254,7 @@ int fy_worker_serve_loop(fy_worker_ctx_t *ctx, int listen_fd)
     return 0;
 }
 
-static const char *default_socket_dir(void)
+const char *fy_worker_socket_dir(void)
 {
     const char *dir = getenv(FY_HANDSHAKE_VAR_INSTANCE_DIR);
     if (dir == NULL || *dir == '\0')
@@ -262,11 +262,6 @@ static const char *default_socket_dir(void)
     if (dir == NULL || *dir == '\0')
         dir = "/tmp";
     return dir;
-}
-
-const char *fy_worker_socket_dir(void)
-{
-    return default_socket_dir();
 }
 
 /* Signals first: a SIGTERM during a slow app boot must still work; then the owner watcher.
@@ -433,7 +428,7 @@ int fy_worker_host_serve(const fy_worker_host_t *host)
     memset(&app, 0, sizeof app);
     app.callbacks = host->callbacks;
     app.data = host->data;
-    return serve_app(host_control_fd, default_socket_dir(), &app,
+    return serve_app(host_control_fd, fy_worker_socket_dir(), &app,
                      host->label ? host->label : "(host)");
 }
 
