@@ -92,14 +92,21 @@ static int exec_loader(const char *type)
         setenv(FY_HANDSHAKE_VAR_EXT_DIR, FERRY_EXT_DIR_DEFAULT, 1);
 #ifdef FY_ASAN_RUNTIME
     /* A sanitizer build's extensions need the ASan runtime first in the interpreter's library
-     * list; interpreters free little at exit, so leak checks there say nothing about ferry. */
+     * list. Three options are appended to whatever ASAN_OPTIONS the caller set (the last
+     * setting wins): interpreters free little at exit, so a leak check there says nothing about
+     * ferry and would fail every exit; Ruby's GC scans the machine stack, which ASan's fake
+     * stacks would hide; a small quarantine keeps a long stream's RSS bounded. */
     const char *preload = getenv("LD_PRELOAD");
     char *joined = fy_xasprintf("%s%s%s", FY_ASAN_RUNTIME, preload && *preload ? ":" : "",
                                 preload ? preload : "");
     setenv("LD_PRELOAD", joined, 1);
     free(joined);
-    if (getenv("ASAN_OPTIONS") == NULL)
-        setenv("ASAN_OPTIONS", "detect_leaks=0:detect_stack_use_after_return=0:quarantine_size_mb=16", 1);
+    const char *asan = getenv("ASAN_OPTIONS");
+    char *options = fy_xasprintf(
+        "%s%sdetect_leaks=0:detect_stack_use_after_return=0:quarantine_size_mb=16",
+        asan ? asan : "", asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", options, 1);
+    free(options);
 #endif
     char *const argv[] = {(char *)interp, script, NULL};
     execvp(interp, argv);
