@@ -78,6 +78,8 @@ def test_echo_keeps_content_type_and_body(spawn):
 
 def test_streamed_100_mib_response_uses_bounded_memory(spawn):
     w = spawn()
+    # Measured from the booted worker: an interpreter under ASan starts at ~60 MiB.
+    base_kib = int(harness.proc_status(w.pid, "VmRSS")[0])
     total = 100 * 1024 * 1024
     h = hashlib.sha256()
     got = [0]
@@ -91,8 +93,8 @@ def test_streamed_100_mib_response_uses_bounded_memory(spawn):
     assert r.header("Content-Length") is None
     assert got[0] == total
     assert h.hexdigest() == harness.stream_pattern_digest(total)
-    hwm_kib = int(harness.proc_status(w.pid, "VmHWM")[0])
-    assert hwm_kib < 100 * 1024, "worker peak RSS %d KiB: the response was buffered" % hwm_kib
+    grew_kib = int(harness.proc_status(w.pid, "VmHWM")[0]) - base_kib
+    assert grew_kib < 32 * 1024, "worker peak RSS grew %d KiB: the response was buffered" % grew_kib
 
 
 def test_two_set_cookie_headers_are_kept_in_order(spawn):
