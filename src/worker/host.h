@@ -48,6 +48,18 @@ int fy_worker_host_serve(const fy_worker_host_t *host);
  * dump; Ruby: rb_postponed_job_register_one). NULL: none. */
 void fy_worker_host_on_sigquit(void (*fn)(void));
 
+/* Appends " <key>=<value>" to the NUL-terminated line in <buf> (<cap> bytes; cut to fit). The
+ * value is quoted when empty or holding a space, '=', '"' or a control character, with \\ \"
+ * \n \r \t and \xNN escapes inside (docs/operations.md, "Log format"). */
+void fy_worker_host_log_field(char *buf, size_t cap, const char *key, const char *value);
+
+/* Logs "pid=N<fields>: <message>" at <level> (an fy_log_level_t) under <component> ("wsgi",
+ * "rack"); <fields> is "" or " key=value..." from fy_worker_host_log_field. <detail> (a
+ * traceback; NULL or "": none) follows on lines indented by four spaces, in the same write when
+ * it fits the log's line buffer. Touches no interpreter state. */
+void fy_worker_host_log(int level, const char *component, const char *fields,
+                        const char *message, const char *detail);
+
 /* ferry_response_start with the app's own reason phrase (WSGI "200 Whatever", Rack has none:
  * NULL takes the standard one). <reason> must be printable (no CR, LF or other control
  * characters) and at most FY_WORKER_REASON_MAX (200) bytes; FERRY_EINVAL otherwise. */

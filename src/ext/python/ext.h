@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "ferry.h"
+#include "worker/host.h"
 
 /* ---- module state (module.c) --------------------------------------------------------------- */
 
@@ -29,12 +30,14 @@ extern PyObject *fy_pyext_client_gone;
 int fy_pyext_input_types_init(PyObject *module);
 int fy_pyext_request_types_init(PyObject *module);
 
-/* Writes one "wsgi:" log line at <level> (an fy_log_level_t, core/log.h): "pid=N key=value ...: <message>" (values quoted when they hold a
- * space, '=', '"' or a control character), then <detail> (a traceback; may be NULL) indented by
- * four spaces under it. Does not touch Python objects: may run without the GIL. */
-void fy_pyext_log(int level, const char *fields, const char *message, const char *detail);
-/* Appends " key=value" (quoted as above) to the NUL-terminated <buf> of <cap> bytes. */
-void fy_pyext_log_field(char *buf, size_t cap, const char *key, const char *value);
+/* One "wsgi:" log line, and a field for it: the host runtime's (src/worker/host.h). Touch no
+ * Python object: may run without the GIL. */
+static inline void fy_pyext_log(int level, const char *fields, const char *message,
+                                const char *detail)
+{
+    fy_worker_host_log(level, "wsgi", fields, message, detail);
+}
+#define fy_pyext_log_field fy_worker_host_log_field
 
 /* The text of the current exception with its traceback (traceback.format_exception), as a new
  * UTF-8 C string the caller frees; clears the exception. Never NULL (a fallback on failure). */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "ferry.h"
+#include "worker/host.h"
 
 /* ---- module (module.c) ---------------------------------------------------------------------- */
 
@@ -19,15 +20,14 @@ extern VALUE fy_rbext_module;           /* FerryExt */
 extern VALUE fy_rbext_invalid_response; /* FerryExt::InvalidResponse < StandardError */
 extern VALUE fy_rbext_client_gone;      /* FerryExt::ClientGone < IOError */
 
-/* Writes one "rack:" log line at <level> (an fy_log_level_t, core/log.h): "pid=N<fields>:
- * <message>", then <detail> (a backtrace, may be NULL) indented by four spaces under it, in one
- * write when it fits. <fields> is "" or " key=value..." (fy_rbext_log_field). Touches no Ruby
- * object: may run without the GVL. */
-void fy_rbext_log(int level, const char *fields, const char *message, const char *detail);
-/* Appends " key=value" to the NUL-terminated <buf> of <cap> bytes; the value is quoted (and its
- * quotes, backslashes and control characters escaped) when it is empty or holds a space, '=',
- * '"' or a control character. */
-void fy_rbext_log_field(char *buf, size_t cap, const char *key, const char *value);
+/* One "rack:" log line, and a field for it: the host runtime's (src/worker/host.h). Touch no
+ * Ruby object: may run without the GVL. */
+static inline void fy_rbext_log(int level, const char *fields, const char *message,
+                                const char *detail)
+{
+    fy_worker_host_log(level, "rack", fields, message, detail);
+}
+#define fy_rbext_log_field fy_worker_host_log_field
 
 /* What the current request's log lines carry as request="..." ("" when idle). */
 extern char fy_rbext_current[1024];
