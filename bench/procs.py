@@ -6,6 +6,7 @@ A server is started with BENCH_RUN_TOKEN=<random> in its environment; a process 
 server when it carries that token in /proc/PID/environ, or its parent belongs to it.
 """
 
+import json
 import os
 import secrets
 import signal
@@ -213,6 +214,18 @@ class RssSampler:
     def stop(self):
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def status_document(stdout):
+    """The status document in the output of `ferry status --json` (bytes), or None."""
+    for line in stdout.decode("utf-8", "replace").splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "workers" in doc:
+            return doc
+    return None
 
 
 def http_get(port, path="/hello", timeout=1.0, want_close=False):

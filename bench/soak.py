@@ -28,7 +28,6 @@ Usage: bench/soak.py [--ferry-bin build/ferry] [--only c,wsgi,rack,partial,idle,
 """
 
 import argparse
-import json
 import os
 import random
 import resource
@@ -76,14 +75,7 @@ def status(ferry_bin, core, env):
     p = subprocess.run([ferry_bin, "status", "--json", "--pid", str(core)], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                        stdin=subprocess.DEVNULL, timeout=15)
-    for line in p.stdout.decode("utf-8", "replace").splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and "workers" in doc:
-            return doc
-    return None
+    return procs.status_document(p.stdout)
 
 
 def worker_pid(doc):

@@ -217,14 +217,10 @@ class V2:
         if p.returncode != 0:
             return None, "ferry status --json exited %d: %s" % (
                 p.returncode, self.last_line(p.stderr.decode("utf-8", "replace")))
-        for line in p.stdout.decode("utf-8", "replace").splitlines():
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(doc, dict) and "workers" in doc:
-                return doc, None
-        return None, "ferry status --json printed no status document"
+        doc = procs.status_document(p.stdout)
+        if doc is None:
+            return None, "ferry status --json printed no status document"
+        return doc, None
 
     def worker_pids(self, served, want, timeout_s=10.0):
         """The pids of <want> spawned workers from `ferry status --json`, or (None, reason)."""
