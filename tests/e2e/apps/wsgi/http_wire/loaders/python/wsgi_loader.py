@@ -26,35 +26,8 @@ import sys
 import threading
 from urllib.parse import unquote_to_bytes
 
-
-def watch_owner():
-    """Exits when the owner pipe (fd 3) reaches EOF: the core died or let go of this worker."""
-    while True:
-        try:
-            if not os.read(3, 1):
-                os._exit(0)
-        except InterruptedError:
-            continue
-        except OSError:
-            os._exit(0)
-
-
-def send_ready(address, secret):
-    items = [b"ready", str(os.getpid()).encode(), address.encode(), secret.encode()]
-    payload = b"".join(item + b"\0" for item in items)
-    ctl = socket.socket(fileno=4)
-    ctl.sendall(len(payload).to_bytes(2, "big") + payload)
-    ctl.close()
-
-
-def read_exactly(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise EOFError()
-        data += chunk
-    return data
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 4)))
+from fake_worker import SessionEnded, read_exactly, send_ready, watch_owner  # noqa: E402
 
 
 def serve(conn, secret):
@@ -87,7 +60,7 @@ def main():
         conn, _ = listener.accept()
         try:
             serve(conn, secret)
-        except (EOFError, OSError, struct.error):
+        except (SessionEnded, OSError, struct.error):
             pass
         finally:
             conn.close()

@@ -29,6 +29,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 4)))
+from fake_worker import SessionEnded, read_exactly, send_ready, watch_owner  # noqa: E402
+
 HEADER = struct.Struct(">IBBHI")  # LEN, TYPE, FLAGS, RESERVED, ID
 HELLO, REQ, BODY, EOB, ABORT = 0x00, 0x01, 0x02, 0x03, 0x04
 HEAD, DATA, END = 0x81, 0x82, 0x83
@@ -39,43 +42,8 @@ HEAD_MAX = 131072
 PACE_S = 0.1
 
 
-class SessionEnded(Exception):
-    pass
-
-
 def log(message):
     os.write(1, ("fake-v2: pid=%d: %s\n" % (os.getpid(), message)).encode())
-
-
-def watch_owner():
-    """Exits when the owner pipe (fd 3) reaches EOF: the core died or let go of this worker."""
-    while True:
-        try:
-            if not os.read(3, 1):
-                os._exit(0)
-        except InterruptedError:
-            continue
-        except OSError:
-            os._exit(0)
-
-
-def send_ready(address, secret):
-    items = [b"ready", str(os.getpid()).encode(), address.encode(), secret.encode(), b"2"]
-    payload = b"".join(item + b"\0" for item in items)
-    ctl = socket.socket(fileno=4)
-    ctl.sendall(len(payload).to_bytes(2, "big") + payload)
-    ctl.close()
-
-
-def read_exactly(conn, n):
-    """<n> bytes; raises SessionEnded at EOF (inside a frame or between frames alike)."""
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise SessionEnded()
-        data += chunk
-    return data
 
 
 def frame(ftype, fid, payload=b"", flags=0):
@@ -149,7 +117,7 @@ def main():
     listener.bind("\0" + name)
     listener.listen(50)
     secret = secrets.token_hex(16)
-    send_ready("abstract:" + name, secret)
+    send_ready("abstract:" + name, secret, "2")
     log("ready")
     while True:
         conn, _ = listener.accept()
