@@ -6,17 +6,7 @@
 #include <strings.h>
 
 #include "http/http_internal.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "proto/httpdef.h"
 
 int fy_http_percent_decode(const char *in, size_t len, fy_http_buf_t *out)
 {
@@ -27,7 +17,8 @@ int fy_http_percent_decode(const char *in, size_t len, fy_http_buf_t *out)
         fy_http_buf_append(out, in + start, i - start);
         if (i + 2 >= len)
             return -EPROTO;
-        int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
+        int hi = fy_httpdef_hex_value((unsigned char)in[i + 1]);
+        int lo = fy_httpdef_hex_value((unsigned char)in[i + 2]);
         if (hi < 0 || lo < 0)
             return -EPROTO;
         char c = (char)(hi * 16 + lo);

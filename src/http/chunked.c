@@ -40,17 +40,6 @@ static bool is_ws(unsigned char c)
     return c == ' ' || c == '\t';
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* qdtext of RFC 9110 §5.6.4: HTAB, SP, %x21, %x23-5B, %x5D-7E, obs-text. */
 static bool is_qdtext(unsigned char c)
 {
@@ -127,7 +116,7 @@ int fy_http_chunked_feed(fy_http_chunked_t *d, const char *data, size_t len, siz
         switch (d->state) {
         case ST_SIZE_START:
         case ST_SIZE: {
-            int v = hex_value(c);
+            int v = fy_httpdef_hex_value(c);
             if (v >= 0) {
                 if (d->digits == 16)
                     REFUSE("chunk size too large");

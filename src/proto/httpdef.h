@@ -79,4 +79,17 @@ static inline bool fy_httpdef_is_tchar(unsigned char c)
     }
 }
 
+/* The value of the hex digit <c> (RFC 5234 HEXDIG, either case: chunk sizes, percent-encoding),
+ * or -1 when <c> is not one. */
+static inline int fy_httpdef_hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #endif
