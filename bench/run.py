@@ -7,6 +7,7 @@ measured once per repetition. Writes bench/results/<date>-<host>[-quick].md with
 ratios, targets and PNG charts next to it, plus the raw figures as .json.
 
 Usage: bench/run.py [--quick] [--reps N] [--duration S] [--only NAME,...] [--ferry-bin PATH]
+                    [--metrics-row | --no-metrics-row]
                     [--v2 SECTIONS] [--v2-only]
 See docs/performance.md for what is measured and how; the session-protocol (v2) rows are in
 bench/v2rows.py.
@@ -34,6 +35,7 @@ import benchlib  # noqa: E402
 import procs  # noqa: E402
 import servers  # noqa: E402
 import v2rows  # noqa: E402
+import metricsrow  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
@@ -783,7 +785,13 @@ def main():
                     help="only the session-protocol rows: the hello rows %s and the --v2 "
                          "sections; no profile; the report is named ...-v2.md" % ",".join(
                              v2rows.HELLO_ROWS))
+    ap.add_argument("--metrics-row", dest="metrics_row", action="store_true", default=None,
+                    help="measure the metrics endpoint's cost (bench/metricsrow.py); on by "
+                         "default unless --only or --v2-only is given")
+    ap.add_argument("--no-metrics-row", dest="metrics_row", action="store_false")
     args = ap.parse_args()
+    if args.metrics_row is None:
+        args.metrics_row = not (args.only or args.v2_only)
     try:
         args.v2_sections = v2rows.parse_sections(
             args.v2 if args.v2 is not None else ("none" if args.only else "all"))
@@ -848,10 +856,16 @@ def run(args, ap, started, stamp):
             log("  %s: %s" % (spec.name, row["status"]))
         rows.append(row)
 
-    v2 = v2rows.V2(runner, ctx, args, {"sh": sh, "log": log, "loadavg": loadavg,
-                                       "last_line": last_line, "read_text": read_text},
-                   args.v2_sections).run()
+    v2runner = v2rows.V2(runner, ctx, args, {"sh": sh, "log": log, "loadavg": loadavg,
+                                             "last_line": last_line, "read_text": read_text},
+                         args.v2_sections)
+    v2 = v2runner.run()
     v2_md = v2rows.report_md(v2, rows)
+    metrics_row = {}
+    if args.metrics_row:
+        log("metrics row ...")
+        metrics_row = metricsrow.run(v2runner)
+        v2_md += "\n" + metricsrow.report_md(metrics_row)
 
     targets = benchlib.evaluate_targets(rows)
     metrics = ["rps_ka", "rps_close", "p99_ka_ms", "peak_rss_mib", "mib_down_s", "mib_up_s"]
@@ -880,7 +894,7 @@ def run(args, ap, started, stamp):
                  profile_md, started, finished, loads, v2_md)
     with open(os.path.join(args.out, stamp + ".json"), "w") as f:
         json.dump({"args": {k: v for k, v in vars(args).items()}, "environment": env,
-                   "rows": rows, "v2": v2, "targets": targets,
+                   "rows": rows, "v2": v2, "metrics_row": metrics_row, "targets": targets,
                    "leftovers": runner.leftovers}, f,
                   indent=1, default=str)
     log("report: %s" % os.path.relpath(md, ROOT))

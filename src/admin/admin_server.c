@@ -119,8 +119,9 @@ static void run_command(admin_client_t *cl, const fy_array_t *msg)
 {
     fy_admin_server_t *srv = cl->srv;
     const char *name = msg->items[0];
-    if (strcmp(name, "status") == 0 && msg->count == 1) {
-        char *json = dump(srv->ops.status(srv->ops.data));
+    bool slow = strcmp(name, "slow") == 0 && msg->count == 1 && srv->ops.slow != NULL;
+    if ((strcmp(name, "status") == 0 && msg->count == 1) || slow) {
+        char *json = dump(slow ? srv->ops.slow(srv->ops.data) : srv->ops.status(srv->ops.data));
         if (json == NULL) {
             fy_log(FY_LOG_ERROR, "admin", "peer_pid=%d: the status cannot be encoded",
                    (int)cl->peer_pid);
@@ -128,6 +129,16 @@ static void run_command(admin_client_t *cl, const fy_array_t *msg)
             return;
         }
         reply(cl, json);
+        return;
+    }
+    if (strcmp(name, "metrics") == 0 && msg->count == 1 && srv->ops.metrics != NULL) {
+        char *text = srv->ops.metrics(srv->ops.data);
+        char *json = dump(json_pack("{s:s}", "prometheus", text ? text : ""));
+        free(text);
+        if (json != NULL)
+            reply(cl, json);
+        else
+            close_client(cl);
         return;
     }
     if (strcmp(name, "restart") == 0 && msg->count == 1) {

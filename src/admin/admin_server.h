@@ -7,7 +7,7 @@
  * no locks. One command per connection, in MessageChannel messages (docs/protocol.md, "Admin"):
  *
  *     client → core   scalar message: the admin password (32 hex digits)
- *     client → core   array message: ["status"], ["restart"] or ["stop"]
+ *     client → core   array message: ["status"], ["metrics"], ["slow"], ["restart"] or ["stop"]
  *     core → client   scalar message: a JSON document
  *     core closes the connection
  *
@@ -31,6 +31,11 @@ typedef struct fy_admin_server fy_admin_server_t;
 typedef struct fy_admin_ops {
     /* The status document (a new reference), built when a client asks. */
     json_t *(*status)(void *data);
+    /* The Prometheus text (malloc'd, NUL-terminated; the server frees it), answered as
+     * {"prometheus": text}. */
+    char *(*metrics)(void *data);
+    /* The slow and failed request rings (a new reference), for `ferry status --slow`. */
+    json_t *(*slow)(void *data);
     /* Starts a rolling restart of the app's workers. Returns 0, or a negative errno
      * (-ESHUTDOWN while shutting down). Called before the reply is built. */
     int (*restart)(void *data);

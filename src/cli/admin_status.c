@@ -9,6 +9,8 @@
 #include "ipc/procmem.h"
 
 #define MAX_WORKERS_LISTED 1024
+/* `ferry status` lists this many of the oldest requests in flight, and of the queue's first. */
+#define MAX_REQUESTS_LISTED 50
 
 static json_t *workers_json(const fy_pool_t *pool)
 {
@@ -37,6 +39,85 @@ static json_t *workers_json(const fy_pool_t *pool)
     }
     free(info);
     return list;
+}
+
+/* The requests in flight (<queued> false) or queued, as {"count": N, "listed": [...]}: the
+ * MAX_REQUESTS_LISTED oldest (the next in line first, for the queue). */
+static json_t *requests_json(const fy_http_server_t *http, bool queued)
+{
+    fy_http_request_info_t *info = fy_xcalloc(MAX_REQUESTS_LISTED, sizeof *info);
+    size_t total = fy_http_server_list_requests(http, queued, info, MAX_REQUESTS_LISTED);
+    size_t n = total < MAX_REQUESTS_LISTED ? total : MAX_REQUESTS_LISTED;
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_object();
+        if (queued)
+            json_object_set_new(r, "position", json_integer((json_int_t)info[i].position));
+        else
+            json_object_set_new(r, "pid", json_integer(info[i].worker_pid));
+        /* the path is the client's bytes: jansson refuses what is not UTF-8 */
+        json_object_set_new(r, "method", json_string(info[i].method));
+        json_t *path = json_string(info[i].path);
+        json_object_set_new(r, "path", path ? path : json_string("(not UTF-8)"));
+        json_object_set_new(r, "age_ms", json_integer((json_int_t)info[i].age_ms));
+        if (!queued)
+            json_object_set_new(r, "bytes_sent", json_integer((json_int_t)info[i].bytes_sent));
+        json_object_set_new(r, "request_id", json_string(info[i].request_id));
+        json_array_append_new(list, r);
+    }
+    free(info);
+    json_t *doc = json_object();
+    json_object_set_new(doc, "count", json_integer((json_int_t)total));
+    json_object_set_new(doc, "more", json_integer((json_int_t)(total - n)));
+    json_object_set_new(doc, "listed", list);
+    return doc;
+}
+
+static json_t *timeline_json(const fy_http_timeline_t *t)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connect_ms",
+                     (json_int_t)t->connect_ms, "head_ms", (json_int_t)t->head_ms, "body_ms",
+                     (json_int_t)t->body_ms, "queue_ms", (json_int_t)t->queue_ms, "app_ms",
+                     (json_int_t)t->app_ms, "send_ms", (json_int_t)t->send_ms, "total_ms",
+                     (json_int_t)t->total_ms);
+}
+
+static json_t *records_json(const fy_http_server_t *http, bool failed)
+{
+    fy_http_request_record_t *rec = fy_xcalloc(FY_HTTP_RECORDS, sizeof *rec);
+    size_t n = fy_http_server_records(http, failed, rec, FY_HTTP_RECORDS);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const fy_http_request_record_t *r = &rec[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "ended_at_ms", json_integer((json_int_t)r->unix_ms));
+        json_object_set_new(o, "request_id", json_string(r->request_id));
+        json_object_set_new(o, "method", json_string(r->method));
+        json_t *path = json_string(r->path);
+        json_object_set_new(o, "path", path ? path : json_string("(not UTF-8)"));
+        json_object_set_new(o, "status", json_integer(r->status));
+        json_object_set_new(o, "pid", json_integer(r->worker_pid));
+        json_object_set_new(o, "timeline", timeline_json(&r->timeline));
+        if (failed) {
+            json_object_set_new(o, "reason", json_string(r->reason));
+            json_t *why = json_string(r->why);
+            json_object_set_new(o, "why", why ? why : json_string("(not UTF-8)"));
+        }
+        json_array_append_new(list, o);
+    }
+    free(rec);
+    return list;
+}
+
+json_t *fy_status_build_slow(const fy_status_source_t *src)
+{
+    json_t *doc = json_object();
+    json_object_set_new(doc, "pid", json_integer((json_int_t)getpid()));
+    json_object_set_new(doc, "slow_request_threshold_ms",
+                        json_integer((json_int_t)src->slow_request_threshold_ms));
+    json_object_set_new(doc, "slow", records_json(src->http, false));
+    json_object_set_new(doc, "failed", records_json(src->http, true));
+    return doc;
 }
 
 json_t *fy_status_build(const fy_status_source_t *src)
@@ -88,6 +169,10 @@ json_t *fy_status_build(const fy_status_source_t *src)
     json_object_set_new(doc, "app", app);
     json_object_set_new(doc, "pool", pool);
     json_object_set_new(doc, "workers", workers_json(src->pool));
+    json_t *reqs = json_object();
+    json_object_set_new(reqs, "in_flight", requests_json(src->http, false));
+    json_object_set_new(reqs, "queued", requests_json(src->http, true));
+    json_object_set_new(doc, "requests", reqs);
     return doc;
 }
 
@@ -125,6 +210,9 @@ static void format_kib(char *out, size_t cap, const json_t *v)
     else
         snprintf(out, cap, "%.1f MiB", (double)json_integer_value(v) / 1024.0);
 }
+
+static void print_workers(FILE *out, const json_t *workers, size_t n);
+static void print_requests(FILE *out, const json_t *group, bool queued);
 
 void fy_status_print(FILE *out, const json_t *doc)
 {
@@ -169,8 +257,105 @@ void fy_status_print(FILE *out, const json_t *doc)
     if (json_is_object(err))
         fprintf(out, "  boot error %s (error id %s)\n", str(err, "summary"), str(err, "error_id"));
     size_t n = json_array_size(workers);
-    if (n == 0)
+    if (n > 0)
+        print_workers(out, workers, n);
+    print_requests(out, json_object_get(json_object_get(doc, "requests"), "in_flight"), false);
+    print_requests(out, json_object_get(json_object_get(doc, "requests"), "queued"), true);
+}
+
+/* "1.5 KiB", "12 B" */
+static void format_bytes(char *out, size_t cap, uint64_t b)
+{
+    if (b >= 1024u * 1024u)
+        snprintf(out, cap, "%.1f MiB", (double)b / (1024.0 * 1024.0));
+    else if (b >= 1024u)
+        snprintf(out, cap, "%.1f KiB", (double)b / 1024.0);
+    else
+        snprintf(out, cap, "%" PRIu64 " B", b);
+}
+
+/* "850 ms", "3.2 s" */
+static void format_ms(char *out, size_t cap, uint64_t ms)
+{
+    if (ms < 1000)
+        snprintf(out, cap, "%" PRIu64 " ms", ms);
+    else
+        snprintf(out, cap, "%.1f s", (double)ms / 1000.0);
+}
+
+static void print_requests(FILE *out, const json_t *group, bool queued)
+{
+    int count = (int)num(group, "count");
+    if (count == 0)
         return;
+    const json_t *list = json_object_get(group, "listed");
+    fprintf(out, "\n  %s: %d request%s%s\n", queued ? "queued" : "in flight", count,
+            count == 1 ? "" : "s", queued ? " (next in line first)" : " (oldest first)");
+    if (queued)
+        fprintf(out, "  %-8s %-7s %9s  %-32s  %s\n", "position", "method", "age", "request id",
+                "path");
+    else
+        fprintf(out, "  %-8s %-7s %9s %10s  %-32s  %s\n", "pid", "method", "age", "sent",
+                "request id", "path");
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const json_t *r = json_array_get(list, i);
+        char age[32], sent[32];
+        format_ms(age, sizeof age, (uint64_t)num(r, "age_ms"));
+        if (queued) {
+            fprintf(out, "  %-8d %-7s %9s  %-32s  %s\n", (int)num(r, "position"),
+                    str(r, "method"), age, str(r, "request_id"), str(r, "path"));
+        } else {
+            format_bytes(sent, sizeof sent, (uint64_t)num(r, "bytes_sent"));
+            fprintf(out, "  %-8d %-7s %9s %10s  %-32s  %s\n", (int)num(r, "pid"),
+                    str(r, "method"), age, sent, str(r, "request_id"), str(r, "path"));
+        }
+    }
+    if (num(group, "more") > 0)
+        fprintf(out, "  ... and %d more\n", (int)num(group, "more"));
+}
+
+static void print_timeline(FILE *out, const json_t *t)
+{
+    fprintf(out, "total_ms=%" PRId64 " connect_ms=%" PRId64 " head_ms=%" PRId64
+                 " body_ms=%" PRId64 " queue_ms=%" PRId64 " app_ms=%" PRId64
+                 " send_ms=%" PRId64,
+            (int64_t)num(t, "total_ms"), (int64_t)num(t, "connect_ms"),
+            (int64_t)num(t, "head_ms"), (int64_t)num(t, "body_ms"), (int64_t)num(t, "queue_ms"),
+            (int64_t)num(t, "app_ms"), (int64_t)num(t, "send_ms"));
+}
+
+void fy_status_print_slow(FILE *out, const json_t *doc)
+{
+    const json_t *slow = json_object_get(doc, "slow");
+    const json_t *failed = json_object_get(doc, "failed");
+    int threshold = (int)num(doc, "slow_request_threshold_ms");
+    fprintf(out, "ferry pid %d\n", (int)num(doc, "pid"));
+    if (threshold == 0)
+        fprintf(out, "  slow requests: not recorded (--slow-request-threshold is 0)\n");
+    else
+        fprintf(out, "  slow requests (over %d ms): %zu, newest first\n", threshold,
+                json_array_size(slow));
+    for (size_t i = 0; i < json_array_size(slow); i++) {
+        const json_t *r = json_array_get(slow, i);
+        fprintf(out, "    %s %s %d pid=%d request_id=%s ", str(r, "method"), str(r, "path"),
+                (int)num(r, "status"), (int)num(r, "pid"), str(r, "request_id"));
+        print_timeline(out, json_object_get(r, "timeline"));
+        fputc('\n', out);
+    }
+    fprintf(out, "  failed requests (5xx from ferry, cut responses): %zu, newest first\n",
+            json_array_size(failed));
+    for (size_t i = 0; i < json_array_size(failed); i++) {
+        const json_t *r = json_array_get(failed, i);
+        fprintf(out, "    %s %s %d %s pid=%d request_id=%s: %s\n      ", str(r, "method"),
+                str(r, "path"), (int)num(r, "status"), str(r, "reason"), (int)num(r, "pid"),
+                str(r, "request_id"), str(r, "why"));
+        print_timeline(out, json_object_get(r, "timeline"));
+        fputc('\n', out);
+    }
+}
+
+static void print_workers(FILE *out, const json_t *workers, size_t n)
+{
     fprintf(out, "\n  %-8s %-9s %9s %9s %9s %11s %11s %4s %5s\n", "pid", "state", "requests",
             "age", "idle", "RSS", "PSS", "gen", "proto");
     for (size_t i = 0; i < n; i++) {

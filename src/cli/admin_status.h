@@ -19,6 +19,7 @@ typedef struct fy_status_source {
     bool stopping;
     unsigned max_pool_size, min_instances, max_request_queue_size;
     uint64_t memory_limit_kib; /* PSS per worker; 0 = no limit */
+    unsigned slow_request_threshold_ms;
     const fy_pool_t *pool;
     const fy_http_server_t *http;
 } fy_status_source_t;
@@ -28,5 +29,11 @@ json_t *fy_status_build(const fy_status_source_t *src);
 
 /* Writes <doc> as the human summary `ferry status` prints. */
 void fy_status_print(FILE *out, const json_t *doc);
+
+/* The document of `ferry status --slow` (a new reference): the slow and failed request rings,
+ * newest first. */
+json_t *fy_status_build_slow(const fy_status_source_t *src);
+/* Writes it for humans. */
+void fy_status_print_slow(FILE *out, const json_t *doc);
 
 #endif

@@ -36,12 +36,14 @@ typedef struct instance {
 } instance_t;
 
 /* The options a command accepts besides --pid and --help. */
-enum { OPT_JSON = 1, OPT_TIMEOUT = 2, OPT_WAIT = 4 };
+enum { OPT_JSON = 1, OPT_TIMEOUT = 2, OPT_WAIT = 4, OPT_STATUS_VIEWS = 8 };
 
 typedef struct admin_args {
     bool json;
     bool help;
     bool wait;          /* restart only */
+    bool prometheus;    /* status only: the metrics text */
+    bool slow;          /* status only: the slow and failed request rings */
     bool timeout_set;
     pid_t pid;          /* 0: every instance */
     unsigned timeout_s; /* stop and restart */
@@ -82,6 +84,10 @@ static int parse_args(const char *cmd, int argc, char **argv, unsigned allowed, 
             a->help = true;
         } else if ((allowed & OPT_JSON) && strcmp(name, "--json") == 0 && !eq) {
             a->json = true;
+        } else if ((allowed & OPT_STATUS_VIEWS) && strcmp(name, "--prometheus") == 0 && !eq) {
+            a->prometheus = true;
+        } else if ((allowed & OPT_STATUS_VIEWS) && strcmp(name, "--slow") == 0 && !eq) {
+            a->slow = true;
         } else if ((allowed & OPT_WAIT) && strcmp(name, "--wait") == 0 && !eq) {
             a->wait = true;
         } else if (strcmp(name, "--pid") == 0 ||
@@ -287,41 +293,57 @@ static int select_one_instance(const char *cmd, const admin_args_t *a, instance_
 static void status_usage(FILE *out)
 {
     fprintf(out,
-            "usage: ferry status [--json] [--pid PID]\n\n"
+            "usage: ferry status [--json | --prometheus | --slow [--json]] [--pid PID]\n\n"
             "Shows each running ferry of this user: the app, the URL, the workers (state,\n"
             "requests served, age, memory), the request queue and boot errors.\n"
             "Instances are found in $TMPDIR (default /tmp) as ferry.<pid>.<random>/; the\n"
             "directories of dead instances are removed on the way.\n\n"
             "  --json     one JSON document per instance, one per line (docs/operations.md)\n"
+            "  --slow     the last 100 requests slower than --slow-request-threshold and\n"
+            "             the last 100 that ferry failed (5xx it made), with their timelines\n"
+            "  --prometheus  the metrics in the Prometheus text format, as its\n"
+            "             --metrics-address serves them (docs/operations.md, \"Monitoring\")\n"
             "  --pid PID  only the instance whose `ferry start` has this pid (default: all)\n");
 }
 
 int fy_cmd_status(int argc, char **argv)
 {
     admin_args_t a = {0};
-    int rc = parse_args("status", argc, argv, OPT_JSON, &a);
+    int rc = parse_args("status", argc, argv, OPT_JSON | OPT_STATUS_VIEWS, &a);
     if (rc != 0)
         return rc;
     if (a.help) {
         status_usage(stdout);
         return 0;
     }
+    if (a.prometheus && (a.json || a.slow)) {
+        fprintf(stderr, "ferry status: --prometheus goes alone (see ferry status --help)\n");
+        return 2;
+    }
     instance_t *list = fy_xcalloc(MAX_INSTANCES, sizeof *list);
     int n = select_instances("status", &a, list, MAX_INSTANCES);
     int status = n > 0 ? 0 : 1;
     for (int i = 0; i < n; i++) {
-        json_t *doc = ask("status", &list[i], "status");
+        json_t *doc = ask("status", &list[i], a.prometheus ? "metrics" : a.slow ? "slow" : "status");
         if (doc == NULL) {
             status = 1;
             continue;
         }
-        if (a.json) {
+        if (a.prometheus) {
+            const char *text = json_string_value(json_object_get(doc, "prometheus"));
+            if (n > 1)
+                printf("# ferry pid %d (%s)\n", (int)list[i].pid, list[i].app_root);
+            fputs(text ? text : "", stdout);
+        } else if (a.json) {
             json_dumpf(doc, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
             fputc('\n', stdout);
         } else {
             if (i > 0)
                 fputc('\n', stdout);
-            fy_status_print(stdout, doc);
+            if (a.slow)
+                fy_status_print_slow(stdout, doc);
+            else
+                fy_status_print(stdout, doc);
         }
         json_decref(doc);
     }

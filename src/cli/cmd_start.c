@@ -87,6 +87,18 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_shutdown(h->data, why);
 }
 
+static char *admin_metrics(void *data)
+{
+    start_state_t *st = data;
+    return fy_http_metrics_text(st->http);
+}
+
+static json_t *admin_slow(void *data)
+{
+    start_state_t *st = data;
+    return fy_status_build_slow(&st->status);
+}
+
 static json_t *admin_status(void *data)
 {
     start_state_t *st = data;
@@ -222,6 +234,17 @@ int fy_cmd_start(int argc, char **argv)
         return 0;
     }
 
+    char metrics_host[64];
+    unsigned metrics_port = 0;
+    if (cfg.metrics_address[0] != '\0' &&
+        fy_parse_host_port(cfg.metrics_address, metrics_host, sizeof metrics_host,
+                           &metrics_port) != 0) {
+        fprintf(stderr, "ferry start: metrics-address '%s' is not HOST:PORT (an IP address, "
+                "[v6]:PORT for IPv6; port 1..65535)\n", cfg.metrics_address);
+        fy_start_config_dispose(&cfg);
+        return 2;
+    }
+
     int status = 1;
     int log_fd = -1, access_fd = -1;
     bool pid_file_written = false;
@@ -323,6 +346,11 @@ int fy_cmd_start(int argc, char **argv)
     hopts.environment = cfg.environment;
     hopts.powered_by = cfg.powered_by;
     hopts.access_log_fd = access_fd;
+    hopts.access_log_format = strcmp(cfg.access_log_format, "json") == 0
+                                  ? FY_HTTP_ACCESS_LOG_JSON
+                                  : FY_HTTP_ACCESS_LOG_COMBINED;
+    hopts.request_id_header = cfg.request_id_header;
+    hopts.slow_request_threshold_ms = cfg.slow_request_threshold;
     hopts.session_protocol = cfg.session_protocol;
     hopts.response_buffer_max = (uint64_t)cfg.response_buffer_max * 1024u * 1024u;
 
@@ -373,6 +401,16 @@ int fy_cmd_start(int argc, char **argv)
             goto out_http;
         }
     }
+    if (metrics_port != 0) {
+        rc = fy_http_server_listen_metrics(st->http, metrics_host, metrics_port);
+        if (rc < 0) {
+            fprintf(stderr, "ferry start: cannot serve metrics on %s: %s\n", cfg.metrics_address,
+                    rc == UV_EADDRINUSE ? "the port is in use"
+                    : rc == -EINVAL     ? "not an IP address and port"
+                                        : uv_strerror(rc));
+            goto out_http;
+        }
+    }
     if (tcp) {
         bool v6 = strchr(cfg.address, ':') != NULL;
         snprintf(st->url, sizeof st->url, "http://%s%s%s:%u", v6 ? "[" : "", cfg.address,
@@ -392,13 +430,15 @@ int fy_cmd_start(int argc, char **argv)
         .min_instances = cfg.min_instances,
         .max_request_queue_size = cfg.max_request_queue_size,
         .memory_limit_kib = (uint64_t)cfg.memory_limit * 1024u,
+        .slow_request_threshold_ms = cfg.slow_request_threshold,
         .pool = st->pool,
         .http = st->http,
     };
     /* `ferry status`, `ferry restart` and `ferry stop` need it, serving does not: a failure is
      * logged only. */
     fy_admin_ops_t admin_ops = {
-        .status = admin_status, .restart = admin_restart, .stop = admin_stop, .data = st};
+        .status = admin_status, .metrics = admin_metrics, .slow = admin_slow, .restart = admin_restart,
+        .stop = admin_stop, .data = st};
     rc = fy_admin_server_start(&st->loop, instdir.path, &admin_ops, &st->admin);
     if (rc < 0) {
         st->admin = NULL;

@@ -91,11 +91,19 @@ static const opt_t options[] = {
      "0 no limit"},
     {"trusted-proxy", OPT_STR, OFF(trusted_proxy), "", 0, 0, NULL,
      "comma-separated peer IPs (or * or unix) whose X-Forwarded-For/-Proto are believed"},
+    {"request-id-header", OPT_BOOL, OFF(request_id_header), "true", 0, 0, NULL,
+     "add X-Request-Id: <the request's id> to responses (the app's own wins)"},
+    {"slow-request-threshold", OPT_UINT, OFF(slow_request_threshold), "0", 0, 86400000, NULL,
+     "ms; a request taking longer is logged at warn with its timeline; 0 off"},
     {"powered-by", OPT_BOOL, OFF(powered_by), "true", 0, 0, NULL,
      "add X-Powered-By: ferry/<version> to responses"},
+    {"metrics-address", OPT_STR, OFF(metrics_address), "", 0, 0, NULL,
+     "HOST:PORT ([v6]:PORT) serving Prometheus metrics at GET /metrics; empty is off"},
     {"log-file", OPT_STR, OFF(log_file), "-", 0, 0, NULL, "log file; - is stderr"},
     {"access-log", OPT_STR, OFF(access_log), "", 0, 0, NULL,
      "access log file (combined format + request time); - is stdout; empty is off"},
+    {"access-log-format", OPT_ENUM, OFF(access_log_format), "combined", 0, 0, "combined|json",
+     "combined (+ request time and id) or json (one object per line)"},
     {"log-level", OPT_LEVEL, OFF(log_level), "info", 0, 0, NULL,
      "alert, error, warn, notice, info or debug"},
     {"pid-file", OPT_STR, OFF(pid_file), "", 0, 0, NULL,
@@ -433,6 +441,43 @@ int fy_start_config_load(fy_start_config_t *cfg, int argc, char **argv, char *er
         rc = -EINVAL;
     }
     return rc;
+}
+
+int fy_parse_host_port(const char *s, char *host, size_t host_cap, unsigned *port)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return -EINVAL;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
+            return -EINVAL;   /* an IPv6 address needs its brackets */
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= host_cap)
+        return -EINVAL;
+    const char *p = colon + 1;
+    unsigned long v = 0;
+    if (*p == '\0')
+        return -EINVAL;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9' || v > 65535)
+            return -EINVAL;
+        v = v * 10 + (unsigned long)(*p - '0');
+    }
+    if (v == 0 || v > 65535)
+        return -EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (unsigned)v;
+    return 0;
 }
 
 void fy_start_config_dispose(fy_start_config_t *cfg)

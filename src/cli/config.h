@@ -40,8 +40,12 @@ typedef struct fy_start_config {
     uint64_t body_buffer_threshold;
     unsigned response_buffer_max;  /* MiB of one response buffered for a slow client; 0 = none */
     char *trusted_proxy;           /* "" = none */
+    char *metrics_address;         /* "HOST:PORT" of the Prometheus endpoint; "" = off */
     char *log_file;                /* "-" = stderr */
     char *access_log;              /* "" = off, "-" = stdout */
+    char *access_log_format;       /* combined | json */
+    unsigned slow_request_threshold; /* ms; 0 = off */
+    bool request_id_header;
     char *pid_file;                /* "" = none */
     char *log_level;
     bool powered_by;
@@ -64,5 +68,10 @@ void fy_start_config_usage(FILE *out);
 /* Parses a byte size: digits with an optional k/K, m/M or g/G suffix (powers of 1024). Returns 0
  * or -EINVAL (empty, junk, overflow). */
 int fy_parse_size(const char *s, uint64_t *out);
+
+/* Parses "HOST:PORT" or "[V6]:PORT" (PORT 1..65535) into <host> (<host_cap> bytes, brackets
+ * dropped) and *port. The host is not resolved: the listener checks it is an IP literal. Returns
+ * 0 or -EINVAL. */
+int fy_parse_host_port(const char *s, char *host, size_t host_cap, unsigned *port);
 
 #endif

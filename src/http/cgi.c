@@ -219,6 +219,8 @@ int fy_http_cgi_build(const fy_http_request_t *req, const fy_http_cgi_ctx_t *ctx
         const char *name = req->head.data + h->name_off;
         if (memchr(name, '_', h->name_len) != NULL || is_consumed_header(req, h))
             continue;
+        if (ctx->request_id != NULL && name_is(req, h, "x-request-id"))
+            continue;   /* replaced by the request's id below */
         bool seen = false;
         for (unsigned j = 0; j < i && !seen; j++)
             seen = same_name(req, &req->hdrs[j], h);
@@ -258,6 +260,8 @@ int fy_http_cgi_build(const fy_http_request_t *req, const fy_http_cgi_ctx_t *ctx
         if (rc < 0)
             return rc;
     }
+    if (ctx->request_id != NULL)
+        ADD_STR("HTTP_X_REQUEST_ID", ctx->request_id);
     if (ctx->secret != NULL)
         ADD_STR("FERRY_CONNECT_PASSWORD", ctx->secret);
     return 0;

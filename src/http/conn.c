@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,6 +36,121 @@ static void spool_refill(fy_http_conn_t *c);
 
 #define URL_ARGS(c) (int)((c)->req.url_len > 200 ? 200 : (c)->req.url_len), \
                     fy_http_request_url(&(c)->req)
+
+/* The request's id (docs/operations.md, "Request ids"): a trusted proxy's well-formed
+ * X-Request-Id once the head is complete, else one of ferry's own, made on first use. */
+static const char *request_id(fy_http_conn_t *c)
+{
+    if (c->request_id[0] != '\0')
+        return c->request_id;
+    size_t len = 0;
+    const char *v = c->trusted_peer && c->req.headers_seen
+                        ? fy_http_request_header(&c->req, "x-request-id", &len)
+                        : NULL;
+    while (v != NULL && len > 0 && (v[0] == ' ' || v[0] == '\t')) {
+        v++;
+        len--;
+    }
+    while (v != NULL && len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    if (v != NULL && fy_http_request_id_valid(v, len)) {
+        memcpy(c->request_id, v, len);
+        c->request_id[len] = '\0';
+    } else {
+        fy_http_request_id_generate(&c->srv->request_id_state, c->request_id);
+    }
+    return c->request_id;
+}
+
+/* Adds "X-Request-Id: <id>" to the response head at the start of c->out (a worker's head, or
+ * ferry's own page with its body after it), when the option is on. */
+static void add_request_id_header(fy_http_conn_t *c)
+{
+    if (!c->srv->opts.request_id_header)
+        return;
+    fy_http_buf_t *out = &c->out;
+    const char *end = out->data ? memmem(out->data, out->len, "\r\n\r\n", 4) : NULL;
+    if (end == NULL)
+        return;
+    size_t at = (size_t)(end - out->data) + 2;
+    const char *id = request_id(c);
+    size_t id_len = strlen(id);
+    size_t add = sizeof "X-Request-Id: " - 1 + id_len + 2;
+    fy_http_buf_reserve(out, add);
+    memmove(out->data + at + add, out->data + at, out->len - at);
+    memcpy(out->data + at, "X-Request-Id: ", sizeof "X-Request-Id: " - 1);
+    memcpy(out->data + at + sizeof "X-Request-Id: " - 1, id, id_len);
+    memcpy(out->data + at + add - 2, "\r\n", 2);
+    out->len += add;
+}
+
+/* Records why ferry answers or ends the request itself; the first reason given stands (a 504's
+ * cut response stays a max request time). */
+static void set_why(fy_http_conn_t *c, fy_http_why_t why)
+{
+    if (c->why == FY_HTTP_WHY_NONE)
+        c->why = (uint8_t)why;
+}
+
+/* A request ferry failed itself (a 5xx it made, or a response it cut): kept for `ferry status
+ * --slow` with <why>, once per request. */
+static void record_failure(fy_http_conn_t *c, int status, const char *why)
+{
+    if (c->failure_recorded)
+        return;
+    c->failure_recorded = true;
+    if (c->status == 0 || !c->head_done)
+        c->status = status;
+    fy_http_conn_record(c, true, uv_now(c->srv->loop), why);
+}
+
+/* A request slower than the threshold: one warn line with its timeline (docs/operations.md,
+ * "Slow requests"), and a place in the slow ring. */
+static void log_slow(fy_http_conn_t *c, uint64_t now)
+{
+    fy_http_timeline_t t;
+    fy_http_conn_timeline(c, now, &t);
+    fy_log(FY_LOG_WARN, "http",
+           "request_id=%s pid=%d status=%d method=%s uri=%.*s total_ms=%llu connect_ms=%llu "
+           "head_ms=%llu body_ms=%llu queue_ms=%llu app_ms=%llu send_ms=%llu: slow request "
+           "(threshold %u ms)",
+           request_id(c), c->worker_pid, c->status, c->req.method ? c->req.method : "-",
+           c->req.method ? (int)(c->req.url_len > 200 ? 200 : c->req.url_len) : 1,
+           c->req.method ? fy_http_request_url(&c->req) : "-",
+           (unsigned long long)t.total_ms, (unsigned long long)t.connect_ms,
+           (unsigned long long)t.head_ms, (unsigned long long)t.body_ms,
+           (unsigned long long)t.queue_ms, (unsigned long long)t.app_ms,
+           (unsigned long long)t.send_ms, c->srv->opts.slow_request_threshold_ms);
+    fy_http_conn_record(c, false, now, NULL);
+}
+
+/* The request is over (its response written, cut, or its client gone): counts it in the
+ * metrics, then writes its access log line. Plain arithmetic: no allocation, no syscall. */
+static void request_done(fy_http_conn_t *c)
+{
+    uint64_t now = uv_now(c->srv->loop);
+    fy_http_metrics_t *m = &c->srv->metrics;
+    if (c->req.method != NULL)
+        request_id(c);   /* for the access log */
+    int status = c->status;
+    unsigned cls = status >= 100 && status <= 599 ? (unsigned)status / 100 - 1 : 4;
+    m->requests[fy_http_metrics_method(c->req.method)][cls]++;
+    m->response_bytes += fy_http_conn_response_bytes(c);
+    uint64_t started = c->started_ms ? c->started_ms : now;
+    fy_hist_observe(&m->duration, now - started);
+    if (c->pool_entered) {
+        uint64_t until = c->checkout_ms ? c->checkout_ms : now;
+        fy_hist_observe(&m->queue_wait, until - c->complete_ms);
+        c->pool_entered = false;
+    }
+    if (c->why != FY_HTTP_WHY_NONE)
+        m->whys[c->why]++;
+    unsigned slow_ms = c->srv->opts.slow_request_threshold_ms;
+    if (slow_ms != 0 && now - started > slow_ms)
+        log_slow(c, now);
+    fy_http_access_log(c, now);
+    c->logged = true;
+}
 
 /* ---- the worker side, through the seam ---------------------------------------------------- */
 
@@ -205,11 +321,13 @@ static void on_timeout(uv_timer_t *t)
     case FY_CONN_HEAD:
         fy_log(FY_LOG_INFO, "http", "peer=%s:%s: request head timed out", c->remote_addr,
                c->remote_port);
+        set_why(c, FY_HTTP_WHY_HEADER_TIMEOUT);
         send_error(c, 408, "The request head did not arrive in time.", NULL, true);
         break;
     case FY_CONN_BODY:
-        fy_log(FY_LOG_INFO, "http", "peer=%s:%s: request body timed out", c->remote_addr,
-               c->remote_port);
+        fy_log(FY_LOG_INFO, "http", "peer=%s:%s request_id=%s uri=%.*s: request body timed out",
+               c->remote_addr, c->remote_port, request_id(c), URL_ARGS(c));
+        set_why(c, FY_HTTP_WHY_BODY_TIMEOUT);
         send_error(c, 408, "The request body did not arrive in time.", NULL, true);
         break;
     case FY_CONN_LINGER:
@@ -239,8 +357,12 @@ static void on_client_write(uv_write_t *wr, int status)
     if (c->state == FY_CONN_CLOSING || c->state == FY_CONN_LINGER)
         return;
     if (status < 0) {
-        fy_log(FY_LOG_INFO, "http", "peer=%s:%s: client went away: %s", c->remote_addr,
-               c->remote_port, uv_strerror(status));
+        if (c->req.method != NULL)
+            fy_log(FY_LOG_INFO, "http", "peer=%s:%s request_id=%s: client went away: %s",
+                   c->remote_addr, c->remote_port, request_id(c), uv_strerror(status));
+        else
+            fy_log(FY_LOG_INFO, "http", "peer=%s:%s: client went away: %s", c->remote_addr,
+                   c->remote_port, uv_strerror(status));
         close_conn(c, false);
         return;
     }
@@ -316,10 +438,14 @@ static void send_error(fy_http_conn_t *c, int status, const char *title, const c
     }
     uv_timer_stop(&c->timer);
     uv_timer_stop(&c->req_timer);
+    if (status >= 500)
+        record_failure(c, status, title);
     c->out.len = 0;
     bool is_head = c->req.method != NULL && c->req.is_head;
     fy_http_error_response(status, is_head, !c->close_after, c->srv->opts.powered_by, title,
                            detail, &c->out);
+    if (c->req.any_bytes)
+        add_request_id_header(c);
     c->state = FY_CONN_REPLYING;
     c->plan.keep_alive = !c->close_after;
     c->body_sent = 0;
@@ -337,8 +463,10 @@ static void send_error(fy_http_conn_t *c, int status, const char *title, const c
 static void upstream_failed(fy_http_conn_t *c, const char *why)
 {
     char pid[16];
-    fy_log(FY_LOG_ERROR, "http", "pid=%s uri=%.*s: bad worker response: %s",
-           upstream_pid_text(c, pid), URL_ARGS(c), why);
+    fy_log(FY_LOG_ERROR, "http", "pid=%s request_id=%s uri=%.*s: bad worker response: %s",
+           upstream_pid_text(c, pid), request_id(c), URL_ARGS(c), why);
+    set_why(c, FY_HTTP_WHY_BAD_RESPONSE);
+    record_failure(c, 502, why);
     up_detach(c, FY_DETACH_CLIENT_GONE);
     send_error(c, 502, "The application sent no valid response.", NULL, false);
 }
@@ -349,11 +477,12 @@ static void upstream_failed(fy_http_conn_t *c, const char *why)
 static void response_broken(fy_http_conn_t *c, const char *why)
 {
     char pid[16];
-    fy_log(FY_LOG_ERROR, "http", "pid=%s uri=%.*s: response cut short: %s",
-           upstream_pid_text(c, pid), URL_ARGS(c), why);
+    fy_log(FY_LOG_ERROR, "http", "pid=%s request_id=%s uri=%.*s: response cut short: %s",
+           upstream_pid_text(c, pid), request_id(c), URL_ARGS(c), why);
+    set_why(c, FY_HTTP_WHY_RESPONSE_CUT);
+    record_failure(c, c->status, why);
     up_detach(c, FY_DETACH_CLIENT_GONE);
-    fy_http_access_log(c, uv_now(c->srv->loop));
-    c->logged = true;
+    request_done(c);
     close_conn(c, false);
 }
 
@@ -546,7 +675,14 @@ int fy_http_conn_worker_head(fy_http_conn_t *c, const fy_resphead_t *head)
         upstream_failed(c, why);
         return -EPROTO;
     }
+    bool app_has_id = false;
+    for (size_t i = 0; i < head->header_count && !app_has_id; i++)
+        app_has_id = head->headers[i].name_len == 12 &&
+                     strncasecmp(head->headers[i].name, "x-request-id", 12) == 0;
+    if (!app_has_id)
+        add_request_id_header(c);
     c->head_done = true;
+    c->first_byte_ms = uv_now(c->srv->loop);
     c->status = c->plan.status;
     if (!c->plan.keep_alive)
         c->close_after = true;
@@ -604,8 +740,8 @@ void fy_http_conn_worker_unreachable(fy_http_conn_t *c, const char *why)
         return;
     }
     c->unreachable_tries++;
-    fy_log(FY_LOG_WARN, "http", "uri=%.*s: worker unreachable (%s); the request goes to "
-           "another worker", URL_ARGS(c), why);
+    fy_log(FY_LOG_WARN, "http", "request_id=%s uri=%.*s: worker unreachable (%s); the request "
+           "goes to another worker", request_id(c), URL_ARGS(c), why);
     request_worker(c);
 }
 
@@ -637,8 +773,10 @@ static void on_req_timeout(uv_timer_t *t)
 {
     fy_http_conn_t *c = t->data;
     char pid[16];
-    fy_log(FY_LOG_ERROR, "http", "pid=%s uri=%.*s: max request time (%u ms) passed",
-           upstream_pid_text(c, pid), URL_ARGS(c), c->srv->opts.max_request_time_ms);
+    fy_log(FY_LOG_ERROR, "http", "pid=%s request_id=%s uri=%.*s: max request time (%u ms) "
+           "passed; the worker's backtrace follows under its pid", upstream_pid_text(c, pid),
+           request_id(c), URL_ARGS(c), c->srv->opts.max_request_time_ms);
+    set_why(c, FY_HTTP_WHY_MAX_REQUEST_TIME);
     up_detach(c, FY_DETACH_TIMED_OUT);
     if (c->head_done) {
         response_broken(c, "max request time passed");
@@ -652,6 +790,7 @@ static void got_worker(fy_http_conn_t *c, fy_worker_t *worker)
 {
     c->state = FY_CONN_UPSTREAM;
     c->checkout_ms = uv_now(c->srv->loop);
+    c->worker_pid = (int)fy_worker_pid(worker);
     c->block.len = c->block_base_len;
     if (fy_reqblock_add_str(&c->block, "FERRY_CONNECT_PASSWORD", fy_worker_secret(worker)) < 0) {
         fy_pool_checkin(c->srv->pool, worker, FY_WORKER_NOT_STARTED);
@@ -688,15 +827,19 @@ static void log_queue_full(fy_http_conn_t *c)
 static void pool_failed(fy_http_conn_t *c, int status)
 {
     fy_http_server_t *srv = c->srv;
+    c->checkout_ms = uv_now(srv->loop);   /* the end of its queue wait */
     switch (status) {
     case -EBUSY:
+        set_why(c, FY_HTTP_WHY_QUEUE_FULL);
         log_queue_full(c);
         send_error(c, 503, "The server is too busy: the request queue is full.", NULL, false);
         break;
     case -ETIMEDOUT:
+        set_why(c, FY_HTTP_WHY_QUEUE_TIME);
         send_error(c, 503, "No worker became free within the maximum queue time.", NULL, false);
         break;
     case -ENOEXEC: {
+        set_why(c, FY_HTTP_WHY_BOOT_FAILURE);
         const fy_app_error_t *err = fy_pool_boot_error(srv->pool);
         bool dev = srv->opts.environment != NULL && strcmp(srv->opts.environment, "development") == 0;
         char title[512];
@@ -714,9 +857,11 @@ static void pool_failed(fy_http_conn_t *c, int status)
         break;
     }
     case -ESHUTDOWN:
+        set_why(c, FY_HTTP_WHY_SHUTTING_DOWN);
         send_error(c, 503, "The server is shutting down.", NULL, true);
         break;
     default:
+        set_why(c, FY_HTTP_WHY_NO_WORKER);
         send_error(c, 503, "No worker is available.", NULL, false);
         break;
     }
@@ -759,20 +904,25 @@ static void dispatch(fy_http_conn_t *c)
         .https = false,
         .trusted_peer = c->trusted_peer,
         .secret = NULL,
+        .request_id = request_id(c),
     };
     /* The secret is the last variable, added once a worker is known (got_worker). */
     fy_reqblock_builder_t *b = &c->block;
     int rc = fy_http_cgi_build(&c->req, &ctx, b, &c->scratch);
     if (rc == -EPROTO) {
+        set_why(c, FY_HTTP_WHY_BAD_REQUEST);
         send_error(c, 400, "The request target cannot be decoded.", NULL, true);
         return;
     }
     if (rc < 0) {
+        set_why(c, FY_HTTP_WHY_HEADERS_TOO_LARGE);
         send_error(c, 431, "The request headers are too large.", NULL, true);
         return;
     }
     c->block_base_len = b->len;
     c->unreachable_tries = 0;
+    c->pool_entered = true;
+    c->checkout_ms = 0;
     request_worker(c);
 }
 
@@ -809,13 +959,13 @@ static void log_unfinished(fy_http_conn_t *c)
 {
     if (c->logged || c->req.method == NULL)
         return;
-    fy_log(FY_LOG_INFO, "http", "peer=%s:%s uri=%.*s: client went away while its request was %s",
-           c->remote_addr, c->remote_port, (int)(c->req.url_len > 200 ? 200 : c->req.url_len),
-           fy_http_request_url(&c->req), c->state == FY_CONN_QUEUED ? "queued" : "served");
+    fy_log(FY_LOG_INFO, "http", "peer=%s:%s request_id=%s uri=%.*s: client went away while its "
+           "request was %s", c->remote_addr, c->remote_port, request_id(c), URL_ARGS(c),
+           c->state == FY_CONN_QUEUED ? "queued" : "served");
     if (!c->head_done)
         c->status = 499;
-    fy_http_access_log(c, uv_now(c->srv->loop));
-    c->logged = true;
+    set_why(c, FY_HTTP_WHY_CLIENT_GONE);
+    request_done(c);
 }
 
 /* Where the next read goes: the server's shared buffer when it starts a request (nothing is
@@ -944,19 +1094,34 @@ static void update_client_reading(fy_http_conn_t *c)
 static void refuse(fy_http_conn_t *c)
 {
     const fy_http_request_t *req = &c->req;
-    fy_log(FY_LOG_INFO, "http", "peer=%s:%s: %d: %s", c->remote_addr, c->remote_port,
-           req->error_status, req->error_reason ? req->error_reason : "refused");
+    fy_log(FY_LOG_INFO, "http", "peer=%s:%s request_id=%s: %d: %s", c->remote_addr,
+           c->remote_port, request_id(c), req->error_status,
+           req->error_reason ? req->error_reason : "refused");
     const char *title;
+    fy_http_why_t why;
     switch (req->error_status) {
-    case 413: title = "The request body is too large."; break;
-    case 414: title = "The request target is too long."; break;
-    case 417: title = "The expectation in the Expect header is not supported."; break;
-    case 431: title = "The request headers are too large."; break;
-    case 500: title = "The request body could not be buffered."; break;
-    case 501: title = "This method or transfer coding is not supported."; break;
-    case 505: title = "This HTTP version is not supported."; break;
-    default: title = "The request is malformed."; break;
+    case 413: title = "The request body is too large."; why = FY_HTTP_WHY_BODY_TOO_LARGE; break;
+    case 414: title = "The request target is too long."; why = FY_HTTP_WHY_URI_TOO_LONG; break;
+    case 417:
+        title = "The expectation in the Expect header is not supported.";
+        why = FY_HTTP_WHY_EXPECTATION;
+        break;
+    case 431:
+        title = "The request headers are too large.";
+        why = FY_HTTP_WHY_HEADERS_TOO_LARGE;
+        break;
+    case 500:
+        title = "The request body could not be buffered.";
+        why = FY_HTTP_WHY_BODY_BUFFER;
+        break;
+    case 501:
+        title = "This method or transfer coding is not supported.";
+        why = FY_HTTP_WHY_NOT_IMPLEMENTED;
+        break;
+    case 505: title = "This HTTP version is not supported."; why = FY_HTTP_WHY_HTTP_VERSION; break;
+    default: title = "The request is malformed."; why = FY_HTTP_WHY_BAD_REQUEST; break;
     }
+    set_why(c, why);
     send_error(c, req->error_status, title, req->error_reason, true);
 }
 
@@ -992,6 +1157,11 @@ static void process_input(fy_http_conn_t *c, const char *data, size_t len)
             }
             c->state = FY_CONN_HEAD;
             c->started_ms = uv_now(c->srv->loop);
+            c->head_ms = c->complete_ms = c->first_byte_ms = c->checkout_ms = 0;
+            c->worker_pid = 0;
+            c->why = FY_HTTP_WHY_NONE;
+            c->request_id[0] = '\0';
+            c->failure_recorded = false;
             c->logged = false;
             arm_timer(c, c->srv->opts.header_timeout_ms);
         }
@@ -1007,6 +1177,7 @@ static void process_input(fy_http_conn_t *c, const char *data, size_t len)
         }
         if (c->state == FY_CONN_HEAD && c->req.headers_seen) {
             c->state = FY_CONN_BODY;
+            c->head_ms = uv_now(c->srv->loop);
             arm_timer(c, c->srv->opts.body_timeout_ms);
             if (c->req.expect_continue && rc != FY_HTTP_FEED_DONE) {
                 static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -1044,8 +1215,10 @@ static void process_input(fy_http_conn_t *c, const char *data, size_t len)
 static void finish_response(fy_http_conn_t *c)
 {
     if (!c->logged)
-        fy_http_access_log(c, uv_now(c->srv->loop));
+        request_done(c);
     c->logged = true;
+    c->why = FY_HTTP_WHY_NONE;
+    c->accepted_ms = 0;   /* the next request's timeline starts at its first byte */
     uv_timer_stop(&c->req_timer);
     bool keep = c->plan.keep_alive && !c->close_after && !c->srv->stopping &&
                 !(c->read_eof && c->in_len == 0);
@@ -1158,6 +1331,7 @@ void fy_http_conn_accept(fy_http_listener_t *lst)
     /* A new connection gets the header timeout to send its first byte (then closed silently,
      * like an idle keep-alive connection); the keep-alive timeout applies between requests. */
     c->state = FY_CONN_IDLE;
+    c->accepted_ms = uv_now(srv->loop);
     arm_timer(c, srv->opts.header_timeout_ms);
     update_client_reading(c);
 }

@@ -37,10 +37,17 @@ typedef struct fy_http_options {
     int access_log_fd;              /* combined format + request time; -1 = off; borrowed */
     unsigned session_protocol;      /* 2: session protocol v2 with every worker that offers it
                                      * (docs/protocol.md §4); 1: v1 with every worker */
+    bool request_id_header;         /* add X-Request-Id: <the request's id> to responses (the
+                                     * app's own X-Request-Id wins) */
+    unsigned slow_request_threshold_ms; /* a request taking longer is logged with its timeline
+                                     * (and kept for `ferry status --slow`); 0 = off */
+    unsigned access_log_format;     /* FY_HTTP_ACCESS_LOG_COMBINED or _JSON */
     uint64_t response_buffer_max;   /* bytes of one response the core buffers (memory, then a
                                      * temp file) for a slow client before it stops reading the
                                      * worker; 0 = no limit */
 } fy_http_options_t;
+
+enum { FY_HTTP_ACCESS_LOG_COMBINED = 0, FY_HTTP_ACCESS_LOG_JSON = 1 };
 
 #define FY_HTTP_DEFAULT_HEADER_TIMEOUT_MS 30000u
 #define FY_HTTP_DEFAULT_BODY_TIMEOUT_MS 60000u
@@ -89,6 +96,70 @@ void fy_http_server_stop(fy_http_server_t *srv, unsigned timeout_ms,
 
 /* Frees a stopped server (after its <done> ran). */
 void fy_http_server_free(fy_http_server_t *srv);
+
+/* Serves the Prometheus endpoint (GET /metrics, docs/operations.md "Monitoring") on TCP
+ * <host>:<port> (an IPv4 or IPv6 literal) in the server's loop, until fy_http_server_stop.
+ * Returns 0, -EINVAL for a bad address or a second call, -EADDRINUSE, or another negative errno. */
+int fy_http_server_listen_metrics(fy_http_server_t *srv, const char *host, unsigned port);
+
+/* The metrics of the front and of its pool in the Prometheus text format (version 0.0.4), as
+ * GET /metrics answers; NUL-terminated, the caller frees it. Reads each worker's memory from
+ * /proc. */
+char *fy_http_metrics_text(const fy_http_server_t *srv);
+
+/* Where a request's time went (docs/operations.md, "Slow requests"), in loop milliseconds. Each
+ * stage runs from one mark to the next: the accept (a connection's first request only, else its
+ * first byte), the first byte, the head complete, the body buffered, the dispatch to a worker (or
+ * the refusal from the queue), the worker's first response byte, the end. A stage never reached
+ * lasts 0 and its time counts in the one before it, so the stages add up to total_ms exactly. */
+typedef struct fy_http_timeline {
+    uint64_t connect_ms;   /* accept to the first byte (first request of a connection) */
+    uint64_t head_ms;      /* first byte to the head complete */
+    uint64_t body_ms;      /* head complete to the body buffered */
+    uint64_t queue_ms;     /* body buffered to a worker taking it */
+    uint64_t app_ms;       /* dispatched to the worker's first response byte */
+    uint64_t send_ms;      /* first response byte to the last one written */
+    uint64_t total_ms;
+} fy_http_timeline_t;
+
+#define FY_HTTP_RECORD_PATH_MAX 128
+#define FY_HTTP_RECORDS 100
+
+/* A finished request kept for `ferry status --slow`: the last FY_HTTP_RECORDS slow ones and the
+ * last FY_HTTP_RECORDS failed ones (a 5xx ferry made, or a response it cut). */
+typedef struct fy_http_request_record {
+    uint64_t unix_ms;            /* when it ended (wall clock) */
+    fy_http_timeline_t timeline;
+    int status;
+    int worker_pid;              /* 0: never dispatched */
+    char method[16];
+    char path[FY_HTTP_RECORD_PATH_MAX];   /* without the query; cut at the size */
+    char request_id[65];
+    char reason[32];             /* failed: the metric label (queue_full, max_request_time, ...) */
+    char why[160];               /* failed: what happened, as the log said */
+} fy_http_request_record_t;
+
+/* Copies at most <max> records of the slow (<failed> false) or failed ring into <out>, newest
+ * first. Returns how many were copied. */
+size_t fy_http_server_records(const fy_http_server_t *srv, bool failed,
+                              fy_http_request_record_t *out, size_t max);
+
+/* A request in progress, as `ferry status` lists it. */
+typedef struct fy_http_request_info {
+    int worker_pid;              /* in flight: the worker that holds it; queued: 0 */
+    unsigned position;           /* queued: 1 is next; in flight: 0 */
+    uint64_t age_ms;             /* since its first byte */
+    uint64_t bytes_sent;         /* response body bytes so far */
+    char method[16];
+    char path[FY_HTTP_RECORD_PATH_MAX];
+    char request_id[65];
+} fy_http_request_info_t;
+
+/* Fills at most <max> entries of <out> with the requests that hold a worker (<queued> false),
+ * oldest first, or the queued ones (<queued> true), next in line first. Returns how many there
+ * are in all, which may exceed <max>. */
+size_t fy_http_server_list_requests(const fy_http_server_t *srv, bool queued,
+                                    fy_http_request_info_t *out, size_t max);
 
 /* Number of open client connections (for logs and tests). */
 size_t fy_http_server_connection_count(const fy_http_server_t *srv);

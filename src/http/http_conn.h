@@ -9,6 +9,7 @@
 #include "core/slab.h"
 
 #include "http/http_internal.h"
+#include "http/metrics.h"
 #include "pool/pool.h"
 
 #define FY_HTTP_IO_SIZE 65536u
@@ -30,6 +31,7 @@
 
 typedef struct fy_http_conn fy_http_conn_t;
 typedef struct fy_http_upstream fy_http_upstream_t;
+typedef struct fy_http_metrics_server fy_http_metrics_server_t;
 
 /* One write to the client (or one read from a worker that becomes one): the libuv request, the
  * chunk-size line, and the data. Cached on the server and reused. A write of bytes that live
@@ -76,6 +78,12 @@ struct fy_http_server {
     bool queue_full_logged;           /* "request queue full" lines: at most one a second */
     uint64_t queue_full_log_ms;
     uint64_t queue_full_unlogged;     /* refusals since the last such line */
+    fy_http_metrics_t metrics;        /* counted at the end of each request (metrics.h) */
+    fy_http_metrics_server_t *metrics_server;   /* --metrics-address; NULL when off */
+    uint64_t request_id_state;        /* fy_http_request_id_generate's generator */
+    /* `ferry status --slow`: rings of the last slow [0] and failed [1] requests (observe.c) */
+    fy_http_request_record_t records[2][FY_HTTP_RECORDS];
+    unsigned record_next[2], record_count[2];
     bool stopping;
     bool stop_timer_open;
     uv_timer_t stop_timer;
@@ -224,8 +232,16 @@ struct fy_http_conn {
     unsigned pending_writes;
     bool close_after;         /* close once the response is written */
 
+    uint64_t accepted_ms;     /* the accept; the first request's timeline starts here */
     uint64_t started_ms;      /* first byte of the request */
+    uint64_t head_ms;         /* its head was complete */
     uint64_t complete_ms;     /* loop time when the request was complete */
+    uint64_t first_byte_ms;   /* the worker's head arrived */
+    bool pool_entered;        /* the request asked the pool for a worker */
+    uint8_t why;              /* fy_http_why_t: why ferry answered or ended it itself */
+    bool failure_recorded;    /* it is in the failed ring already */
+    int worker_pid;           /* the last worker it was dispatched to; 0 none */
+    char request_id[FY_HTTP_REQUEST_ID_MAX + 1];   /* "" until its head is complete */
     bool fin_with_request;    /* the client's FIN was already in when the request was queued */
     uint64_t checkout_ms;     /* when the worker was checked out */
     bool logged;              /* the access log line of this request is written */
@@ -258,5 +274,16 @@ void fy_http_server_note_freed(fy_http_server_t *srv);
 
 /* accesslog.c: one line in the combined format plus the request time in seconds. */
 void fy_http_access_log(const fy_http_conn_t *c, uint64_t now_ms);
+/* The response body bytes of <c>'s request: the worker's as sent, or those of ferry's own page. */
+uint64_t fy_http_conn_response_bytes(const fy_http_conn_t *c);
+
+/* observe.c: <c>'s timeline up to <now_ms>. */
+void fy_http_conn_timeline(const fy_http_conn_t *c, uint64_t now_ms, fy_http_timeline_t *t);
+/* observe.c: keeps <c>'s request in the slow (<failed> false) or failed ring; <why> may be
+ * NULL (slow) and is copied. */
+void fy_http_conn_record(fy_http_conn_t *c, bool failed, uint64_t now_ms, const char *why);
+
+/* metrics_server.c: closes the metrics listener and its clients (server stop and free). */
+void fy_http_metrics_server_close(fy_http_server_t *srv);
 
 #endif

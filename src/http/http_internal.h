@@ -191,6 +191,20 @@ static inline const char *fy_http_request_url(const fy_http_request_t *req) { re
 /* The first header named <name> (case-insensitive) or NULL; sets *len. */
 const char *fy_http_request_header(const fy_http_request_t *req, const char *name, size_t *len);
 
+/* ---- request ids (docs/operations.md, "Request ids") ------------------------------------ */
+
+/* The longest X-Request-Id taken from a trusted proxy; ferry's own are 32 hex digits. */
+#define FY_HTTP_REQUEST_ID_MAX 64
+
+/* Whether <len> bytes of <id> are a well-formed request id: 1..FY_HTTP_REQUEST_ID_MAX of
+ * A-Z a-z 0-9 and - _ . : + / = @ (no spaces, quotes or control bytes: it goes into log lines
+ * and a response header unescaped). */
+bool fy_http_request_id_valid(const char *id, size_t len);
+
+/* Writes a new id into <out> (33 bytes): 128 bits from <state> (splitmix64, seeded from
+ * getrandom by the server) as 32 lower-case hex digits. Advances <state>. */
+void fy_http_request_id_generate(uint64_t *state, char out[33]);
+
 /* ---- CGI variables (docs/protocol.md §2) ------------------------------------------------ */
 
 typedef struct fy_http_cgi_ctx {
@@ -201,6 +215,8 @@ typedef struct fy_http_cgi_ctx {
     bool https;
     bool trusted_peer;           /* honour X-Forwarded-For / X-Forwarded-Proto */
     const char *secret;          /* FERRY_CONNECT_PASSWORD */
+    const char *request_id;      /* HTTP_X_REQUEST_ID, in place of the client's X-Request-Id;
+                                  * NULL: the client's header goes through as any other */
 } fy_http_cgi_ctx_t;
 
 /* Fills <b> (reset first) with the request block of <req>: the CGI variables, HTTP_* for the

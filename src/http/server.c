@@ -13,6 +13,7 @@
 #include "core/slab.h"
 #include "core/log.h"
 #include "http/http_conn.h"
+#include "ipc/sock.h"
 
 void fy_http_options_init(fy_http_options_t *opts)
 {
@@ -27,6 +28,7 @@ void fy_http_options_init(fy_http_options_t *opts)
     opts->body_buffer_threshold = FY_HTTP_DEFAULT_BODY_BUFFER_THRESHOLD;
     opts->environment = "production";
     opts->powered_by = true;
+    opts->request_id_header = true;
     opts->access_log_fd = -1;
     opts->session_protocol = FY_HTTP_DEFAULT_SESSION_PROTOCOL;
     opts->response_buffer_max = FY_HTTP_DEFAULT_RESPONSE_BUFFER_MAX;
@@ -69,6 +71,9 @@ int fy_http_server_new(uv_loop_t *loop, fy_pool_t *pool, const fy_http_options_t
     srv->opts = *opts;
     srv->shared_in = fy_xmalloc(FY_HTTP_IO_SIZE);
     fy_slab_init(&srv->conn_slab, sizeof(fy_http_conn_t));
+    fy_http_metrics_init(&srv->metrics);
+    if (fy_random_bytes(&srv->request_id_state, sizeof srv->request_id_state) != 0)
+        srv->request_id_state = uv_hrtime() ^ ((uint64_t)getpid() << 32);
     /* v2 sessions live as long as their workers: the pool says when one is gone */
     fy_pool_set_worker_gone(pool, fy_http_session_worker_gone, srv);
     *out = srv;
@@ -288,6 +293,7 @@ void fy_http_server_stop(fy_http_server_t *srv, unsigned timeout_ms,
     srv->stopping = true;
     srv->done = done;
     srv->done_data = data;
+    fy_http_metrics_server_close(srv);
     for (unsigned i = 0; i < srv->listener_count; i++) {
         fy_http_listener_t *lst = srv->listeners[i];
         if (lst->unix_path) {
@@ -323,6 +329,7 @@ void fy_http_server_free(fy_http_server_t *srv)
         return;
     FY_ASSERT(srv->conn_count == 0);
     FY_ASSERT(srv->drain_count == 0);
+    fy_http_metrics_server_close(srv);
     free(srv->shared_in);
     srv->shared_in = NULL;
     fy_slab_dispose(&srv->conn_slab);

@@ -59,7 +59,9 @@ struct fy_worker {
     uint64_t current_since_ns; /* when the request it serves now started (uv_hrtime) */
     uint64_t idle_since_ms;
     uint64_t ready_at_ms;
-    const char *retire_reason; /* why it was told to stop; NULL: any exit is unexpected */
+    bool retired;              /* told to stop; else any exit is unexpected */
+    fy_pool_exit_reason_t retire_reason; /* why it was told to stop */
+    uint64_t spawned_at_ms;
     bool retire_lost_request;  /* retired because a request failed (broken, timed out) */
     unsigned generation;       /* the pool's generation when it was spawned */
     bool replacement;          /* spawned by a rolling restart to replace an old worker */
@@ -331,9 +333,37 @@ static void dispatch(fy_pool_t *pool)
 
 /* --- workers ------------------------------------------------------------------------------- */
 
-static void retire(fy_worker_t *w, int sig, unsigned kill_after_ms, const char *reason)
+static const char *const exit_labels[] = {
+#define FY_X(e, label, text) label,
+    FY_POOL_EXIT_REASONS(FY_X)
+#undef FY_X
+};
+static const char *const exit_texts[] = {
+#define FY_X(e, label, text) text,
+    FY_POOL_EXIT_REASONS(FY_X)
+#undef FY_X
+};
+static const char *const spawn_labels[] = {
+#define FY_X(e, label) label,
+    FY_POOL_SPAWN_REASONS(FY_X)
+#undef FY_X
+};
+static const uint64_t spawn_bounds_ms[] = {FY_POOL_SPAWN_BUCKETS_MS};
+
+const char *fy_pool_exit_reason_name(fy_pool_exit_reason_t reason)
+{
+    return (unsigned)reason < FY_POOL_EXIT_COUNT ? exit_labels[reason] : "?";
+}
+
+const char *fy_pool_spawn_reason_name(fy_pool_spawn_reason_t reason)
+{
+    return (unsigned)reason < FY_POOL_SPAWN_COUNT ? spawn_labels[reason] : "?";
+}
+
+static void retire(fy_worker_t *w, int sig, unsigned kill_after_ms, fy_pool_exit_reason_t reason)
 {
     w->state = W_RETIRING;
+    w->retired = true;
     w->retire_reason = reason;
     if (w->proc)
         fy_proc_stop(w->proc, sig, kill_after_ms);
@@ -437,7 +467,7 @@ static void retire_an_old_worker(fy_pool_t *pool, fy_worker_t *replacement)
            : spawning ? "stopping the old worker once it is ready"
                       : "stopping the old worker after its current request");
     if (idle)
-        retire(old, SIGUSR1, SOFT_STOP_GRACE_MS, "rolling restart");
+        retire(old, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_RESTART);
     else
         old->retire_when_free = true;
 }
@@ -454,6 +484,7 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
     fy_pool_t *pool = w->pool;
     if (status != 0) {
         w->state = W_GONE;
+        pool->stats.exits[w->retired ? w->retire_reason : FY_POOL_EXIT_BOOT_FAILURE]++;
         if (!pool->shutting_down) {
             record_boot_error(pool, fy_proc_pid(proc), fy_proc_error_summary(proc),
                               fy_proc_error_details(proc));
@@ -469,6 +500,7 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
     w->protocol = fy_proc_protocol(proc);
     w->state = W_IDLE;
     w->idle_since_ms = w->ready_at_ms = now_ms(pool);
+    fy_hist_observe(&pool->stats.spawn_duration, w->ready_at_ms - w->spawned_at_ms);
     w->memory_check_at_ms = w->ready_at_ms + memory_check_interval(pool);
     pool->ever_ready = true;
     if (pool->has_boot_error) {
@@ -479,9 +511,9 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
     fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d address=%s: worker ready (protocol v%u)",
            pool->app_root, (int)w->pid, w->address, w->protocol);
     if (pool->shutting_down) {
-        retire(w, SIGUSR1, shutdown_grace_left(pool), "shutdown");
+        retire(w, SIGUSR1, shutdown_grace_left(pool), FY_POOL_EXIT_SHUTDOWN);
     } else if (w->retire_when_free) {
-        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "rolling restart");
+        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_RESTART);
     } else if (w->replacement && pool->restarting) {
         retire_an_old_worker(pool, w);
     }
@@ -510,7 +542,8 @@ static void on_worker_exit(fy_proc_t *proc, int64_t exit_status, int term_signal
         fy_log(w->retire_lost_request ? FY_LOG_ERROR : FY_LOG_NOTICE, "pool",
                "app=%s pid=%d status=%lld signal=%d: worker %s (%s)", pool->app_root, (int)w->pid,
                (long long)exit_status, term_signal, w->retire_lost_request ? "removed" : "stopped",
-               w->retire_reason ? w->retire_reason : "retired");
+               exit_texts[w->retire_reason]);
+        pool->stats.exits[w->retire_reason]++;
     } else if (crashed_after_boot(w, exit_status, term_signal)) {
         char summary[160];
         if (term_signal)
@@ -525,11 +558,13 @@ static void on_worker_exit(fy_proc_t *proc, int64_t exit_status, int term_signal
         record_boot_error(pool, w->pid, summary, tail);
         free(tail);
         w->state = W_GONE;
+        pool->stats.exits[FY_POOL_EXIT_BOOT_FAILURE]++;
         restart_boot_failed(pool, w);
     } else {
         fy_log(FY_LOG_ERROR, "pool", "app=%s pid=%d status=%lld signal=%d: worker died %s; removed",
                pool->app_root, (int)w->pid, (long long)exit_status, term_signal,
                w->state == W_BUSY ? "during a request" : "while idle");
+        pool->stats.exits[FY_POOL_EXIT_CRASH]++;
     }
     w->state = W_GONE;
     drop_session(pool, w);
@@ -551,9 +586,11 @@ static void on_worker_closed(fy_proc_t *proc, void *data)
     maybe_close(pool);
 }
 
-/* Starts one worker of the current generation; <replacement>: for a rolling restart. */
-static int spawn_one(fy_pool_t *pool, bool replacement)
+/* Starts one worker of the current generation, for <why> (a rolling restart's replacement:
+ * FY_POOL_SPAWN_RESTART). */
+static int spawn_one(fy_pool_t *pool, fy_pool_spawn_reason_t why)
 {
+    bool replacement = why == FY_POOL_SPAWN_RESTART;
     fy_worker_t *w = fy_xcalloc(1, sizeof *w);
     w->pool = pool;
     w->state = W_SPAWNING;
@@ -587,6 +624,8 @@ static int spawn_one(fy_pool_t *pool, bool replacement)
         pool->workers->prev = w;
     pool->workers = w;
     pool->stats.spawns_started++;
+    pool->stats.spawns[why]++;
+    w->spawned_at_ms = now_ms(pool);
     if (replacement)
         fy_log(FY_LOG_INFO, "pool",
                "app=%s pid=%d: spawning a worker (rolling restart: generation %u)",
@@ -616,7 +655,8 @@ static void maybe_spawn(fy_pool_t *pool)
          * app costs one failed worker, not max_pool_size of them. */
         if ((pool->has_boot_error || !pool->ever_ready) && n[W_SPAWNING] > 0)
             return;
-        if (spawn_one(pool, false) < 0)
+        if (spawn_one(pool, alive < pool->o.min_instances ? FY_POOL_SPAWN_MIN_INSTANCES
+                                                          : FY_POOL_SPAWN_DEMAND) < 0)
             return;
     }
 }
@@ -657,7 +697,7 @@ static void restart_step(fy_pool_t *pool)
         return;
     if (alive - picked > pool->o.max_pool_size)
         return;
-    spawn_one(pool, true);
+    spawn_one(pool, FY_POOL_SPAWN_RESTART);
 }
 
 /* --- the loop side ------------------------------------------------------------------------- */
@@ -748,7 +788,7 @@ static void reap_idle(fy_pool_t *pool)
             return;
         fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d idle_s=%u: stopping an idle worker",
                pool->app_root, (int)w->pid, pool->o.pool_idle_time_s);
-        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "idle");
+        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_IDLE);
     }
 }
 
@@ -795,7 +835,7 @@ static void check_memory(fy_pool_t *pool)
             w->over_memory_limit = true;
         } else {
             pool->stats.memory_limit_replacements++;
-            retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "memory limit");
+            retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_MEMORY_LIMIT);
         }
     }
 }
@@ -848,6 +888,7 @@ int fy_pool_new(uv_loop_t *loop, const fy_pool_options_t *opts, fy_pool_t **out)
     pool->o.ferry_bin = pool->ferry_bin;
     pool->o.instance_dir = pool->instance_dir;
     pool->generation = 1;
+    fy_hist_init(&pool->stats.spawn_duration, spawn_bounds_ms, FY_ARRAY_SIZE(spawn_bounds_ms));
     size_t len = strlen(pool->app_root) + sizeof "/tmp/restart.txt";
     pool->restart_txt = fy_xmalloc(len);
     snprintf(pool->restart_txt, len, "%s/tmp/restart.txt", pool->app_root);
@@ -931,6 +972,11 @@ void fy_pool_cancel(fy_pool_t *pool, fy_pool_waiter_t *waiter)
         queue_remove(pool, waiter);
 }
 
+const fy_pool_waiter_t *fy_pool_queue_next(const fy_pool_t *pool, const fy_pool_waiter_t *after)
+{
+    return after == NULL ? pool->qhead : after->next;
+}
+
 int fy_pool_requeue(fy_pool_t *pool, fy_pool_waiter_t *waiter)
 {
     FY_ASSERT(waiter != NULL && waiter->cb != NULL && !waiter->queued);
@@ -1005,7 +1051,7 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
     if (outcome == FY_WORKER_EXITING) {
         /* It said it exits after this request (v2 END with CLOSING): nothing to send; SIGKILL
          * only if it has not gone within the grace. */
-        retire(w, 0, SOFT_STOP_GRACE_MS, "the worker stopped itself");
+        retire(w, 0, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_SELF);
         return;
     }
     if (outcome == FY_WORKER_TIMED_OUT) {
@@ -1013,7 +1059,7 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
                "app=%s pid=%d: request passed max request time; SIGQUIT "
                "for a backtrace, SIGKILL in %d ms, then replaced",
                pool->app_root, (int)w->pid, HARD_STOP_GRACE_MS);
-        retire(w, SIGQUIT, HARD_STOP_GRACE_MS, "max request time");
+        retire(w, SIGQUIT, HARD_STOP_GRACE_MS, FY_POOL_EXIT_MAX_REQUEST_TIME);
         w->retire_lost_request = true;
         return;
     }
@@ -1022,23 +1068,23 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
                "app=%s pid=%d: worker broke a request (connect failed, bad "
                "response or early close); replacing it",
                pool->app_root, (int)w->pid);
-        retire(w, SIGTERM, HARD_STOP_GRACE_MS, "broken");
+        retire(w, SIGTERM, HARD_STOP_GRACE_MS, FY_POOL_EXIT_BROKEN);
         w->retire_lost_request = true;
         return;
     }
     if (w->checkouts > 0)
         return; /* requests dispatched ahead to it are still running */
     if (pool->shutting_down) {
-        retire(w, SIGUSR1, shutdown_grace_left(pool), "shutdown");
+        retire(w, SIGUSR1, shutdown_grace_left(pool), FY_POOL_EXIT_SHUTDOWN);
         return;
     }
     if (w->retire_when_free) {
-        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "rolling restart");
+        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_RESTART);
         return;
     }
     if (w->over_memory_limit) {
         pool->stats.memory_limit_replacements++;
-        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "memory limit");
+        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_MEMORY_LIMIT);
         return;
     }
     if (pool->o.max_requests && w->requests >= pool->o.max_requests) {
@@ -1046,7 +1092,7 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
                "app=%s pid=%d requests=%u: max requests reached; "
                "replacing the worker",
                pool->app_root, (int)w->pid, w->requests);
-        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, "max requests");
+        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_MAX_REQUESTS);
         return;
     }
     w->state = W_IDLE;
@@ -1109,9 +1155,9 @@ void fy_pool_shutdown(fy_pool_t *pool, unsigned timeout_ms,
     fy_log(FY_LOG_INFO, "pool", "app=%s timeout_ms=%u: shutting down", pool->app_root, timeout_ms);
     for (fy_worker_t *w = pool->workers; w; w = w->next) {
         if (w->state == W_IDLE)
-            retire(w, SIGUSR1, timeout_ms ? timeout_ms : 1, "shutdown");
+            retire(w, SIGUSR1, timeout_ms ? timeout_ms : 1, FY_POOL_EXIT_SHUTDOWN);
         else if (w->state == W_SPAWNING)
-            retire(w, SIGTERM, timeout_ms ? timeout_ms : 1, "shutdown");
+            retire(w, SIGTERM, timeout_ms ? timeout_ms : 1, FY_POOL_EXIT_SHUTDOWN);
     }
     uv_timer_start(&pool->shutdown_timer, on_shutdown_deadline, timeout_ms, 0);
     kick(pool);
@@ -1147,6 +1193,8 @@ void fy_pool_get_stats(const fy_pool_t *pool, fy_pool_stats_t *out)
     out->restarting = pool->restarting;
     out->old_workers = old_count(pool);
     out->restart_failed = pool->restart_failed;
+    out->max_pool_size = pool->o.max_pool_size;
+    out->max_request_queue_size = pool->o.max_request_queue_size;
 }
 
 size_t fy_pool_list_workers(const fy_pool_t *pool, fy_pool_worker_info_t *out, size_t max)

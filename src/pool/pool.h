@@ -14,6 +14,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "core/hist.h"
+
 typedef struct fy_pool fy_pool_t;
 typedef struct fy_worker fy_worker_t;
 
@@ -96,6 +98,10 @@ int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **wo
 /* Removes a queued <waiter> (its client went away); its cb will not run. No-op if not queued. */
 void fy_pool_cancel(fy_pool_t *pool, fy_pool_waiter_t *waiter);
 
+/* The queued waiter after <after> (NULL: the first, next in line), or NULL at the end. For
+ * `ferry status`; the queue must not change while it is walked. */
+const fy_pool_waiter_t *fy_pool_queue_next(const fy_pool_t *pool, const fy_pool_waiter_t *after);
+
 /* Puts <waiter> back at the head of the queue, with its first queue time, whatever the queue's
  * size: its request was dispatched ahead to a worker that went away before starting it
  * (docs/protocol.md §4.3). Several are put back last first, so that they keep their order. Its
@@ -154,6 +160,48 @@ void fy_pool_shutdown(fy_pool_t *pool, unsigned timeout_ms, void (*done)(fy_pool
  * pool that was never started still needs fy_pool_shutdown first. */
 void fy_pool_free(fy_pool_t *pool);
 
+/* Why a worker process ended (docs/operations.md, "Monitoring": ferry_worker_exits_total): one
+ * table, the enum and the label each metric and log line uses. */
+#define FY_POOL_EXIT_REASONS(X)                                                                \
+    /* enum, metric label, log text ("worker stopped (<text>)") */                            \
+    X(CRASH, "crash", "crashed")          /* died by itself while idle or busy */              \
+    X(BOOT_FAILURE, "boot_failure", "boot failure") /* never ready, or crashed right after */  \
+    X(MAX_REQUESTS, "max_requests", "max requests")                                            \
+    X(MEMORY_LIMIT, "memory_limit", "memory limit")                                            \
+    X(MAX_REQUEST_TIME, "max_request_time", "max request time")                                \
+    X(IDLE, "idle", "idle")                                                                    \
+    X(RESTART, "restart", "rolling restart")                                                   \
+    X(BROKEN, "broken", "broken")         /* broke a request: bad response, early close */     \
+    X(SHUTDOWN, "shutdown", "shutdown")                                                        \
+    X(SELF, "self", "the worker stopped itself") /* said it exits (v2 END with CLOSING) */
+
+typedef enum fy_pool_exit_reason {
+#define FY_X(e, label, text) FY_POOL_EXIT_##e,
+    FY_POOL_EXIT_REASONS(FY_X)
+#undef FY_X
+    FY_POOL_EXIT_COUNT
+} fy_pool_exit_reason_t;
+
+/* Why a worker was spawned (ferry_worker_spawns_total). */
+#define FY_POOL_SPAWN_REASONS(X)                                                               \
+    X(MIN_INSTANCES, "min_instances")     /* fewer alive than min_instances */                 \
+    X(DEMAND, "demand")                   /* requests waiting */                               \
+    X(RESTART, "restart")                 /* a rolling restart's replacement */
+
+typedef enum fy_pool_spawn_reason {
+#define FY_X(e, s) FY_POOL_SPAWN_##e,
+    FY_POOL_SPAWN_REASONS(FY_X)
+#undef FY_X
+    FY_POOL_SPAWN_COUNT
+} fy_pool_spawn_reason_t;
+
+/* The label of <reason> ("crash", "max_requests", ...). */
+const char *fy_pool_exit_reason_name(fy_pool_exit_reason_t reason);
+const char *fy_pool_spawn_reason_name(fy_pool_spawn_reason_t reason);
+
+/* Bounds of the spawn duration histogram (spawn to ready), in milliseconds. */
+#define FY_POOL_SPAWN_BUCKETS_MS 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
+
 /* A snapshot of the pool for `ferry status` and tests. */
 typedef struct fy_pool_stats {
     unsigned spawning;        /* started, not ready yet */
@@ -170,6 +218,12 @@ typedef struct fy_pool_stats {
     uint64_t restarts;        /* fy_pool_restart calls that started a restart */
     bool restart_failed;      /* the last restart stopped on a boot failure */
     uint64_t memory_limit_replacements; /* workers retired for passing memory_limit_kib */
+    unsigned max_pool_size;              /* as configured */
+    unsigned max_request_queue_size;     /* as configured; 0 = unlimited */
+    uint64_t spawns[FY_POOL_SPAWN_COUNT]; /* spawn attempts by reason (sum: spawns_started) */
+    uint64_t exits[FY_POOL_EXIT_COUNT];   /* workers that ended, by reason: counted when reaped
+                                           * (a boot failure: when it is known) */
+    fy_hist_t spawn_duration;            /* from spawn to ready, for workers that became ready */
 } fy_pool_stats_t;
 
 void fy_pool_get_stats(const fy_pool_t *pool, fy_pool_stats_t *out);

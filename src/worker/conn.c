@@ -5,25 +5,32 @@
 #include "worker/session.h"
 #include "worker/worker_internal.h"
 
-static void set_busy(fy_worker_ctx_t *ctx, const char *path)
+static void copy_cut(char *dst, size_t cap, const char *src)
 {
-    if (ctx->busy_path == NULL || ctx->busy_path_cap == 0)
+    if (dst == NULL || cap == 0)
         return;
-    size_t n = strlen(path);
-    if (n >= ctx->busy_path_cap)
-        n = ctx->busy_path_cap - 1;
-    memcpy(ctx->busy_path, path, n);
-    ctx->busy_path[n] = '\0';
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* What the SIGQUIT line says the worker is doing: <path> and <request_id>, "" when idle. */
+static void set_busy(fy_worker_ctx_t *ctx, const char *path, const char *request_id)
+{
+    copy_cut(ctx->busy_path, ctx->busy_path_cap, path);
+    copy_cut(ctx->busy_request_id, ctx->busy_request_id_cap, request_id ? request_id : "");
 }
 
 static void serve_request(fy_worker_ctx_t *ctx, fy_worker_session_t *s)
 {
     ferry_request_t req;
     fy_worker_request_init(&req, s, ctx->app->data);
-    set_busy(ctx, req.path);
+    set_busy(ctx, req.path, fy_reqblock_get(&s->rb, "HTTP_X_REQUEST_ID", NULL));
     int app_rc = ctx->app->callbacks.on_request(&req);
     fy_worker_request_finish(&req, app_rc);
-    set_busy(ctx, "");
+    set_busy(ctx, "", "");
     fy_worker_request_dispose(&req);
 }
 

@@ -37,6 +37,7 @@
 /* State the signal handlers and the owner watcher read. Written before they are installed. */
 static char socket_file[FY_ADDRESS_MAX]; /* "" for abstract sockets */
 static char busy_path[512];
+static char busy_request_id[80];
 static int wake_pipe[2] = {-1, -1};
 static volatile sig_atomic_t soft_stop;
 static int owner_fd_watched = -1;
@@ -112,6 +113,10 @@ static void on_sigquit(int sig)
     fy_sig_append_int(line, sizeof line, &len, (long)getpid());
     fy_sig_append(line, sizeof line, &len, " busy=");
     fy_sig_append(line, sizeof line, &len, busy_path[0] ? busy_path : "idle");
+    if (busy_request_id[0]) {
+        fy_sig_append(line, sizeof line, &len, " request_id=");
+        fy_sig_append(line, sizeof line, &len, busy_request_id);
+    }
     fy_log_sigsafe(FY_LOG_WARN, "worker", line);
     fy_worker_backtraces_write();
     if (sigquit_hook != NULL)
@@ -337,6 +342,8 @@ static int serve_app(int control_fd, const char *socket_dir, fy_worker_app_t *ap
         .stop = &stop,
         .busy_path = busy_path,
         .busy_path_cap = sizeof busy_path,
+        .busy_request_id = busy_request_id,
+        .busy_request_id_cap = sizeof busy_request_id,
     };
     status = fy_worker_serve_loop(&ctx, listen_fd);
     if (app->callbacks.on_shutdown != NULL)

@@ -36,6 +36,9 @@ typedef struct fy_worker_ctx {
     /* Set while a request runs (the path, for the SIGQUIT line); "" when idle. */
     char *busy_path;
     size_t busy_path_cap;
+    /* ... and its HTTP_X_REQUEST_ID (docs/operations.md, "Request ids"); "" when none */
+    char *busy_request_id;
+    size_t busy_request_id_cap;
 } fy_worker_ctx_t;
 
 /* The object behind ferry_request_t: the app's view of the session's current request and the

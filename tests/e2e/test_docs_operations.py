@@ -90,9 +90,9 @@ def test_access_log_format(ferry, tmp_path):
     assert len(lines) == 2, lines
     assert re.fullmatch(r'127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
                         r'"GET /hello\?x=1 HTTP/1\.1" 200 12 "http://ref/" "my \\x22agent\\x22" '
-                        r'\d+\.\d{3}', lines[0]), lines[0]
+                        r'\d+\.\d{3} [0-9a-f]{32}', lines[0]), lines[0]
     assert re.fullmatch(r'127\.0\.0\.1 - - \[[^\]]+\] "GET /nope HTTP/1\.1" 404 10 "-" '
-                        r'"python-requests/[^"]+" \d+\.\d{3}', lines[1]), lines[1]
+                        r'"python-requests/[^"]+" \d+\.\d{3} [0-9a-f]{32}', lines[1]), lines[1]
 
 
 def test_shutdown_refuses_new_connections_finishes_in_flight_and_ignores_a_second_signal(ferry):

@@ -4,6 +4,7 @@ and Expect: 100-continue."""
 
 import hashlib
 import os
+import re
 import socket
 
 import pytest
@@ -236,4 +237,6 @@ def test_access_log_has_combined_format(ferry, conformance_app, tmp_path):
     line = log.read_text().strip().splitlines()[-1]
     assert line.startswith("127.0.0.1 - - [")
     assert '"GET /hello HTTP/1.1" 200 12 "http://r/" "t/1" ' in line
-    float(line.rsplit(" ", 1)[1])
+    _, seconds, request_id = line.rsplit(" ", 2)
+    float(seconds)
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id), line

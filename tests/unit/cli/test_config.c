@@ -186,9 +186,17 @@ static const option_case_t every_option[] = {
      OFF(response_buffer_max), "64", 64},
     {"trusted-proxy", "FERRY_TRUSTED_PROXY", "trusted_proxy", K_STR, OFF(trusted_proxy),
      "10.0.0.1,unix", 0},
+    {"request-id-header", "FERRY_REQUEST_ID_HEADER", "request_id_header", K_BOOL,
+     OFF(request_id_header), "false", 0},
+    {"slow-request-threshold", "FERRY_SLOW_REQUEST_THRESHOLD", "slow_request_threshold", K_UINT,
+     OFF(slow_request_threshold), "250", 250},
     {"powered-by", "FERRY_POWERED_BY", "powered_by", K_BOOL, OFF(powered_by), "false", 0},
+    {"metrics-address", "FERRY_METRICS_ADDRESS", "metrics_address", K_STR, OFF(metrics_address),
+     "127.0.0.1:9100", 0},
     {"log-file", "FERRY_LOG_FILE", "log_file", K_STR, OFF(log_file), "/tmp/fy.log", 0},
     {"access-log", "FERRY_ACCESS_LOG", "access_log", K_STR, OFF(access_log), "-", 0},
+    {"access-log-format", "FERRY_ACCESS_LOG_FORMAT", "access_log_format", K_STR,
+     OFF(access_log_format), "json", 0},
     {"log-level", "FERRY_LOG_LEVEL", "log_level", K_STR, OFF(log_level), "debug", 0},
     {"pid-file", "FERRY_PID_FILE", "pid_file", K_STR, OFF(pid_file), "/tmp/fy.pid", 0},
 };
@@ -1186,4 +1194,32 @@ Test(config, dispose_twice_is_harmless)
     fy_start_config_dispose(&cfg);
     fy_start_config_dispose(&cfg);
     cfg_loaded = false;
+}
+
+/* ---- host:port ------------------------------------------------------------------------------ */
+
+Test(config, host_port_parses_v4_and_bracketed_v6)
+{
+    char host[64];
+    unsigned port = 0;
+    cr_assert_eq(fy_parse_host_port("127.0.0.1:9100", host, sizeof host, &port), 0);
+    cr_assert_str_eq(host, "127.0.0.1");
+    cr_assert_eq(port, 9100);
+    cr_assert_eq(fy_parse_host_port("[::1]:65535", host, sizeof host, &port), 0);
+    cr_assert_str_eq(host, "::1");
+    cr_assert_eq(port, 65535);
+}
+
+Test(config, host_port_refuses_what_is_not_host_colon_port)
+{
+    static const char *const bad[] = {"", "9100", "127.0.0.1", "127.0.0.1:", ":9100",
+                                      "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:99999999999",
+                                      "127.0.0.1:9a", "::1:9100", "[::1]9100", "[::1", "[]:1"};
+    char host[64];
+    unsigned port = 7;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(fy_parse_host_port(bad[i], host, sizeof host, &port), -EINVAL, "%s", bad[i]);
+    cr_assert_eq(port, 7, "nothing written on failure");
+    char small[4];
+    cr_assert_eq(fy_parse_host_port("127.0.0.1:80", small, sizeof small, &port), -EINVAL);
 }

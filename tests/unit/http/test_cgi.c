@@ -191,3 +191,21 @@ Test(http_cgi, gives_asterisk_form_an_empty_path_info)
     expect("REQUEST_URI", "*");
     expect("REQUEST_METHOD", "OPTIONS");
 }
+
+Test(http_cgi, request_id_replaces_the_clients_header)
+{
+    fy_http_cgi_ctx_t c = ctx;
+    c.request_id = "0123456789abcdef0123456789abcdef";
+    cr_assert_eq(build("GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: spoofed\r\n\r\n", &c), 0);
+    expect("HTTP_X_REQUEST_ID", "0123456789abcdef0123456789abcdef");
+    size_t n = 0;
+    for (size_t i = 0; i < parsed.count; i++)
+        n += strcmp(parsed.pairs[i].name, "HTTP_X_REQUEST_ID") == 0;
+    cr_assert_eq(n, 1, "the client's header is not passed as well");
+}
+
+Test(http_cgi, without_a_request_id_the_clients_header_goes_through)
+{
+    cr_assert_eq(build("GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: theirs\r\n\r\n", &ctx), 0);
+    expect("HTTP_X_REQUEST_ID", "theirs");
+}
