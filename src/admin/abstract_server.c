@@ -392,6 +392,16 @@ __attribute__((noreturn)) static void child_main(fy_abstract_server_t *srv)
 
 /* ---- the owner ---- */
 
+/* Undoes prepare after a later step failed. */
+static void unprepare(fy_abstract_server_t *srv, int sv[2], int lfd)
+{
+    close(lfd);
+    fy_unix_address_unlink(srv->address);
+    close(sv[0]);
+    close(sv[1]);
+    srv->address[0] = '\0';
+}
+
 /* What both modes need before the main loop runs: a fresh password, the owner socket pair and
  * the listening socket (mode 0700 when it is a file). Returns 0 or a negative errno with nothing
  * left open. */
@@ -418,11 +428,7 @@ static int prepare(fy_abstract_server_t *srv, int sv[2], int *lfd_out)
     /* A server's socket file gets mode 0700, so that only its owner (and root) can connect. */
     if (strncmp(srv->address, "unix:", 5) == 0 && chmod(srv->address + 5, 0700) == -1) {
         rc = -errno;
-        close(lfd);
-        fy_unix_address_unlink(srv->address);
-        close(sv[0]);
-        close(sv[1]);
-        srv->address[0] = '\0';
+        unprepare(srv, sv, lfd);
         return rc;
     }
     *lfd_out = lfd;
@@ -440,11 +446,7 @@ int fy_abstract_server_start(fy_abstract_server_t *srv)
     pid_t pid = fork();
     if (pid == -1) {
         rc = -errno;
-        close(lfd);
-        fy_unix_address_unlink(srv->address);
-        close(sv[0]);
-        close(sv[1]);
-        srv->address[0] = '\0';
+        unprepare(srv, sv, lfd);
         return rc;
     }
     if (pid == 0) {
@@ -499,10 +501,7 @@ int fy_abstract_server_start_thread(fy_abstract_server_t *srv)
     rc = pthread_create(&srv->thread, NULL, loop_thread, srv);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        close(lfd);
-        fy_unix_address_unlink(srv->address);
-        close(sv[0]);
-        close(sv[1]);
+        unprepare(srv, sv, lfd);
         srv->owner_fd = srv->thread_owner_fd = srv->listen_fd = -1;
         srv->in_thread = false;
         srv->pid = 0;

@@ -570,14 +570,9 @@ static void on_worker_closed(fy_proc_t *proc, void *data)
     maybe_close(pool);
 }
 
-/* Starts one worker of the current generation; <replacement>: for a rolling restart. */
-static int spawn_one(fy_pool_t *pool, bool replacement)
+/* How the app's workers (and its preloader) are started. */
+static fy_spawn_options_t spawn_options(const fy_pool_t *pool)
 {
-    fy_worker_t *w = fy_xcalloc(1, sizeof *w);
-    w->pool = pool;
-    w->state = W_SPAWNING;
-    w->generation = pool->generation;
-    w->replacement = replacement;
     fy_spawn_options_t so = {
         .ferry_bin = pool->ferry_bin,
         .app_root = pool->app_root,
@@ -587,7 +582,20 @@ static int spawn_one(fy_pool_t *pool, bool replacement)
         /* Capped at a day so the product fits in 32 bits. */
         .start_timeout_ms =
             (pool->o.start_timeout_s > 86400 ? 86400 : pool->o.start_timeout_s) * 1000u,
+        .preload_idle_s = pool->o.max_preloader_idle_time_s,
     };
+    return so;
+}
+
+/* Starts one worker of the current generation; <replacement>: for a rolling restart. */
+static int spawn_one(fy_pool_t *pool, bool replacement)
+{
+    fy_worker_t *w = fy_xcalloc(1, sizeof *w);
+    w->pool = pool;
+    w->state = W_SPAWNING;
+    w->generation = pool->generation;
+    w->replacement = replacement;
+    fy_spawn_options_t so = spawn_options(pool);
     static const fy_spawn_callbacks_t cbs = {
         .on_ready = on_worker_ready,
         .on_exit = on_worker_exit,
@@ -892,17 +900,8 @@ int fy_pool_new(uv_loop_t *loop, const fy_pool_options_t *opts, fy_pool_t **out)
     uv_timer_init(loop, &pool->shutdown_timer);
     pool->kick_timer.data = pool->tick_timer.data = pool->shutdown_timer.data = pool;
     if (opts->smart_spawn) {
-        fy_spawn_options_t so = {
-            .ferry_bin = pool->ferry_bin,
-            .app_root = pool->app_root,
-            .app_type = pool->app_type,
-            .environment = pool->environment,
-            .instance_dir = pool->instance_dir,
-            .start_timeout_ms =
-                (opts->start_timeout_s > 86400 ? 86400 : opts->start_timeout_s) * 1000u,
-            .preload = true,
-            .preload_idle_s = opts->max_preloader_idle_time_s,
-        };
+        fy_spawn_options_t so = spawn_options(pool);
+        so.preload = true;
         pool->preloader = fy_preloader_new(loop, &so);
     }
     *out = pool;
