@@ -662,3 +662,58 @@ Test(spawn, smart_spawns_waiting_at_shutdown_fail_and_nothing_is_left)
     cr_assert_eq(uvtest_open_handles(&loop), 0, "handles left open");
     cr_assert_eq(uv_loop_close(&loop), 0);
 }
+
+/* A preloader that answers a spawn request wrongly (fake_worker.py, preloader_*). */
+static void smart_fake(const char *name, ctx_t *c, uv_loop_t *loop, fy_preloader_t **pl)
+{
+    char root[PATH_MAX];
+    snprintf(root, sizeof root, "/fake/%s", name);
+    fy_spawn_options_t o = {
+        .ferry_bin = fake_bin(),
+        .app_root = root,
+        .app_type = "wsgi",
+        .start_timeout_ms = 5000,
+        .preload = true,
+    };
+    memset(c, 0, sizeof *c);
+    cr_assert_eq(uv_loop_init(loop), 0);
+    *pl = fy_preloader_new(loop, &o);
+    cr_assert_eq(fy_proc_spawn_smart(*pl, &cbs, c, &c->proc), 0);
+    cr_assert(uvtest_run_until(loop, ready_called, c, 10000), "on_ready never ran");
+}
+
+static void smart_fake_finish(ctx_t *c, uv_loop_t *loop, fy_preloader_t *pl)
+{
+    fy_preloader_info_t info;
+    fy_preloader_get_info(pl, &info);
+    pid_t preloader = info.pid;
+    fy_proc_close(c->proc);
+    cr_assert(uvtest_run_until(loop, closed_called, c, 5000));
+    fy_preloader_shutdown(pl);
+    cr_assert(uvtest_run_until(loop, pid_gone, &preloader, 3000));
+    uvtest_run_for(loop, 100);
+    cr_assert_eq(uvtest_open_handles(loop), 0, "handles left open");
+    cr_assert_eq(uv_loop_close(loop), 0);
+}
+
+Test(spawn, smart_ready_without_the_owner_pipe_is_a_handshake_failure)
+{
+    ctx_t c;
+    uv_loop_t loop;
+    fy_preloader_t *pl;
+    smart_fake("preloader_noowner", &c, &loop, &pl);
+    cr_assert_eq(c.ready_status, -EPROTO, "%d %s", c.ready_status, c.summary);
+    cr_assert(strstr(c.summary, "without its owner pipe") != NULL, "%s", c.summary);
+    smart_fake_finish(&c, &loop, pl);
+}
+
+Test(spawn, smart_request_closed_without_a_byte_asks_again_not_a_boot_failure)
+{
+    ctx_t c;
+    uv_loop_t loop;
+    fy_preloader_t *pl;
+    smart_fake("preloader_close", &c, &loop, &pl);
+    cr_assert_eq(c.ready_status, -EAGAIN, "%d %s", c.ready_status, c.summary);
+    cr_assert(strstr(c.summary, "without forking") != NULL, "%s", c.summary);
+    smart_fake_finish(&c, &loop, pl);
+}
