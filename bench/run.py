@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 import procs  # noqa: E402
 import servers  # noqa: E402
+import smartrows  # noqa: E402
 import v2rows  # noqa: E402
 import metricsrow  # noqa: E402
 
@@ -622,6 +623,8 @@ def write_report(path, args, env, rows, targets, ratio_rows, chart_files, comman
     mode = "QUICK (a subset, 1 repetition, short runs)" if args.quick else "full"
     if args.v2_only:
         mode += ", only the session-protocol v2 rows (--v2-only)"
+    if args.smart_only:
+        mode += ", only the smart-spawning rows (--smart-only)"
     L.append("# ferry bench — %s, %s\n" % (started.strftime("%Y-%m-%d %H:%M UTC"), env["host"]))
     L.append("Mode: **%s**. Repetitions per server: %d (each figure is the median; each "
              "repetition is a full start → measure → stop cycle). Durations: %d s per hello "
@@ -789,9 +792,20 @@ def main():
                     help="measure the metrics endpoint's cost (bench/metricsrow.py); on by "
                          "default unless --only or --v2-only is given")
     ap.add_argument("--no-metrics-row", dest="metrics_row", action="store_false")
+    ap.add_argument("--smart", choices=("all", "none"),
+                    help="the smart-spawning rows (Django and Rails, smart vs direct): all "
+                         "(default, unless --only is given) or none")
+    ap.add_argument("--smart-only", action="store_true",
+                    help="only the smart-spawning rows; the report is named ...-smart.md")
     args = ap.parse_args()
     if args.metrics_row is None:
-        args.metrics_row = not (args.only or args.v2_only)
+        args.metrics_row = not (args.only or args.v2_only or args.smart_only)
+    if args.smart_only and (args.only or args.v2_only):
+        ap.error("--smart-only picks its own rows; do not combine it with --only or --v2-only")
+    args.smart = args.smart_only or (args.smart or ("none" if args.only or args.v2_only
+                                                     else "all")) == "all"
+    if args.smart_only and args.v2 is None:
+        args.v2 = "none"
     try:
         args.v2_sections = v2rows.parse_sections(
             args.v2 if args.v2 is not None else ("none" if args.only else "all"))
@@ -812,7 +826,7 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     host = socket.gethostname().split(".")[0]
     stamp = "%s-%s%s%s" % (started.strftime("%Y-%m-%d"), host, "-quick" if args.quick else "",
-                           "-v2" if args.v2_only else "")
+                           "-v2" if args.v2_only else "-smart" if args.smart_only else "")
     os.makedirs(args.out, exist_ok=True)
     args.workdir = tempfile.mkdtemp(prefix="ferry-bench-work-")
     try:
@@ -833,7 +847,9 @@ def run(args, ap, started, stamp):
                else os.path.join(args.workdir, "apps"))
 
     all_specs = servers.specs(ctx)
-    if args.v2_only:
+    if args.smart_only:
+        chosen = []
+    elif args.v2_only:
         chosen = [s for s in all_specs if s.name in v2rows.HELLO_ROWS
                   and "hello" in args.v2_sections]
     elif args.only:
@@ -866,19 +882,27 @@ def run(args, ap, started, stamp):
         log("metrics row ...")
         metrics_row = metricsrow.run(v2runner)
         v2_md += "\n" + metricsrow.report_md(metrics_row)
+    smart = {"rows": []}
+    if args.smart:
+        log("smart spawning rows ...")
+        smart = smartrows.Smart(v2rows.V2(runner, ctx, args, {
+            "sh": sh, "log": log, "loadavg": loadavg, "last_line": last_line,
+            "read_text": read_text}, [])).run()
+    v2_md += "\n" + smartrows.report_md(smart)
 
     targets = benchlib.evaluate_targets(rows)
     metrics = ["rps_ka", "rps_close", "p99_ka_ms", "peak_rss_mib", "mib_down_s", "mib_up_s"]
     ratio_rows = benchlib.ferry_vs_peers(rows, metrics)
     profile_md = "Every ferry target measured here was met; no profile taken.\n"
     unmet = [t for t in targets if t["met"] is not True]
-    if unmet and not args.no_profile and not args.v2_only:
+    if unmet and not args.no_profile and not args.v2_only and not args.smart_only:
         log("profiling the ferry core (a target is not met) ...")
         profile_md = profile_ferry(runner, ctx, {s.name: s for s in all_specs}, rows, args.out,
                                    stamp)
     elif unmet:
-        profile_md = "Profiling skipped (%s).\n" % ("--v2-only" if args.v2_only
-                                                      else "--no-profile")
+        profile_md = "Profiling skipped (%s).\n" % (
+            "--v2-only" if args.v2_only else "--smart-only" if args.smart_only
+            else "--no-profile")
 
     finished = datetime.datetime.now(datetime.timezone.utc)
     loads = [v for r in rows for rep in r.get("per_rep", []) for k, v in rep.items()
@@ -894,7 +918,8 @@ def run(args, ap, started, stamp):
                  profile_md, started, finished, loads, v2_md)
     with open(os.path.join(args.out, stamp + ".json"), "w") as f:
         json.dump({"args": {k: v for k, v in vars(args).items()}, "environment": env,
-                   "rows": rows, "v2": v2, "metrics_row": metrics_row, "targets": targets,
+                   "rows": rows, "v2": v2, "metrics_row": metrics_row, "smart": smart,
+                   "targets": targets,
                    "leftovers": runner.leftovers}, f,
                   indent=1, default=str)
     log("report: %s" % os.path.relpath(md, ROOT))

@@ -79,11 +79,14 @@ class Served:
     first 200 on /hello, 1 s for the workers to spawn; on exit stop it by pid and check nothing
     of it is left (into runner.leftovers), as run.py does for the server rows."""
 
-    def __init__(self, v, name, make, start_timeout_s=30.0):
+    def __init__(self, v, name, make, start_timeout_s=30.0, path="/hello", settle_s=1.0):
         self.v = v
         self.name = name
         self.make = make
         self.start_timeout_s = start_timeout_s
+        self.path = path          # polled for the first 200
+        self.settle_s = settle_s  # then waited, for the workers to spawn
+        self.first_200_s = None   # launch → first 200
         self.server = None
 
     def __enter__(self):
@@ -106,13 +109,16 @@ class Served:
         self.log_path = os.path.join(self.tmp, "server.log")
         self.server = procs.Server(argv, env=self.env, cwd=cwd, log_path=self.log_path)
         try:
+            launched = time.monotonic()
             self.server.start()
-            procs.wait_first_200(self.port, self.start_timeout_s, self.server.proc)
+            procs.wait_first_200(self.port, self.start_timeout_s, self.server.proc,
+                                 path=self.path)
+            self.first_200_s = time.monotonic() - launched
         except (OSError, RuntimeError) as e:
             tail = v.last_line(v.read_text(self.log_path), 2)
             self._stop()
             raise RuntimeError("failed to start: %s; log: %s" % (e, tail))
-        time.sleep(1.0)
+        time.sleep(self.settle_s)
         return self
 
     def __exit__(self, *exc):

@@ -11,7 +11,9 @@ same runtime as native C workers. There is no pure-Python fallback: without the 
 loader says why on stderr and exits 1. See README.md next to this file.
 """
 
+import errno
 import faulthandler
+import gc
 import importlib.machinery
 import importlib.util
 import os
@@ -143,7 +145,55 @@ def main():
                    detail=exc.details)
         _ferry.fail(exc.summary, exc.details)
         return 1
+    if _ferry.preloading():
+        status = preload(_ferry)
+        if status is not None:
+            return status
     return _ferry.serve(application, label="wsgi %s" % entry)
+
+
+def preload(_ferry):
+    """Smart spawning (docs/architecture.md): serves the core's spawn requests, forking one
+    worker per request with os.fork(), so os.register_at_fork hooks run as Python documents.
+    Returns the preloader's exit status, or None in a forked child, which then serves."""
+    # One collection after the load, then everything alive is frozen before each fork: the
+    # collector never touches (and so never copies) the pages the workers share.
+    gc.collect()
+    try:
+        _ferry.preload_start()
+    except OSError:
+        return 1
+    while True:
+        if not _ferry.preload_wait():
+            return 0   # idle time passed (logged); the core starts a new one when needed
+        sys.stdout.flush()
+        sys.stderr.flush()
+        gc.freeze()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _ferry.preload_forked(-(exc.errno or errno.EAGAIN))
+            continue
+        if pid != 0:
+            _ferry.preload_forked(pid)
+            continue
+        try:
+            _ferry.preload_forked(0)
+        except OSError:
+            os._exit(1)   # reported on the control channel
+        os.environ.pop("FERRY_PRELOAD", None)
+        reseed_after_fork()
+        return None
+
+
+def reseed_after_fork():
+    """A forked worker must not repeat its siblings' random numbers: Python's `random` (which
+    also reseeds itself at fork) and OpenSSL's generator when the app loaded ssl."""
+    import random
+    random.seed()
+    ssl = sys.modules.get("ssl")
+    if ssl is not None and hasattr(ssl, "RAND_add"):
+        ssl.RAND_add(os.urandom(32), 32.0)
 
 
 if __name__ == "__main__":

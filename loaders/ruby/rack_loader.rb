@@ -13,6 +13,35 @@
 $stdout.sync = true
 $stderr.sync = true
 
+# Fork hooks for apps (docs/configuration.md, "Smart spawning"): ferry's counterpart of
+# Passenger's PhusionPassenger.on_event. Defined before config.ru loads, so an app can say
+#
+#   if defined?(Ferry)
+#     Ferry.on_event(:starting_worker_process) do |forked|
+#       ActiveRecord::Base.establish_connection if forked # a forked worker's own connection
+#     end
+#   end
+#
+# :starting_worker_process runs once in every worker before its first request, with forked =
+# true when the worker was forked from a preloader (smart spawning) and false when it loaded the
+# app itself (direct).
+module Ferry
+  EVENTS = %i[starting_worker_process].freeze
+  @handlers = Hash.new { |h, k| h[k] = [] }
+
+  def self.on_event(name, &block)
+    raise ArgumentError, "unknown ferry event #{name.inspect} (known: #{EVENTS.join(', ')})" unless EVENTS.include?(name)
+    raise ArgumentError, 'Ferry.on_event needs a block' unless block
+
+    @handlers[name] << block
+    nil
+  end
+
+  def self.call_event(name, *args)
+    @handlers[name].each { |h| h.call(*args) }
+  end
+end
+
 module FerryLoader
   # A boot step that failed: <summary> goes into the error message, <details> after it.
   class BootError < StandardError
@@ -124,7 +153,59 @@ module FerryLoader
                 Array(e.backtrace).join("\n"), env)
       return 1
     end
+    forked = false
+    if FerryExt.preloading?
+      status = preload
+      return status unless status.nil?
+
+      forked = true
+    end
+    begin
+      Ferry.call_event(:starting_worker_process, forked)
+    rescue Exception => e # rubocop:disable Lint/RescueException -- reported like a boot failure
+      raise if e.is_a?(SignalException)
+
+      fail_boot("starting_worker_process hook failed: #{e.class}: #{e.message}", details_of(e, env['FERRY_APP_ROOT'].to_s), env)
+      return 1
+    end
     FerryExt.serve(app, 'rack config.ru')
+  end
+
+  # Smart spawning (docs/architecture.md): serves the core's spawn requests, one Process.fork per
+  # worker (so Process._fork hooks run). Returns the preloader's exit status, or nil in a forked
+  # child, which then serves.
+  def preload
+    # Full collections and a compaction once after the load: the objects the workers share sit
+    # together and are not moved (copied) later.
+    3.times { GC.start }
+    GC.compact if GC.respond_to?(:compact)
+    return 1 unless FerryExt.preload_start.zero?
+
+    loop do
+      return 0 unless FerryExt.preload_wait # idle time passed (logged)
+
+      begin
+        pid = Process.fork
+      rescue SystemCallError => e
+        FerryExt.preload_forked(-e.errno)
+        next
+      end
+      if pid
+        FerryExt.preload_forked(pid)
+        next
+      end
+      exit!(1) unless FerryExt.preload_forked(0).zero? # reported on the control channel
+      ENV.delete('FERRY_PRELOAD')
+      reseed_after_fork
+      return nil
+    end
+  end
+
+  # A forked worker must not repeat its siblings' random numbers: Ruby's Random (Ruby reseeds it
+  # at fork too) and OpenSSL's generator when the app loaded it.
+  def reseed_after_fork
+    srand
+    OpenSSL::Random.seed(Random.urandom(32)) if defined?(OpenSSL::Random)
   end
 
   def fail_boot(summary, details, env)

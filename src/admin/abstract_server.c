@@ -50,6 +50,7 @@ int fy_abstract_server_init(fy_abstract_server_t *srv, const char *name)
     memset(srv, 0, sizeof *srv);
     srv->owner_fd = -1;
     srv->listen_fd = -1;
+    srv->thread_owner_fd = -1;
     if (!valid_name_chars(name, sizeof srv->name - 1))
         return -EINVAL;
     memcpy(srv->name, name, strlen(name) + 1);
@@ -271,10 +272,10 @@ static void accept_client(fy_abstract_server_t *srv)
 /* ---- the child: main loop ---- */
 
 /* Reads what the owner sent. Returns true when the loop must end (["exit"], EOF, an error). */
-static bool owner_says_exit(fy_abstract_server_t *srv)
+static bool owner_says_exit(fy_abstract_server_t *srv, int owner_fd)
 {
     fy_channel_t ch;
-    fy_channel_init(&ch, srv->owner_fd, OWNER_READ_TIMEOUT_MS);
+    fy_channel_init(&ch, owner_fd, OWNER_READ_TIMEOUT_MS);
     fy_array_t msg = {0};
     int rc = fy_channel_read_array(&ch, &msg);
     if (rc == 0) {
@@ -298,11 +299,11 @@ static bool owner_says_exit(fy_abstract_server_t *srv)
     return exit_now;
 }
 
-static void main_loop(fy_abstract_server_t *srv)
+static void main_loop(fy_abstract_server_t *srv, int owner_fd)
 {
     for (;;) {
         struct pollfd pfds[2] = {
-            {.fd = srv->owner_fd, .events = POLLIN},
+            {.fd = owner_fd, .events = POLLIN},
             {.fd = srv->listen_fd, .events = POLLIN},
         };
         int n = poll(pfds, 2, -1);
@@ -313,7 +314,7 @@ static void main_loop(fy_abstract_server_t *srv)
                    strerror(errno));
             return;
         }
-        if (pfds[0].revents != 0 && owner_says_exit(srv))
+        if (pfds[0].revents != 0 && owner_says_exit(srv, owner_fd))
             return;
         if (pfds[1].revents & POLLIN)
             accept_client(srv);
@@ -341,15 +342,10 @@ static void drain_clients(fy_abstract_server_t *srv)
 /* Resets signal dispositions and the mask, ignores SIGHUP, installs the registered handlers. */
 static void reset_signals(const fy_abstract_server_t *srv)
 {
+    fy_signals_reset_all();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
-    sa.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        sigaction(sig, &sa, NULL); /* EINVAL for the C library's reserved signals: fine */
-    }
     sa.sa_handler = SIG_IGN;
     sigaction(SIGHUP, &sa, NULL);
     for (size_t i = 0; i < srv->signal_count; i++) {
@@ -357,21 +353,6 @@ static void reset_signals(const fy_abstract_server_t *srv)
         sa.sa_flags = SA_RESTART;
         sigaction(srv->signals[i].signo, &sa, NULL);
     }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
-/* A fork shares the parent's generator state: reseed so children never repeat each other. */
-static void reseed_random(void)
-{
-    unsigned short seed48v[3];
-    unsigned seed;
-    if (fy_random_bytes(&seed, sizeof seed) < 0 || fy_random_bytes(seed48v, sizeof seed48v) < 0)
-        seed = (unsigned)getpid() ^ (unsigned)fy_monotonic_ms();
-    srandom(seed);
-    srand(seed);
-    seed48(seed48v);
 }
 
 __attribute__((noreturn)) static void child_main(fy_abstract_server_t *srv)
@@ -390,14 +371,15 @@ __attribute__((noreturn)) static void child_main(fy_abstract_server_t *srv)
                strerror(-rc));
         _exit(1);
     }
-    reseed_random();
+    /* A fork shares the parent's generator state: reseed so children never repeat each other. */
+    fy_random_reseed_libc();
     srv->pid = getpid();
     clients_active = 0;
     if (srv->initialize_server != NULL)
         srv->initialize_server(srv);
     fy_log(FY_LOG_DEBUG, MODULE, "server=%s pid=%ld address=%s: serving", srv->name, (long)srv->pid,
            srv->address);
-    main_loop(srv);
+    main_loop(srv, srv->owner_fd);
     close(srv->listen_fd);
     srv->listen_fd = -1;
     fy_unix_address_unlink(srv->address);
@@ -410,7 +392,20 @@ __attribute__((noreturn)) static void child_main(fy_abstract_server_t *srv)
 
 /* ---- the owner ---- */
 
-int fy_abstract_server_start(fy_abstract_server_t *srv)
+/* Undoes prepare after a later step failed. */
+static void unprepare(fy_abstract_server_t *srv, int sv[2], int lfd)
+{
+    close(lfd);
+    fy_unix_address_unlink(srv->address);
+    close(sv[0]);
+    close(sv[1]);
+    srv->address[0] = '\0';
+}
+
+/* What both modes need before the main loop runs: a fresh password, the owner socket pair and
+ * the listening socket (mode 0700 when it is a file). Returns 0 or a negative errno with nothing
+ * left open. */
+static int prepare(fy_abstract_server_t *srv, int sv[2], int *lfd_out)
 {
     if (fy_abstract_server_started(srv))
         return -EALREADY;
@@ -421,7 +416,6 @@ int fy_abstract_server_start(fy_abstract_server_t *srv)
     int rc = fy_secret_generate(srv->password);
     if (rc < 0)
         return rc;
-    int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
         return -errno;
     int lfd = fy_unix_listen_auto(srv->socket_dir, srv->name, LISTEN_BACKLOG, srv->address);
@@ -434,14 +428,26 @@ int fy_abstract_server_start(fy_abstract_server_t *srv)
     /* A server's socket file gets mode 0700, so that only its owner (and root) can connect. */
     if (strncmp(srv->address, "unix:", 5) == 0 && chmod(srv->address + 5, 0700) == -1) {
         rc = -errno;
-        goto fail;
+        unprepare(srv, sv, lfd);
+        return rc;
     }
+    *lfd_out = lfd;
+    return 0;
+}
+
+int fy_abstract_server_start(fy_abstract_server_t *srv)
+{
+    int sv[2], lfd;
+    int rc = prepare(srv, sv, &lfd);
+    if (rc < 0)
+        return rc;
     if (srv->before_fork != NULL)
         srv->before_fork(srv);
     pid_t pid = fork();
     if (pid == -1) {
         rc = -errno;
-        goto fail;
+        unprepare(srv, sv, lfd);
+        return rc;
     }
     if (pid == 0) {
         close(sv[0]);
@@ -457,14 +463,87 @@ int fy_abstract_server_start(fy_abstract_server_t *srv)
     fy_log(FY_LOG_INFO, MODULE, "server=%s pid=%ld address=%s: started", srv->name, (long)pid,
            srv->address);
     return 0;
+}
 
-fail:
+/* ---- thread mode ---- */
+
+static void *loop_thread(void *arg)
+{
+    fy_abstract_server_t *srv = arg;
+    if (srv->initialize_server != NULL)
+        srv->initialize_server(srv);
+    main_loop(srv, srv->thread_owner_fd);
+    int lfd = srv->listen_fd;
+    srv->listen_fd = -1;
     close(lfd);
     fy_unix_address_unlink(srv->address);
-    close(sv[0]);
-    close(sv[1]);
+    drain_clients(srv);
+    if (srv->finalize_server != NULL)
+        srv->finalize_server(srv);
+    return NULL;
+}
+
+int fy_abstract_server_start_thread(fy_abstract_server_t *srv)
+{
+    int sv[2], lfd;
+    int rc = prepare(srv, sv, &lfd);
+    if (rc < 0)
+        return rc;
+    srv->owner_fd = sv[0];
+    srv->thread_owner_fd = sv[1];
+    srv->listen_fd = lfd;
+    srv->in_thread = true;
+    srv->pid = getpid();
+    /* Every signal blocked in the loop and client threads: they go to the process's own. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&srv->thread, NULL, loop_thread, srv);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        unprepare(srv, sv, lfd);
+        srv->owner_fd = srv->thread_owner_fd = srv->listen_fd = -1;
+        srv->in_thread = false;
+        srv->pid = 0;
+        srv->address[0] = '\0';
+        return -rc;
+    }
+    fy_log(FY_LOG_DEBUG, MODULE, "server=%s pid=%ld address=%s: serving on a thread", srv->name,
+           (long)srv->pid, srv->address);
+    return 0;
+}
+
+void fy_abstract_server_forget_in_child(fy_abstract_server_t *srv)
+{
+    if (!srv->in_thread)
+        return;
+    int fds[3] = {srv->listen_fd, srv->owner_fd, srv->thread_owner_fd};
+    for (size_t i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    srv->listen_fd = srv->owner_fd = srv->thread_owner_fd = -1;
+    srv->in_thread = false;
+    srv->pid = 0;
     srv->address[0] = '\0';
-    return rc;
+    memset(srv->password, 0, sizeof srv->password);
+}
+
+static int stop_thread(fy_abstract_server_t *srv)
+{
+    fy_channel_t ch;
+    fy_channel_init(&ch, srv->owner_fd, OWNER_READ_TIMEOUT_MS);
+    fy_channel_write_strings(&ch, 1, "exit");
+    close(srv->owner_fd);
+    srv->owner_fd = -1;
+    pthread_join(srv->thread, NULL);
+    close(srv->thread_owner_fd);
+    srv->thread_owner_fd = -1;
+    srv->in_thread = false;
+    fy_log(FY_LOG_DEBUG, MODULE, "server=%s: stopped its thread", srv->name);
+    srv->pid = 0;
+    srv->address[0] = '\0';
+    memset(srv->password, 0, sizeof srv->password);
+    return 0;
 }
 
 /* Reaps <pid> if it has exited. Returns true when it is gone (reaped, or not our child). */
@@ -482,6 +561,8 @@ int fy_abstract_server_stop(fy_abstract_server_t *srv)
 {
     if (!fy_abstract_server_started(srv))
         return -ESRCH;
+    if (srv->in_thread)
+        return stop_thread(srv);
     fy_channel_t ch;
     fy_channel_init(&ch, srv->owner_fd, OWNER_READ_TIMEOUT_MS);
     /* A child that already exited makes this -EPIPE; the close below says the same anyway. */

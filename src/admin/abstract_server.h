@@ -29,6 +29,7 @@
 #ifndef FY_ADMIN_ABSTRACT_SERVER_H
 #define FY_ADMIN_ABSTRACT_SERVER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -95,6 +96,9 @@ struct fy_abstract_server {
     size_t handler_count;
     fy_abstract_server_signal_t signals[FY_ABSTRACT_SERVER_MAX_SIGNALS];
     size_t signal_count;
+    bool in_thread;      /* started with fy_abstract_server_start_thread */
+    int thread_owner_fd; /* thread mode: the loop's end of the owner socket */
+    pthread_t thread;    /* thread mode: the main loop */
 };
 
 /* Initialises <srv> (not started, no handlers) with <name> (1-31 chars of [A-Za-z0-9_-]).
@@ -118,6 +122,20 @@ int fy_abstract_server_add_signal(fy_abstract_server_t *srv, int signo, void (*h
  * socket is needed and socket_dir is NULL or keep_fd_count passes 32, or the errno of the failed
  * step (listen, socketpair, fork). Nothing is left open or running on failure. */
 int fy_abstract_server_start(fy_abstract_server_t *srv);
+
+/* Thread mode, for a process that must keep its main thread (the preloader forks workers from
+ * it, docs/architecture.md "Smart spawning"): listens, then runs the main loop on a new thread of
+ * this process (every signal blocked there) instead of a forked child, with the same password,
+ * handlers and thread per client. No fd is closed and no signal reset: the process is the
+ * caller's. srv->pid is the caller's pid; stop tells the loop to exit and joins it (returns 0).
+ * initialize_server and finalize_server run on the loop thread; before_fork is not called.
+ * Returns as fy_abstract_server_start. */
+int fy_abstract_server_start_thread(fy_abstract_server_t *srv);
+
+/* In a child forked (without exec) from a process whose server runs in thread mode: the loop
+ * thread did not survive the fork; closes the child's copies of the listening socket and both
+ * ends of the owner socket, and marks <srv> not started, touching no lock. No-op otherwise. */
+void fy_abstract_server_forget_in_child(fy_abstract_server_t *srv);
 
 /* True between a successful start and stop. */
 bool fy_abstract_server_started(const fy_abstract_server_t *srv);

@@ -23,8 +23,8 @@ static json_t *workers_json(const fy_pool_t *pool)
     if (n > MAX_WORKERS_LISTED)
         n = MAX_WORKERS_LISTED;
     for (size_t i = 0; i < n; i++) {
-        uint64_t rss = 0, pss = 0;
-        bool have_memory = info[i].pid > 0 && fy_procmem_read(info[i].pid, &rss, &pss) == 0;
+        fy_procmem_t mem;
+        bool have_memory = info[i].pid > 0 && fy_procmem_read_all(info[i].pid, &mem) == 0;
         json_t *w = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I, s:i}", "pid", (int)info[i].pid,
                               "state", info[i].state, "requests", (json_int_t)info[i].requests,
                               "age_ms", (json_int_t)info[i].age_ms, "idle_ms",
@@ -33,8 +33,14 @@ static json_t *workers_json(const fy_pool_t *pool)
                               (int)info[i].protocol);
         if (w == NULL)
             continue;
-        json_object_set_new(w, "rss_kib", have_memory ? json_integer((json_int_t)rss) : json_null());
-        json_object_set_new(w, "pss_kib", have_memory ? json_integer((json_int_t)pss) : json_null());
+        json_object_set_new(w, "rss_kib",
+                            have_memory ? json_integer((json_int_t)mem.rss_kib) : json_null());
+        json_object_set_new(w, "pss_kib",
+                            have_memory ? json_integer((json_int_t)mem.pss_kib) : json_null());
+        json_object_set_new(w, "uss_kib",
+                            have_memory ? json_integer((json_int_t)mem.uss_kib) : json_null());
+        json_object_set_new(w, "spawn_method", json_string(info[i].spawn_method));
+        json_object_set_new(w, "spawn_ms", json_integer((json_int_t)info[i].spawn_ms));
         json_array_append_new(list, w);
     }
     free(info);
@@ -164,6 +170,28 @@ json_t *fy_status_build(const fy_status_source_t *src)
                         err ? json_pack("{s:s, s:s}", "summary", err->summary, "error_id",
                                         err->error_id)
                             : json_null());
+    fy_preloader_info_t pl;
+    if (fy_pool_preloader_info(src->pool, &pl)) {
+        fy_procmem_t mem;
+        bool have_memory = pl.pid > 0 && fy_procmem_read_all(pl.pid, &mem) == 0;
+        json_t *p = json_pack("{s:s, s:i, s:I, s:I, s:I, s:s}", "state", pl.state, "pid",
+                              (int)pl.pid, "age_ms", (json_int_t)pl.age_ms, "starts",
+                              (json_int_t)pl.starts, "forks", (json_int_t)pl.forks, "last_exit",
+                              pl.last_exit);
+        if (p != NULL) {
+            json_object_set_new(p, "rss_kib", have_memory ? json_integer((json_int_t)mem.rss_kib)
+                                                          : json_null());
+            json_object_set_new(p, "pss_kib", have_memory ? json_integer((json_int_t)mem.pss_kib)
+                                                          : json_null());
+            json_object_set_new(p, "uss_kib", have_memory ? json_integer((json_int_t)mem.uss_kib)
+                                                          : json_null());
+        }
+        json_object_set_new(pool, "spawn_method", json_string("smart"));
+        json_object_set_new(pool, "preloader", p ? p : json_null());
+    } else {
+        json_object_set_new(pool, "spawn_method", json_string("direct"));
+        json_object_set_new(pool, "preloader", json_null());
+    }
     json_t *doc = json_object();
     json_object_set_new(doc, "ferry", core);
     json_object_set_new(doc, "app", app);
@@ -253,6 +281,21 @@ void fy_status_print(FILE *out, const json_t *doc)
     else if (json_is_true(json_object_get(pool, "restart_failed")))
         fprintf(out, "  restart    the last rolling restart stopped: the new workers failed to "
                      "boot; %d old workers serve\n", (int)num(pool, "old_workers"));
+    const json_t *pl = json_object_get(pool, "preloader");
+    if (json_is_object(pl)) {
+        char prss[32], ppss[32];
+        format_kib(prss, sizeof prss, json_object_get(pl, "rss_kib"));
+        format_kib(ppss, sizeof ppss, json_object_get(pl, "pss_kib"));
+        if (num(pl, "pid") > 0)
+            fprintf(out, "  preloader  pid %d, %s, %s RSS, %s PSS; %d workers forked\n",
+                    (int)num(pl, "pid"), str(pl, "state"), prss, ppss, (int)num(pl, "forks"));
+        else
+            fprintf(out, "  preloader  off (starts on the next spawn)%s%s\n",
+                    str(pl, "last_exit")[0] ? "; last one " : "",
+                    str(pl, "last_exit")[0] ? str(pl, "last_exit") : "");
+    } else {
+        fprintf(out, "  spawning   direct (every worker loads the app)\n");
+    }
     const json_t *err = json_object_get(pool, "boot_error");
     if (json_is_object(err))
         fprintf(out, "  boot error %s (error id %s)\n", str(err, "summary"), str(err, "error_id"));
@@ -356,11 +399,11 @@ void fy_status_print_slow(FILE *out, const json_t *doc)
 
 static void print_workers(FILE *out, const json_t *workers, size_t n)
 {
-    fprintf(out, "\n  %-8s %-9s %9s %9s %9s %11s %11s %4s %5s\n", "pid", "state", "requests",
-            "age", "idle", "RSS", "PSS", "gen", "proto");
+    fprintf(out, "\n  %-8s %-9s %9s %9s %9s %11s %11s %11s %4s %5s %-6s %8s\n", "pid", "state",
+            "requests", "age", "idle", "RSS", "PSS", "USS", "gen", "proto", "spawn", "spawn_ms");
     for (size_t i = 0; i < n; i++) {
         const json_t *w = json_array_get(workers, i);
-        char age[32], idle[32], rss[32], pss[32];
+        char age[32], idle[32], rss[32], pss[32], uss[32];
         format_duration(age, sizeof age, (uint64_t)num(w, "age_ms"));
         if (strcmp(str(w, "state"), "idle") == 0)
             format_duration(idle, sizeof idle, (uint64_t)num(w, "idle_ms"));
@@ -368,10 +411,12 @@ static void print_workers(FILE *out, const json_t *workers, size_t n)
             snprintf(idle, sizeof idle, "-");
         format_kib(rss, sizeof rss, json_object_get(w, "rss_kib"));
         format_kib(pss, sizeof pss, json_object_get(w, "pss_kib"));
+        format_kib(uss, sizeof uss, json_object_get(w, "uss_kib"));
         char proto[8];
         snprintf(proto, sizeof proto, "v%d", (int)num(w, "protocol"));
-        fprintf(out, "  %-8d %-9s %9" PRId64 " %9s %9s %11s %11s %4d %5s\n", (int)num(w, "pid"),
-                str(w, "state"), (int64_t)num(w, "requests"), age, idle, rss, pss,
-                (int)num(w, "generation"), num(w, "protocol") > 0 ? proto : "-");
+        fprintf(out, "  %-8d %-9s %9" PRId64 " %9s %9s %11s %11s %11s %4d %5s %-6s %8d\n",
+                (int)num(w, "pid"), str(w, "state"), (int64_t)num(w, "requests"), age, idle, rss,
+                pss, uss, (int)num(w, "generation"), num(w, "protocol") > 0 ? proto : "-",
+                str(w, "spawn_method"), (int)num(w, "spawn_ms"));
     }
 }

@@ -329,7 +329,14 @@ int fy_cmd_start(int argc, char **argv)
         .memory_limit_kib = (uint64_t)cfg.memory_limit * 1024u,
         .start_timeout_s = cfg.start_timeout,
         .dispatch_ahead = cfg.dispatch_ahead,
+        .smart_spawn = strcmp(type, "c") != 0 && strcmp(cfg.spawn_method, "direct") != 0,
+        .max_preloader_idle_time_s = cfg.max_preloader_idle_time,
     };
+    /* Native C apps spawn directly: a .so loads in milliseconds and shares its pages through the
+     * page cache already, so a preloader has nothing to save (docs/configuration.md). */
+    if (strcmp(type, "c") == 0 && strcmp(cfg.spawn_method, "smart") == 0)
+        fy_log(FY_LOG_NOTICE, "start", "app=%s: --spawn-method smart: native C apps spawn "
+               "directly", app_root);
 
     fy_http_options_t hopts;
     fy_http_options_init(&hopts);

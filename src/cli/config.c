@@ -62,6 +62,11 @@ static const opt_t options[] = {
      "request; 0 no limit"},
     {"max-request-time", OPT_UINT, OFF(max_request_time), "0", 0, 86400, NULL,
      "seconds a worker may take for one request: 504, worker replaced; 0 no limit"},
+    {"spawn-method", OPT_ENUM, OFF(spawn_method), "auto", 0, 0, "auto|smart|direct",
+     "smart: workers are forked from a preloader that loaded the app once; direct: each "
+     "worker loads the app; auto: smart for Rack and WSGI, direct for native C"},
+    {"max-preloader-idle-time", OPT_UINT, OFF(max_preloader_idle_time), "300", 0, U32, NULL,
+     "seconds the preloader stays without a spawn before it exits; 0 never"},
     {"start-timeout", OPT_UINT, OFF(start_timeout), "90", 1, 86400, NULL,
      "seconds a worker may take to boot"},
     {"session-protocol", OPT_UINT, OFF(session_protocol), "2", 1, 2, NULL,

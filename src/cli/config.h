@@ -27,6 +27,8 @@ typedef struct fy_start_config {
     unsigned memory_limit;         /* MiB of PSS per worker; 0 = no limit */
     unsigned max_request_time;     /* seconds */
     unsigned start_timeout;        /* seconds */
+    char *spawn_method;            /* auto | smart | direct */
+    unsigned max_preloader_idle_time; /* seconds; 0 = never */
     unsigned session_protocol;     /* 1 or 2: the newest session protocol spoken with workers */
     unsigned dispatch_ahead;       /* requests written ahead into a busy v2 worker; 0 = off; default 2 */
     unsigned shutdown_timeout;     /* seconds */

@@ -31,6 +31,14 @@
 /* "1": listen on a socket file instead of the Linux abstract namespace. */
 #define FY_HANDSHAKE_VAR_NO_ABSTRACT_SOCKETS "FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS"
 
+/* Set: start as a preloader (docs/protocol.md §5.4); the value is the idle time in seconds after
+ * which the preloader exits when no spawn came (0: never). A forked worker does not see it. */
+#define FY_HANDSHAKE_VAR_PRELOAD "FERRY_PRELOAD"
+/* The fifth item of a preloader's ready message (docs/protocol.md §5.4). */
+#define FY_PRELOADER_READY_ITEM "preloader"
+/* The spawn server's one handler (docs/protocol.md §5.4). */
+#define FY_PRELOADER_SPAWN_MESSAGE "spawn"
+
 /* Where the loaders find the runtime's extension modules: python/_ferry*.so, ruby/ferry_ext.so
  * (set by `ferry worker` when absent: the extensions of its own build). */
 #define FY_HANDSHAKE_VAR_EXT_DIR "FERRY_EXT_DIR"

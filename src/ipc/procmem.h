@@ -14,4 +14,11 @@
  * (a kernel older than 4.14 has no smaps_rollup: -ENOENT). Both outputs are 0 on failure. */
 int fy_procmem_read(pid_t pid, uint64_t *rss_kib, uint64_t *pss_kib);
 
+/* Rss, Pss and USS (the pages only this process maps: Private_Clean + Private_Dirty) of <pid>,
+ * in KiB. Returns as fy_procmem_read; every field 0 on failure. */
+typedef struct fy_procmem {
+    uint64_t rss_kib, pss_kib, uss_kib;
+} fy_procmem_t;
+int fy_procmem_read_all(pid_t pid, fy_procmem_t *out);
+
 #endif

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,4 +474,35 @@ bool fy_secret_equal(const char *a, size_t a_len, const char *b, size_t b_len)
         diff |= (unsigned char)(ac ^ (unsigned char)b[i]);
     }
     return diff == 0;
+}
+
+void fy_random_reseed_libc(void)
+{
+    unsigned short seed48v[3];
+    unsigned seed;
+    if (fy_random_bytes(&seed, sizeof seed) < 0 || fy_random_bytes(seed48v, sizeof seed48v) < 0) {
+        seed = (unsigned)getpid() ^ (unsigned)fy_monotonic_ms();
+        seed48v[0] = (unsigned short)seed;
+        seed48v[1] = (unsigned short)(seed >> 16);
+        seed48v[2] = (unsigned short)getpid();
+    }
+    srandom(seed);
+    srand(seed);
+    seed48(seed48v);
+}
+
+void fy_signals_reset_all(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        sigaction(sig, &sa, NULL); /* EINVAL for the C library's reserved signals: fine */
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 }

@@ -63,6 +63,14 @@ int fy_secret_generate(char out[FY_SECRET_HEX_LEN + 1]);
 /* Fills <buf> with <len> random bytes from getrandom. */
 int fy_random_bytes(void *buf, size_t len);
 
+/* After a fork: reseeds the C library's generators (srandom, srand, seed48) from getrandom, so
+ * that children of one parent never repeat each other's sequences. */
+void fy_random_reseed_libc(void);
+
+/* After a fork: every signal disposition back to SIG_DFL (SIGKILL and SIGSTOP aside) and the
+ * signal mask cleared. */
+void fy_signals_reset_all(void);
+
 /* Constant-time comparison: the time depends only on <b_len> (the secret), not on where the
  * inputs differ. True when equal. */
 bool fy_secret_equal(const char *a, size_t a_len, const char *b, size_t b_len);

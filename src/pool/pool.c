@@ -67,6 +67,8 @@ struct fy_worker {
     bool replacement;          /* spawned by a rolling restart to replace an old worker */
     bool retire_when_free;     /* picked by a restart: retired at check-in, or once ready */
     bool over_memory_limit;    /* busy when its PSS passed the limit: retired at check-in */
+    bool forked;               /* spawned by the preloader (smart) */
+    unsigned spawn_ms;         /* spawn request to ready */
     uint64_t memory_check_at_ms; /* its PSS is read on the first tick from then on */
     fy_worker_t *prev, *next;
 };
@@ -109,11 +111,15 @@ struct fy_pool {
     bool restart_failed;
     unsigned restart_replaced; /* old workers the running restart has retired or picked */
     char *restart_txt;         /* APP_ROOT/tmp/restart.txt */
+    char *always_restart_txt;  /* APP_ROOT/tmp/always_restart.txt */
+    bool always_restart;       /* it existed at the last checkout */
     bool restart_txt_seen;     /* it existed at the last look, with this mtime: */
     struct timespec restart_txt_mtime;
     uint64_t restart_txt_next_check_ms;
 
     bool memory_read_warned; /* a worker's PSS could not be read once: said so, not again */
+
+    fy_preloader_t *preloader; /* smart spawning; NULL: direct */
 
     void (*worker_gone)(fy_worker_t *w, void *session, void *data);
     void *worker_gone_data;
@@ -482,6 +488,16 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
 {
     fy_worker_t *w = data;
     fy_pool_t *pool = w->pool;
+    if (status == -EAGAIN && w->forked) {
+        /* The preloader went away under this spawn (fy_proc_spawn_smart): not the app's boot
+         * failure; the next spawn starts a new preloader. */
+        w->state = W_GONE;
+        fy_log(FY_LOG_NOTICE, "pool", "app=%s: %s; spawning again", pool->app_root,
+               fy_proc_error_summary(proc));
+        fy_proc_close(proc);
+        kick(pool);
+        return;
+    }
     if (status != 0) {
         w->state = W_GONE;
         pool->stats.exits[w->retired ? w->retire_reason : FY_POOL_EXIT_BOOT_FAILURE]++;
@@ -498,6 +514,7 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
     snprintf(w->address, sizeof w->address, "%s", fy_proc_address(proc));
     snprintf(w->secret, sizeof w->secret, "%s", fy_proc_secret(proc));
     w->protocol = fy_proc_protocol(proc);
+    w->spawn_ms = fy_proc_spawn_ms(proc);
     w->state = W_IDLE;
     w->idle_since_ms = w->ready_at_ms = now_ms(pool);
     fy_hist_observe(&pool->stats.spawn_duration, w->ready_at_ms - w->spawned_at_ms);
@@ -508,8 +525,10 @@ static void on_worker_ready(fy_proc_t *proc, int status, void *data)
                pool->app_root, (int)w->pid, pool->err_id);
         pool->has_boot_error = false;
     }
-    fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d address=%s: worker ready (protocol v%u)",
-           pool->app_root, (int)w->pid, w->address, w->protocol);
+    fy_log(FY_LOG_NOTICE, "pool",
+           "app=%s pid=%d address=%s: worker ready (protocol v%u, %s spawn in %u ms)",
+           pool->app_root, (int)w->pid, w->address, w->protocol,
+           w->forked ? "smart" : "direct", w->spawn_ms);
     if (pool->shutting_down) {
         retire(w, SIGUSR1, shutdown_grace_left(pool), FY_POOL_EXIT_SHUTDOWN);
     } else if (w->retire_when_free) {
@@ -586,6 +605,23 @@ static void on_worker_closed(fy_proc_t *proc, void *data)
     maybe_close(pool);
 }
 
+/* How the app's workers (and its preloader) are started. */
+static fy_spawn_options_t spawn_options(const fy_pool_t *pool)
+{
+    fy_spawn_options_t so = {
+        .ferry_bin = pool->ferry_bin,
+        .app_root = pool->app_root,
+        .app_type = pool->app_type,
+        .environment = pool->environment,
+        .instance_dir = pool->instance_dir,
+        /* Capped at a day so the product fits in 32 bits. */
+        .start_timeout_ms =
+            (pool->o.start_timeout_s > 86400 ? 86400 : pool->o.start_timeout_s) * 1000u,
+        .preload_idle_s = pool->o.max_preloader_idle_time_s,
+    };
+    return so;
+}
+
 /* Starts one worker of the current generation, for <why> (a rolling restart's replacement:
  * FY_POOL_SPAWN_RESTART). */
 static int spawn_one(fy_pool_t *pool, fy_pool_spawn_reason_t why)
@@ -596,22 +632,23 @@ static int spawn_one(fy_pool_t *pool, fy_pool_spawn_reason_t why)
     w->state = W_SPAWNING;
     w->generation = pool->generation;
     w->replacement = replacement;
-    fy_spawn_options_t so = {
-        .ferry_bin = pool->ferry_bin,
-        .app_root = pool->app_root,
-        .app_type = pool->app_type,
-        .environment = pool->environment,
-        .instance_dir = pool->instance_dir,
-        /* Capped at a day so the product fits in 32 bits. */
-        .start_timeout_ms =
-            (pool->o.start_timeout_s > 86400 ? 86400 : pool->o.start_timeout_s) * 1000u,
-    };
+    fy_spawn_options_t so = spawn_options(pool);
     static const fy_spawn_callbacks_t cbs = {
         .on_ready = on_worker_ready,
         .on_exit = on_worker_exit,
         .on_closed = on_worker_closed,
     };
-    int r = fy_proc_spawn(pool->loop, &so, &cbs, w, &w->proc);
+    w->forked = pool->preloader != NULL;
+    int r = w->forked ? fy_proc_spawn_smart(pool->preloader, &cbs, w, &w->proc) : -ENOTSUP;
+    if (r == -ENOTSUP) {
+        if (pool->preloader) {
+            /* The loader does not preload (logged): this app spawns directly from now on. */
+            fy_preloader_shutdown(pool->preloader);
+            pool->preloader = NULL;
+        }
+        w->forked = false;
+        r = fy_proc_spawn(pool->loop, &so, &cbs, w, &w->proc);
+    }
     if (r < 0) {
         fy_log(FY_LOG_ALERT, "pool", "app=%s: fy_proc_spawn refused its options: %s",
                pool->app_root, uv_strerror(r));
@@ -628,11 +665,11 @@ static int spawn_one(fy_pool_t *pool, fy_pool_spawn_reason_t why)
     w->spawned_at_ms = now_ms(pool);
     if (replacement)
         fy_log(FY_LOG_INFO, "pool",
-               "app=%s pid=%d: spawning a worker (rolling restart: generation %u)",
-               pool->app_root, (int)w->pid, w->generation);
+               "app=%s pid=%d spawn=%s: spawning a worker (rolling restart: generation %u)",
+               pool->app_root, (int)w->pid, w->forked ? "smart" : "direct", w->generation);
     else
-        fy_log(FY_LOG_INFO, "pool", "app=%s pid=%d: spawning a worker", pool->app_root,
-               (int)w->pid);
+        fy_log(FY_LOG_INFO, "pool", "app=%s pid=%d spawn=%s: spawning a worker", pool->app_root,
+               (int)w->pid, w->forked ? "smart" : "direct");
     return 0;
 }
 
@@ -892,6 +929,7 @@ int fy_pool_new(uv_loop_t *loop, const fy_pool_options_t *opts, fy_pool_t **out)
     size_t len = strlen(pool->app_root) + sizeof "/tmp/restart.txt";
     pool->restart_txt = fy_xmalloc(len);
     snprintf(pool->restart_txt, len, "%s/tmp/restart.txt", pool->app_root);
+    pool->always_restart_txt = fy_xasprintf("%s/tmp/always_restart.txt", pool->app_root);
     /* A restart.txt older than the pool restarts nothing: only a later change does. */
     struct stat st;
     if (stat(pool->restart_txt, &st) == 0) {
@@ -902,6 +940,11 @@ int fy_pool_new(uv_loop_t *loop, const fy_pool_options_t *opts, fy_pool_t **out)
     uv_timer_init(loop, &pool->tick_timer);
     uv_timer_init(loop, &pool->shutdown_timer);
     pool->kick_timer.data = pool->tick_timer.data = pool->shutdown_timer.data = pool;
+    if (opts->smart_spawn) {
+        fy_spawn_options_t so = spawn_options(pool);
+        so.preload = true;
+        pool->preloader = fy_preloader_new(loop, &so);
+    }
     *out = pool;
     return 0;
 }
@@ -912,9 +955,10 @@ int fy_pool_start(fy_pool_t *pool)
         return -ESHUTDOWN;
     if (!uv_is_active((uv_handle_t *)&pool->tick_timer))
         uv_timer_start(&pool->tick_timer, on_tick, TICK_MS, TICK_MS);
-    fy_log(FY_LOG_INFO, "pool", "app=%s type=%s max_pool_size=%u min_instances=%u: pool started",
+    fy_log(FY_LOG_INFO, "pool",
+           "app=%s type=%s max_pool_size=%u min_instances=%u spawn_method=%s: pool started",
            pool->app_root, pool->app_type ? pool->app_type : "auto", pool->o.max_pool_size,
-           pool->o.min_instances);
+           pool->o.min_instances, pool->preloader ? "smart" : "direct");
     kick(pool);
     return 0;
 }
@@ -942,6 +986,27 @@ static void check_restart_txt(fy_pool_t *pool)
     fy_pool_restart(pool);
 }
 
+/* tmp/always_restart.txt (Passenger's; development only): while it exists every request gets a
+ * worker spawned for it, from a preloader booted for it, so every request runs the code as it is
+ * on disk. One stat per request. */
+static void check_always_restart(fy_pool_t *pool)
+{
+    struct stat st;
+    bool present = stat(pool->always_restart_txt, &st) == 0;
+    if (present != pool->always_restart)
+        fy_log(FY_LOG_NOTICE, "pool", "app=%s file=%s: always_restart.txt %s", pool->app_root,
+               pool->always_restart_txt,
+               present ? "exists: a fresh worker for every request" : "is gone");
+    pool->always_restart = present;
+    if (!present)
+        return;
+    for (fy_worker_t *w = pool->workers; w; w = w->next)
+        if (w->state == W_IDLE)
+            retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_ALWAYS_RESTART);
+    if (pool->preloader)
+        fy_preloader_restart(pool->preloader);
+}
+
 int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **worker)
 {
     FY_ASSERT(waiter != NULL && waiter->cb != NULL && worker != NULL && !waiter->queued);
@@ -950,6 +1015,7 @@ int fy_pool_checkout(fy_pool_t *pool, fy_pool_waiter_t *waiter, fy_worker_t **wo
     if (!uv_is_active((uv_handle_t *)&pool->tick_timer))
         uv_timer_start(&pool->tick_timer, on_tick, TICK_MS, TICK_MS);
     check_restart_txt(pool);
+    check_always_restart(pool);
     if (in_boot_pause(pool) && live_count(pool) == 0)
         return -ENOEXEC;
     if (pool->queued == 0) {
@@ -1082,6 +1148,10 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
         retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_RESTART);
         return;
     }
+    if (pool->always_restart) {
+        retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_ALWAYS_RESTART);
+        return;
+    }
     if (w->over_memory_limit) {
         pool->stats.memory_limit_replacements++;
         retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_MEMORY_LIMIT);
@@ -1123,6 +1193,9 @@ int fy_pool_restart(fy_pool_t *pool)
     pool->restart_replaced = 0;
     unsigned old = old_count(pool);
     pool->restarting = old > 0;
+    /* New workers come from a new preloader, booted with the app as it is now. */
+    if (pool->preloader)
+        fy_preloader_restart(pool->preloader);
     if (old == 0) {
         fy_log(FY_LOG_NOTICE, "pool",
                "app=%s generation=%u: rolling restart: no worker to replace; new workers load "
@@ -1153,6 +1226,10 @@ void fy_pool_shutdown(fy_pool_t *pool, unsigned timeout_ms,
     pool->shutdown_deadline_ms = now_ms(pool) + timeout_ms;
     uv_timer_stop(&pool->tick_timer);
     fy_log(FY_LOG_INFO, "pool", "app=%s timeout_ms=%u: shutting down", pool->app_root, timeout_ms);
+    if (pool->preloader) {
+        fy_preloader_shutdown(pool->preloader);
+        pool->preloader = NULL;
+    }
     for (fy_worker_t *w = pool->workers; w; w = w->next) {
         if (w->state == W_IDLE)
             retire(w, SIGUSR1, timeout_ms ? timeout_ms : 1, FY_POOL_EXIT_SHUTDOWN);
@@ -1176,6 +1253,7 @@ void fy_pool_free(fy_pool_t *pool)
     free(pool->err_summary);
     free(pool->err_details);
     free(pool->restart_txt);
+    free(pool->always_restart_txt);
     free(pool);
 }
 
@@ -1212,6 +1290,16 @@ size_t fy_pool_list_workers(const fy_pool_t *pool, fy_pool_worker_info_t *out, s
         i->idle_ms = w->state == W_IDLE ? now - w->idle_since_ms : 0;
         i->generation = w->generation;
         i->protocol = w->protocol;
+        i->spawn_method = w->forked ? "smart" : "direct";
+        i->spawn_ms = w->spawn_ms;
     }
     return n;
+}
+
+bool fy_pool_preloader_info(const fy_pool_t *pool, fy_preloader_info_t *out)
+{
+    if (pool->preloader == NULL)
+        return false;
+    fy_preloader_get_info(pool->preloader, out);
+    return true;
 }

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "core/hist.h"
+#include "spawn/spawn.h"
 
 typedef struct fy_pool fy_pool_t;
 typedef struct fy_worker fy_worker_t;
@@ -44,6 +45,10 @@ typedef struct fy_pool_options {
      * would wait for it; what dispatch-ahead saves (a wake-up, tens of microseconds) matters
      * only for short requests. 0 means the default, FY_POOL_AHEAD_YOUNG_US; tests set it. */
     unsigned dispatch_ahead_young_us;
+    /* Smart spawning (docs/architecture.md): workers are forked by a preloader that loaded the
+     * app once. Rack and WSGI only; false: every worker loads the app itself (direct). */
+    bool smart_spawn;
+    unsigned max_preloader_idle_time_s; /* the preloader exits after this long unused; 0 never */
 } fy_pool_options_t;
 
 #define FY_POOL_DISPATCH_AHEAD_MAX 4u
@@ -171,6 +176,7 @@ void fy_pool_free(fy_pool_t *pool);
     X(MAX_REQUEST_TIME, "max_request_time", "max request time")                                \
     X(IDLE, "idle", "idle")                                                                    \
     X(RESTART, "restart", "rolling restart")                                                   \
+    X(ALWAYS_RESTART, "always_restart", "always_restart.txt") /* a fresh worker per request */ \
     X(BROKEN, "broken", "broken")         /* broke a request: bad response, early close */     \
     X(SHUTDOWN, "shutdown", "shutdown")                                                        \
     X(SELF, "self", "the worker stopped itself") /* said it exits (v2 END with CLOSING) */
@@ -237,7 +243,12 @@ typedef struct fy_pool_worker_info {
     uint64_t idle_ms;    /* since its last check-in when idle, else 0 */
     unsigned generation; /* the pool's generation when it was spawned (see fy_pool_restart) */
     unsigned protocol;   /* session protocol: 1 or 2; 0 while spawning */
+    const char *spawn_method; /* "smart" (forked by the preloader) or "direct" */
+    unsigned spawn_ms;   /* from the spawn request to ready; 0 while spawning */
 } fy_pool_worker_info_t;
+
+/* The app's preloader, for `ferry status`: false when the pool spawns directly. */
+bool fy_pool_preloader_info(const fy_pool_t *pool, fy_preloader_info_t *out);
 
 /* Fills at most <max> entries of <out> (may be NULL when <max> is 0) with the pool's workers,
  * newest first. Returns the number of workers, which may exceed <max>. */

@@ -9,12 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "admin/abstract_server.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "ipc/handshake.h"
+#include "core/sys.h"
+#include "ipc/channel.h"
 #include "proto/msgchan.h"
+#include "spawn/spawn_internal.h"
 
 extern char **environ;
 
@@ -70,6 +76,23 @@ struct fy_proc {
     char address[FY_ADDRESS_MAX];
     char secret[FY_SECRET_HEX_LEN + 1];
     unsigned protocol; /* 1, or 2 when the ready message offered session protocol v2 */
+
+    /* Smart spawning: a worker forked by a preloader (fy_proc_spawn_smart). It is not our child:
+     * its exit is watched through a pidfd, its control channel is the spawn connection. */
+    bool forked;
+    bool is_preloader;       /* started with FERRY_PRELOAD */
+    bool preloads;           /* ...and its ready said "preloader" (docs/protocol.md §5.4) */
+    bool deferred_fail;      /* a failure known before any child: reported on the next turn */
+    fy_preloader_t *preloader; /* while waiting for it to be ready; NULL otherwise */
+    fy_proc_t *wait_next;    /* in the preloader's waiting list */
+    int ctl_fd;              /* the spawn connection (-1: none) */
+    uv_poll_t ctl_poll;
+    bool want_owner_fd;      /* the owner pipe's write end has not arrived yet */
+    int pid_fd;              /* pidfd of the forked worker, from its ready message */
+    uv_poll_t pid_poll;
+    bool pid_poll_open;
+    int64_t spawn_started_ms;
+    unsigned spawn_ms;       /* request → ready */
 
     const char *overdue_summary; /* static: why a worker that should have exited is killed */
     bool closing;
@@ -293,11 +316,32 @@ static void close_owner(fy_proc_t *p)
     }
 }
 
+static void on_ctl_poll_closed(uv_handle_t *h)
+{
+    fy_proc_t *p = h->data;
+    close(p->ctl_fd);
+    p->ctl_fd = -1;
+    handle_closed(p);
+}
+
+static void on_pid_poll_closed(uv_handle_t *h)
+{
+    fy_proc_t *p = h->data;
+    close(p->pid_fd);
+    p->pid_fd = -1;
+    handle_closed(p);
+}
+
 static void close_ctl(fy_proc_t *p)
 {
     if (p->ctl_open) {
         p->ctl_open = false;
-        close_handle(p, (uv_handle_t *)&p->ctl);
+        if (p->forked) {
+            p->pending_closes++;
+            uv_close((uv_handle_t *)&p->ctl_poll, on_ctl_poll_closed);
+        } else {
+            close_handle(p, (uv_handle_t *)&p->ctl);
+        }
     }
 }
 
@@ -319,6 +363,11 @@ static void close_all(fy_proc_t *p)
         p->process_open = false;
         close_handle(p, (uv_handle_t *)&p->process);
     }
+    if (p->pid_poll_open) {
+        p->pid_poll_open = false;
+        p->pending_closes++;
+        uv_close((uv_handle_t *)&p->pid_poll, on_pid_poll_closed);
+    }
 }
 
 /* --- failure and completion -------------------------------------------------------------- */
@@ -336,8 +385,24 @@ static void set_failure(fy_proc_t *p, int status, const char *summary, const cha
     p->details = details ? fy_xstrdup(details) : NULL;
 }
 
+static void forked_gone(fy_proc_t *p);
+
 static void kill_now(fy_proc_t *p)
 {
+    if (p->forked) {
+        if (p->exited)
+            return;
+        if (p->pid > 0) {
+            kill(p->pid, SIGKILL);
+            return;
+        }
+        /* Not ready, so its pid is not known: the EOF of its owner pipe (if it has sent it) or
+         * of its control channel ends it, and there is nothing of it to wait for. */
+        close_owner(p);
+        close_ctl(p);
+        forked_gone(p);
+        return;
+    }
     if (p->spawned && !p->exited)
         uv_process_kill(&p->process, SIGKILL);
 }
@@ -390,9 +455,9 @@ static void on_drain_timeout(uv_timer_t *t)
     maybe_finish(p);
 }
 
-static void on_process_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+/* The child is gone (reaped by libuv, or a forked worker's pidfd said so). */
+static void child_exited(fy_proc_t *p, int64_t exit_status, int term_signal)
 {
-    fy_proc_t *p = proc->data;
     p->exited = true;
     p->exit_status = exit_status;
     p->term_signal = term_signal;
@@ -403,6 +468,66 @@ static void on_process_exit(uv_process_t *proc, int64_t exit_status, int term_si
     }
     uv_timer_start(&p->drain_timer, on_drain_timeout, FY_SPAWN_DRAIN_MS, 0);
     maybe_finish(p);
+}
+
+static void on_process_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+{
+    child_exited(proc->data, exit_status, term_signal);
+}
+
+/* A forked worker that ended its handshake without ready: it was never ours to wait for. */
+static void forked_gone(fy_proc_t *p)
+{
+    if (p->preloader)
+        fy_preloader_unwait(p->preloader, p);
+    if (!p->exited)
+        child_exited(p, 0, 0);
+}
+
+/* A forked worker's exit status, read while it is a zombie (field 52 of /proc/PID/stat, the wait
+ * status); 0 and 0 when its parent, the preloader, reaped it first. */
+static void zombie_status(pid_t pid, int64_t *exit_status, int *term_signal)
+{
+    *exit_status = 0;
+    *term_signal = 0;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *c = strrchr(buf, ')');
+    if (c == NULL)
+        return;
+    /* After ")": field 3 (the state) onwards; the exit code is field 52. */
+    int field = 2;
+    long long last = 0;
+    for (char *tok = strtok(c + 1, " "); tok; tok = strtok(NULL, " ")) {
+        field++;
+        if (field == 52) {
+            last = strtoll(tok, NULL, 10);
+            int ws = (int)last;
+            if (WIFSIGNALED(ws))
+                *term_signal = WTERMSIG(ws);
+            else
+                *exit_status = WEXITSTATUS(ws);
+            return;
+        }
+    }
+}
+
+static void on_pid_readable(uv_poll_t *h, int status, int events)
+{
+    fy_proc_t *p = h->data;
+    (void)status;
+    (void)events;
+    uv_poll_stop(h);
+    int64_t exit_status;
+    int term_signal;
+    zombie_status(p->pid, &exit_status, &term_signal);
+    child_exited(p, exit_status, term_signal);
 }
 
 static void on_exit_overdue(uv_timer_t *t)
@@ -419,6 +544,12 @@ static void on_exit_overdue(uv_timer_t *t)
  * known already. */
 static void expect_exit(fy_proc_t *p, const char *summary)
 {
+    if (p->forked) {
+        if (summary)
+            set_failure(p, -ENOEXEC, summary, NULL);
+        forked_gone(p);
+        return;
+    }
     p->overdue_summary = summary ? summary : "worker did not exit after its handshake ended";
     if (!p->exited)
         uv_timer_start(&p->start_timer, on_exit_overdue, FY_SPAWN_EXIT_GRACE_MS, 0);
@@ -427,7 +558,7 @@ static void expect_exit(fy_proc_t *p, const char *summary)
 static void on_start_timeout(uv_timer_t *t)
 {
     fy_proc_t *p = t->data;
-    if (!p->spawned) {
+    if (!p->spawned || p->deferred_fail) {
         /* The deferred report of a failed exec: nothing runs, nothing to reap. */
         p->exited = true;
         p->drain_expired = true;
@@ -472,13 +603,41 @@ static void handle_message(fy_proc_t *p, fy_array_t *msg)
             handshake_failed(p, buf, NULL);
             return;
         }
-        if (pid != p->pid)
+        if (p->forked) {
+            /* docs/protocol.md §5.4: the owner pipe first, then ready. */
+            if (p->owner_fd < 0) {
+                handshake_failed(p, "ready from a forked worker without its owner pipe", NULL);
+                return;
+            }
+            int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+            if (pfd < 0) {
+                char buf[160];
+                snprintf(buf, sizeof buf, "cannot watch forked worker pid %d: %s", (int)pid,
+                         strerror(errno));
+                handshake_failed(p, buf, NULL);
+                return;
+            }
+            p->pid = pid;
+            p->pid_fd = pfd;
+            uv_poll_init(p->loop, &p->pid_poll, pfd);
+            p->pid_poll.data = p;
+            p->pid_poll_open = true;
+            uv_poll_start(&p->pid_poll, UV_READABLE, on_pid_readable);
+        } else if (pid != p->pid) {
             fy_log(FY_LOG_DEBUG, "spawn", "app=%s pid=%d: worker reports pid %d", p->app_root,
                    (int)p->pid, (int)pid);
+        }
+        p->spawn_ms = (unsigned)(fy_monotonic_ms() - p->spawn_started_ms);
         snprintf(p->address, sizeof p->address, "%s", msg->items[2]);
         snprintf(p->secret, sizeof p->secret, "%s", msg->items[3]);
         p->protocol = msg->count >= 5 && strcmp(msg->items[4], "2") == 0 ? 2 : 1;
-        if (msg->count >= 5 && p->protocol == 1)
+        /* A preloader names itself; a loader that does not know FERRY_PRELOAD answers as a
+         * worker (preloader.c then spawns directly). */
+        p->preloads = p->is_preloader && msg->count >= 5 &&
+                      strcmp(msg->items[4], FY_PRELOADER_READY_ITEM) == 0;
+        if (p->preloads)
+            p->protocol = 1;
+        else if (msg->count >= 5 && p->protocol == 1)
             fy_log(FY_LOG_WARN, "spawn", "app=%s pid=%d: ready offers protocol \"%s\", which this "
                    "ferry does not know; speaking v1", p->app_root, (int)p->pid, msg->items[4]);
         p->ready = true;
@@ -505,12 +664,20 @@ static void handle_message(fy_proc_t *p, fy_array_t *msg)
     handshake_failed(p, buf, NULL);
 }
 
-static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* The control channel ended (<nread> UV_EOF) or failed. */
+static void ctl_end(fy_proc_t *p, ssize_t nread)
 {
-    fy_proc_t *p = s->data;
-    if (nread == 0)
+    if (p->forked && p->want_owner_fd) {
+        /* Not one byte from a child: the preloader closed the request without forking (it is
+         * exiting) or died. Not the app's failure; the caller asks again (spawn.h). */
+        char buf[FY_ADDRESS_MAX + 96];
+        snprintf(buf, sizeof buf, "the preloader ended the spawn request without forking (%s)",
+                 nread == UV_EOF ? "end of channel" : uv_strerror((int)nread));
+        close_ctl(p);
+        fy_proc_forked_fail(p, -EAGAIN, buf, NULL);
         return;
-    if (nread < 0) {
+    }
+    {
         if (nread != UV_EOF)
             fy_log(FY_LOG_DEBUG, "spawn", "app=%s pid=%d: control channel: %s", p->app_root,
                    (int)p->pid, uv_strerror((int)nread));
@@ -520,10 +687,11 @@ static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
          * summary), then kill it. */
         close_ctl(p);
         expect_exit(p, "worker closed the control channel before it was ready");
-        return;
     }
-    const uint8_t *data = (const uint8_t *)buf->base;
-    size_t len = (size_t)nread;
+}
+
+static void ctl_bytes(fy_proc_t *p, const uint8_t *data, size_t len)
+{
     while (len > 0 && p->ctl_open) {
         size_t used = 0;
         int r = fy_msgparser_feed(&p->parser, data, len, &used);
@@ -549,6 +717,87 @@ static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+static void on_ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    fy_proc_t *p = s->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        ctl_end(p, nread);
+        return;
+    }
+    ctl_bytes(p, (const uint8_t *)buf->base, (size_t)nread);
+}
+
+/* Reads the one-byte fd message at the start of a forked worker's channel (docs/protocol.md
+ * §5.4). Returns 1 (*fd set, or -1 when the byte came without one), 0 at EOF, or -errno. */
+static int recv_first_byte(int sock, uint8_t *byte, int *fd)
+{
+    *fd = -1;
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int) * 4)];
+    } cbuf;
+    struct iovec iov = {.iov_base = byte, .iov_len = 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.space,
+                       .msg_controllen = sizeof cbuf.space};
+    ssize_t n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n == -1)
+        return -errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+            if (*fd < 0)
+                *fd = got;
+            else
+                close(got); /* exactly one is expected; extras are closed */
+        }
+    }
+    return n == 0 ? 0 : 1;
+}
+
+static void on_ctl_poll(uv_poll_t *h, int status, int events)
+{
+    fy_proc_t *p = h->data;
+    (void)events;
+    if (status < 0) {
+        ctl_end(p, status);
+        return;
+    }
+    uint8_t buf[4096];
+    while (p->ctl_open) {
+        if (p->want_owner_fd) {
+            int fd;
+            int r = recv_first_byte(p->ctl_fd, buf, &fd);
+            if (r == -EAGAIN || r == -EINTR)
+                return;
+            if (r <= 0) {
+                ctl_end(p, r == 0 ? UV_EOF : r);
+                return;
+            }
+            p->want_owner_fd = false;
+            if (fd >= 0) {
+                p->owner_fd = fd;
+                continue;
+            }
+            ctl_bytes(p, buf, 1); /* no fd: the first byte of a message (an error) */
+            continue;
+        }
+        ssize_t n = read(p->ctl_fd, buf, sizeof buf);
+        if (n == -1 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0) {
+            ctl_end(p, n == 0 ? UV_EOF : -errno);
+            return;
+        }
+        ctl_bytes(p, buf, (size_t)n);
+    }
+}
+
 /* --- spawning ---------------------------------------------------------------------------- */
 
 static bool is_ours(const char *entry)
@@ -557,7 +806,7 @@ static bool is_ours(const char *entry)
         FY_HANDSHAKE_VAR_APP_ROOT "=",     FY_HANDSHAKE_VAR_APP_TYPE "=",
         FY_HANDSHAKE_VAR_ENV "=",          FY_HANDSHAKE_VAR_OWNER_FD "=",
         FY_HANDSHAKE_VAR_CONTROL_FD "=",   FY_HANDSHAKE_VAR_INSTANCE_DIR "=",
-        "FERRY_CONNECT_PASSWORD="};
+        FY_HANDSHAKE_VAR_PRELOAD "=",      "FERRY_CONNECT_PASSWORD="};
     for (size_t i = 0; i < FY_ARRAY_SIZE(names); i++) {
         if (strncmp(entry, names[i], strlen(names[i])) == 0)
             return true;
@@ -571,7 +820,7 @@ static char **build_env(const fy_spawn_options_t *o)
     size_t n = 0;
     for (char **e = environ; e && *e; e++)
         n++;
-    char **env = fy_xcalloc(n + 8, sizeof *env);
+    char **env = fy_xcalloc(n + 9, sizeof *env);
     size_t k = 0;
     for (char **e = environ; e && *e; e++) {
         if (!is_ours(*e))
@@ -586,6 +835,8 @@ static char **build_env(const fy_spawn_options_t *o)
     env[k++] = fy_xstrdup(FY_HANDSHAKE_VAR_CONTROL_FD "=" FY_HANDSHAKE_CONTROL_FD_TEXT);
     if (o->instance_dir)
         env[k++] = fy_xasprintf(FY_HANDSHAKE_VAR_INSTANCE_DIR "=%s", o->instance_dir);
+    if (o->preload)
+        env[k++] = fy_xasprintf(FY_HANDSHAKE_VAR_PRELOAD "=%u", o->preload_idle_s);
     env[k] = NULL;
     return env;
 }
@@ -616,13 +867,9 @@ static void exec_failed(fy_proc_t *p, int err)
     uv_timer_start(&p->start_timer, on_start_timeout, 0, 0);
 }
 
-int fy_proc_spawn(uv_loop_t *loop, const fy_spawn_options_t *opts, const fy_spawn_callbacks_t *cbs,
-                  void *data, fy_proc_t **out)
+static fy_proc_t *proc_new(uv_loop_t *loop, const fy_spawn_options_t *opts,
+                           const fy_spawn_callbacks_t *cbs, void *data)
 {
-    if (loop == NULL || opts == NULL || cbs == NULL || out == NULL || opts->ferry_bin == NULL ||
-        opts->app_root == NULL || cbs->on_closed == NULL || cbs->on_ready == NULL)
-        return -EINVAL;
-
     fy_proc_t *p = fy_xcalloc(1, sizeof *p);
     p->loop = loop;
     p->cbs = *cbs;
@@ -630,11 +877,26 @@ int fy_proc_spawn(uv_loop_t *loop, const fy_spawn_options_t *opts, const fy_spaw
     p->app_root = fy_xstrdup(opts->app_root);
     p->start_timeout_ms = opts->start_timeout_ms ? opts->start_timeout_ms : 60000;
     p->owner_fd = -1;
+    p->ctl_fd = -1;
+    p->pid_fd = -1;
+    p->spawn_started_ms = fy_monotonic_ms();
     fy_msgparser_init(&p->parser);
     uv_timer_init(loop, &p->start_timer);
     uv_timer_init(loop, &p->kill_timer);
     uv_timer_init(loop, &p->drain_timer);
     p->start_timer.data = p->kill_timer.data = p->drain_timer.data = p;
+    return p;
+}
+
+int fy_proc_spawn(uv_loop_t *loop, const fy_spawn_options_t *opts, const fy_spawn_callbacks_t *cbs,
+                  void *data, fy_proc_t **out)
+{
+    if (loop == NULL || opts == NULL || cbs == NULL || out == NULL || opts->ferry_bin == NULL ||
+        opts->app_root == NULL || cbs->on_closed == NULL || cbs->on_ready == NULL)
+        return -EINVAL;
+
+    fy_proc_t *p = proc_new(loop, opts, cbs, data);
+    p->is_preloader = opts->preload;
     *out = p;
 
     int owner[2] = {-1, -1};
@@ -741,6 +1003,106 @@ unsigned fy_proc_protocol(const fy_proc_t *p)
 {
     return p->protocol ? p->protocol : 1;
 }
+unsigned fy_proc_spawn_ms(const fy_proc_t *p)
+{
+    return p->spawn_ms;
+}
+bool fy_proc_forked(const fy_proc_t *p)
+{
+    return p->forked;
+}
+bool fy_proc_preloads(const fy_proc_t *p)
+{
+    return p->preloads;
+}
+
+/* --- smart spawning: a worker forked by a preloader (spawn_internal.h) --------------------- */
+
+fy_proc_t *fy_proc_forked_new(uv_loop_t *loop, const fy_spawn_options_t *opts,
+                              const fy_spawn_callbacks_t *cbs, void *data)
+{
+    fy_proc_t *p = proc_new(loop, opts, cbs, data);
+    p->forked = true;
+    p->spawned = true; /* it runs, as far as fy_proc_exited goes, once asked for */
+    outcap_init(p, &p->out, "stdout");
+    outcap_init(p, &p->err, "stderr");
+    uv_timer_start(&p->start_timer, on_start_timeout, p->start_timeout_ms, 0);
+    return p;
+}
+
+void fy_proc_forked_fail(fy_proc_t *p, int status, const char *summary, const char *details)
+{
+    p->preloader = NULL;
+    set_failure(p, status, summary, details);
+    p->deferred_fail = true;
+    /* Reported on the next loop turn, never from inside the caller. */
+    uv_timer_start(&p->start_timer, on_start_timeout, 0, 0);
+}
+
+int fy_proc_forked_connect(fy_proc_t *p, const char *address, const char *password)
+{
+    p->preloader = NULL;
+    int out[2] = {-1, -1}, err[2] = {-1, -1};
+    int r = 0;
+    if (pipe2(out, O_CLOEXEC) == -1 || pipe2(err, O_CLOEXEC) == -1)
+        r = -errno;
+    int fd = -1;
+    if (r == 0) {
+        const char *items[] = {FY_PRELOADER_SPAWN_MESSAGE};
+        fd = fy_abstract_client_call(address, password, FY_SPAWN_PRELOADER_TIMEOUT_MS, items, 1);
+        if (fd < 0)
+            r = fd;
+    }
+    if (r == 0) {
+        fy_channel_t ch;
+        fy_channel_init(&ch, fd, FY_SPAWN_PRELOADER_TIMEOUT_MS);
+        r = fy_channel_send_fd(&ch, out[1]);
+        if (r == 0)
+            r = fy_channel_send_fd(&ch, err[1]);
+    }
+    if (out[1] >= 0)
+        close(out[1]);
+    if (err[1] >= 0)
+        close(err[1]);
+    if (r == 0)
+        r = fy_fd_set_nonblock(fd, true);
+    if (r != 0) {
+        if (fd >= 0)
+            close(fd);
+        if (out[0] >= 0)
+            close(out[0]);
+        if (err[0] >= 0)
+            close(err[0]);
+        char buf[FY_ADDRESS_MAX + 96];
+        snprintf(buf, sizeof buf, "cannot ask the preloader at %s for a worker: %s", address,
+                 strerror(-r));
+        fy_log(FY_LOG_WARN, "spawn", "app=%s step=preloader_connect: %s", p->app_root, buf);
+        fy_proc_forked_fail(p, -EAGAIN, buf, NULL);
+        return r;
+    }
+    uv_pipe_open(&p->out.pipe, out[0]);
+    uv_pipe_open(&p->err.pipe, err[0]);
+    uv_read_start((uv_stream_t *)&p->out.pipe, on_alloc, on_output);
+    uv_read_start((uv_stream_t *)&p->err.pipe, on_alloc, on_output);
+    p->ctl_fd = fd;
+    uv_poll_init(p->loop, &p->ctl_poll, fd);
+    p->ctl_poll.data = p;
+    p->ctl_open = true;
+    p->want_owner_fd = true;
+    uv_poll_start(&p->ctl_poll, UV_READABLE, on_ctl_poll);
+    return 0;
+}
+
+void fy_proc_forked_set_waiting(fy_proc_t *p, fy_preloader_t *pl)
+{
+    p->preloader = pl;
+}
+
+fy_proc_t **fy_proc_wait_next(fy_proc_t *p)
+{
+    return &p->wait_next;
+}
+
 const char *fy_proc_error_summary(const fy_proc_t *p)
 {
     return p->summary ? p->summary : "";
@@ -776,7 +1138,20 @@ int fy_proc_stop(fy_proc_t *p, int sig, unsigned kill_after_ms)
     if (!p->spawned || p->exited)
         return 0;
     p->stop_signal = sig;
-    int r = uv_process_kill(&p->process, sig);
+    int r;
+    if (p->forked) {
+        if (p->pid <= 0) {
+            /* Still waiting for its preloader or its handshake: nothing runs that a signal
+             * could stop in order; it ends now. */
+            if (p->preloader)
+                fy_preloader_unwait(p->preloader, p);
+            kill_now(p);
+            return 0;
+        }
+        r = kill(p->pid, sig) == -1 ? -errno : 0;
+    } else {
+        r = uv_process_kill(&p->process, sig);
+    }
     if (kill_after_ms > 0)
         uv_timer_start(&p->kill_timer, on_kill_timer, kill_after_ms, 0);
     return r;
@@ -788,6 +1163,20 @@ void fy_proc_close(fy_proc_t *p)
     p->closing = true;
     close_owner(p);
     close_ctl(p);
+    if (p->forked) {
+        if (p->preloader)
+            fy_preloader_unwait(p->preloader, p);
+        uv_timer_stop(&p->start_timer);
+        uv_timer_stop(&p->kill_timer);
+        uv_timer_stop(&p->drain_timer);
+        if (p->pid > 0 && !p->exited) {
+            kill(p->pid, SIGKILL); /* its pidfd says when it is gone, then close_all */
+            return;
+        }
+        p->exited = true;
+        close_all(p);
+        return;
+    }
     if (p->spawned && !p->exited) {
         /* Reap it before closing the process handle, or it would stay a zombie. */
         uv_timer_stop(&p->start_timer);

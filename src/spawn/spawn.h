@@ -32,6 +32,9 @@
 #define FY_SPAWN_EXIT_GRACE_MS 2000
 /* How long after the exit of a child its output pipes may still be drained. */
 #define FY_SPAWN_DRAIN_MS 300
+/* Bounds the connect to a preloader's spawn server and the sends of a spawn request (local, and
+ * the server accepts on a thread of its own: normally microseconds). */
+#define FY_SPAWN_PRELOADER_TIMEOUT_MS 2000
 
 typedef struct fy_proc fy_proc_t;
 
@@ -42,6 +45,8 @@ typedef struct fy_spawn_options {
     const char *environment;   /* FERRY_ENV; NULL means "production" */
     const char *instance_dir;  /* FERRY_INSTANCE_DIR (fallback socket files); may be NULL */
     unsigned start_timeout_ms; /* not ready by then: SIGKILL and a boot failure; 0 = 60 s */
+    bool preload;              /* start a preloader (FERRY_PRELOAD, docs/protocol.md §5.4) */
+    unsigned preload_idle_s;   /* its idle time: FERRY_PRELOAD's value; 0 = never */
 } fy_spawn_options_t;
 
 typedef struct fy_spawn_callbacks {
@@ -72,6 +77,14 @@ const char *fy_proc_secret(const fy_proc_t *proc);
 /* The session protocol the worker offered: 2 when its ready message had the fifth item "2"
  * (docs/protocol.md §4.1), else 1. Valid after on_ready(0). */
 unsigned fy_proc_protocol(const fy_proc_t *proc);
+/* Milliseconds from the spawn request to ready (0 until ready). */
+unsigned fy_proc_spawn_ms(const fy_proc_t *proc);
+/* True for a worker forked by a preloader (fy_proc_spawn_smart). */
+bool fy_proc_forked(const fy_proc_t *proc);
+/* True for a proc started with opts->preload whose ready message named it a preloader (its
+ * fifth item "preloader"); false for a loader that ignored FERRY_PRELOAD and became a worker. */
+bool fy_proc_preloads(const fy_proc_t *proc);
+
 /* Why the boot failed: one line, and the details (the worker's own details, else the tail of its
  * stderr; may be ""). Empty strings unless on_ready reported a failure. */
 const char *fy_proc_error_summary(const fy_proc_t *proc);
@@ -97,5 +110,54 @@ void fy_proc_close(fy_proc_t *proc);
  * hex digits. Returns 0 and sets *pid_out, or -EPROTO and points *why at a static reason. */
 int fy_spawn_check_ready(const char *pid, const char *address, const char *secret, pid_t *pid_out,
                          const char **why);
+
+/* ---- smart spawning (preloader.c; docs/protocol.md §5.4) ------------------------------------
+ * A preloader is one process per app (`ferry worker` with FERRY_PRELOAD) that loaded the app and
+ * forks workers on request. fy_proc_spawn_smart gives the same fy_proc lifecycle and callbacks as
+ * fy_proc_spawn; the worker is forked by the preloader instead of exec'd by us, and is owned by
+ * us exactly as a direct one: its owner pipe's write end is ours (passed over the spawn
+ * connection), its stdout and stderr are our pipes, its exit is watched through a pidfd. The
+ * preloader is started on the first spawn, and again on the next spawn after it exited (idle
+ * time, crash, kill). Loop thread only. */
+typedef struct fy_preloader fy_preloader_t;
+
+/* Creates the preloader of one app (nothing starts yet). Copies <opts>; opts->preload and
+ * preload_idle_s say how it is started. */
+fy_preloader_t *fy_preloader_new(uv_loop_t *loop, const fy_spawn_options_t *opts);
+
+/* Asks for a worker forked by <pl>'s preloader, starting the preloader when none runs. Every
+ * outcome comes through <cbs> as for fy_proc_spawn: a preloader that fails to boot fails each
+ * waiting spawn with its error (status -ENOEXEC, -ETIMEDOUT, ...); a preloader that could not be
+ * reached fails it with -EAGAIN (the preloader is dropped: the next spawn starts a new one, and
+ * the caller should not count this as the app's boot failure). Returns 0 and sets *out, or
+ * -EINVAL (as fy_proc_spawn), -ESHUTDOWN after fy_preloader_shutdown, or -ENOTSUP once the
+ * app's loader turned out not to preload (it answered FERRY_PRELOAD as a worker: the caller
+ * spawns directly from then on; fy_preloader_unsupported says so). */
+int fy_proc_spawn_smart(fy_preloader_t *pl, const fy_spawn_callbacks_t *cbs, void *data,
+                        fy_proc_t **out);
+
+/* True once the app's loader answered FERRY_PRELOAD as a plain worker (a third-party loader
+ * that implements only the spawn handshake): smart spawning is not possible for this app. */
+bool fy_preloader_unsupported(const fy_preloader_t *pl);
+
+/* The code changed (a rolling restart): the running preloader is stopped now (its workers stay;
+ * they are not its to stop) and the next spawn boots a new one. Spawns waiting for a booting
+ * preloader wait for the new one. */
+void fy_preloader_restart(fy_preloader_t *pl);
+
+/* Stops the preloader and frees <pl> once its process is reaped; spawns waiting for it fail
+ * with -ESHUTDOWN. <pl> must not be used after this call. */
+void fy_preloader_shutdown(fy_preloader_t *pl);
+
+/* What `ferry status` shows. */
+typedef struct fy_preloader_info {
+    const char *state; /* "off" (none runs), "booting", "ready" (static strings) */
+    pid_t pid;         /* 0 when off */
+    uint64_t age_ms;   /* since it became ready; 0 unless ready */
+    unsigned starts;   /* preloaders started since fy_preloader_new */
+    unsigned forks;    /* workers asked of it since fy_preloader_new */
+    const char *last_exit; /* why the last preloader ended ("" none yet): "idle time", ... */
+} fy_preloader_info_t;
+void fy_preloader_get_info(const fy_preloader_t *pl, fy_preloader_info_t *out);
 
 #endif

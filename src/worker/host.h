@@ -43,6 +43,41 @@ int fy_worker_host_fail(const char *summary, const char *details);
  * without returning, as for native apps. */
 int fy_worker_host_serve(const fy_worker_host_t *host);
 
+/* ---- the preloader (smart spawning, docs/protocol.md §5.4, docs/architecture.md) -------------
+ * A host started with FERRY_PRELOAD set loads the app once and then, instead of serving, calls
+ * fy_worker_host_preload_start() and loops:
+ *
+ *     while (fy_worker_host_preload_wait() == 1) {     // without the interpreter lock
+ *         pid = the interpreter's own fork();          // so its fork hooks run
+ *         fy_worker_host_preload_forked(pid or -errno);
+ *         if (pid == 0) break;                         // the child: a worker now
+ *     }
+ *     child: reseed the interpreter's random generators, then fy_worker_host_serve(host)
+ *
+ * The fork happens on the host's main thread, the one that loaded the app. */
+
+/* True in a process started as a preloader (after fy_worker_host_boot; false again in a worker
+ * forked from it). */
+int fy_worker_host_preloading(void);
+
+/* Starts the spawn server (an AbstractServer on a thread of this process, src/admin) and sends
+ * ["ready", pid, address, password] on the control channel. Returns 0, or a negative errno after
+ * reporting ["error", ...]; the host then exits 1. */
+int fy_worker_host_preload_start(void);
+
+/* Blocks until the core asks for a worker (returns 1: fork now), or the preloader's idle time
+ * (FERRY_PRELOAD seconds, 0 = never) passed without a request (returns 0, logged: exit 0).
+ * Reaps exited workers meanwhile. Main thread, without the interpreter lock. */
+int fy_worker_host_preload_wait(void);
+
+/* After the host's fork for the request fy_worker_host_preload_wait returned. In the preloader:
+ * <pid> is the child's pid, or a negative errno when fork failed (the core then gets ["error",
+ * ...]); returns 1. In the child (<pid> 0): becomes that request's worker (its own owner pipe,
+ * whose write end goes to the core first; stdout and stderr from the core; the spawn connection
+ * as control channel; C generators reseeded; signal mask cleared) and returns 0, so that
+ * fy_worker_host_serve follows; or a negative errno after reporting ["error", ...] (exit 1). */
+int fy_worker_host_preload_forked(int pid);
+
 /* Called from SIGQUIT's handler after the runtime's "SIGQUIT: pid=N busy=PATH" line and the C
  * stacks, in the thread that took the signal: must be async-signal-safe (Python: faulthandler's
  * dump; Ruby: rb_postponed_job_register_one). NULL: none. */

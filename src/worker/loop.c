@@ -42,6 +42,8 @@ static int wake_pipe[2] = {-1, -1};
 static volatile sig_atomic_t soft_stop;
 static int owner_fd_watched = -1;
 static void (*sigquit_hook)(void); /* the host's, after the C stacks (host.h) */
+static bool host_booted;
+static int host_control_fd = -1;
 
 int fy_worker_report_error(int control_fd, const char *summary, const char *details)
 {
@@ -290,6 +292,52 @@ static int runtime_setup(int owner_fd, int control_fd)
     return rc;
 }
 
+int fy_worker_runtime_rebind(int owner_fd, int control_fd)
+{
+    /* The owner watcher did not survive the fork; the pipes it and SIGUSR1 used are the
+     * preloader's. Nothing else of the runtime's state carries over. */
+    if (owner_fd_watched >= 0 && owner_fd_watched != owner_fd)
+        close(owner_fd_watched);
+    owner_fd_watched = -1;
+    if (wake_pipe[0] >= 0)
+        close(wake_pipe[0]);
+    if (wake_pipe[1] >= 0)
+        close(wake_pipe[1]);
+    wake_pipe[0] = wake_pipe[1] = -1;
+    if (host_control_fd >= 0 && host_control_fd != control_fd)
+        close(host_control_fd);
+    host_control_fd = control_fd;
+    soft_stop = 0;
+    socket_file[0] = '\0';
+    busy_path[0] = '\0';
+    fy_fd_set_cloexec(control_fd);
+    fy_fd_set_cloexec(owner_fd);
+    int rc = 0;
+    if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
+        rc = -errno;
+    if (rc == 0)
+        rc = start_owner_watch(owner_fd);
+    if (rc != 0) {
+        char *summary = fy_xasprintf("forked worker setup failed: %s", strerror(-rc));
+        fy_worker_report_error(control_fd, summary, "step=setup");
+        free(summary);
+    }
+    return rc;
+}
+
+void fy_worker_runtime_set_socket_file(const char *address)
+{
+    if (address != NULL && strncmp(address, "unix:", 5) == 0)
+        snprintf(socket_file, sizeof socket_file, "%s", address + 5);
+    else
+        socket_file[0] = '\0';
+}
+
+int fy_worker_host_control_fd(void)
+{
+    return host_control_fd;
+}
+
 /* After the app loaded: listen, generate the password, send ready, serve until a stop; then
  * on_shutdown. Returns the exit status. */
 static int serve_app(int control_fd, const char *socket_dir, fy_worker_app_t *app,
@@ -379,9 +427,6 @@ int fy_worker_run(const fy_worker_config_t *cfg)
 }
 
 /* ---- language hosts (host.h) ---------------------------------------------------------------- */
-
-static bool host_booted;
-static int host_control_fd = -1;
 
 /* <name>'s fd (absent: <fallback>), or -1 when it is not a number or not open. */
 static int handshake_fd(const char *name, int fallback)

@@ -91,6 +91,21 @@ void fy_worker_request_init(struct ferry_request *req, fy_worker_session_t *sess
 void fy_worker_request_finish(struct ferry_request *req, int rc);
 void fy_worker_request_dispose(struct ferry_request *req);
 
+/* ---- the runtime's process state (loop.c), for the preloader (preloader.c) ------------------ */
+
+/* In a worker just forked from a preloader: forgets the preloader's owner pipe, control channel
+ * and SIGUSR1 wake pipe (closing them), clears the stop flag, and sets the runtime up again with
+ * <owner_fd> (the worker's own owner pipe) and <control_fd> (its spawn connection, where ready
+ * goes) and a new owner watcher thread. The signal dispositions are the preloader's, which are
+ * the worker's already (fy_worker_host_boot). Returns 0, or a negative errno after reporting
+ * ["error", ...] on <control_fd>. */
+int fy_worker_runtime_rebind(int owner_fd, int control_fd);
+/* The socket file SIGTERM and the owner watcher remove before the process ends: the one behind
+ * <address> when it is "unix:PATH", none otherwise (the preloader's spawn server). */
+void fy_worker_runtime_set_socket_file(const char *address);
+/* The control channel fy_worker_host_boot found (or rebind set); -1 before. */
+int fy_worker_host_control_fd(void);
+
 /* ---- SIGQUIT: the backtrace of every thread (backtrace.c) ---------------------------------- */
 
 #include <signal.h>

@@ -96,8 +96,13 @@ def test_status_shows_the_app_and_its_workers(ferry):
     assert pool["boot_error"] is None
     workers = doc["workers"]
     assert len(workers) == 2
+    # Smart spawning (the default for WSGI): the core's one child is the preloader, whose
+    # children the workers are (docs/architecture.md "Smart spawning").
     children = set(int(p) for p in open("/proc/%d/task/%d/children" % (f.pid, f.pid)).read().split())
-    assert {w["pid"] for w in workers} == children
+    preloader = pool["preloader"]["pid"]
+    assert children == {preloader}
+    forked = set(int(p) for p in open("/proc/%d/task/%d/children" % (preloader, preloader)).read().split())
+    assert {w["pid"] for w in workers} == forked
     assert sum(w["requests"] for w in workers) == 3
     for w in workers:
         assert w["state"] == "idle"

@@ -47,8 +47,8 @@ def test_sigkill_of_the_core_takes_every_worker_down(ferry, abstract):
     assert len(pids) == 2, log
     assert all(a.startswith("abstract:" if abstract else "unix:") for a in addrs), addrs
     if not abstract:
-        # the two workers' and the core's admin socket
-        assert len(sockets_under(f.tmpdir)) == 3, sockets_under(f.tmpdir)
+        # the two workers', the preloader's spawn server and the core's admin socket
+        assert len(sockets_under(f.tmpdir)) == 4, sockets_under(f.tmpdir)
     assert requests.get(f.url + "/pid", timeout=10).status_code == 200
     f.stop(signal.SIGKILL)
     time.sleep(1.0)

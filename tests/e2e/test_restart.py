@@ -109,7 +109,7 @@ def test_restart_wait_replaces_every_worker_and_no_request_fails(ferry):
     assert log.count("worker stopped (rolling restart)") == 2
     assert "generation=2 replaced=2: rolling restart done" in log
     human = cli(f, "status", "--pid", str(f.pid)).stdout
-    assert " gen proto\n" in human
+    assert " gen proto spawn  spawn_ms\n" in human
 
 
 def test_busy_worker_finishes_its_request_and_is_replaced_after(ferry):

@@ -138,7 +138,12 @@ class LifecycleTest < Minitest::Test
     3.times { w.request('GET', '/hello') }
     before = Dir.children("/proc/#{w.pid}/fd").size
     40.times { assert_equal 200, w.request('POST', '/sha256', body: 'x' * 2_000_000).status }
-    assert_equal before, Dir.children("/proc/#{w.pid}/fd").size
+    # The worker closes a finished request's connection after answering it, so the count may
+    # lag by one for a moment on a busy machine (at either reading); a leak would be +40.
+    fds = -> { Dir.children("/proc/#{w.pid}/fd").size }
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 5
+    sleep 0.05 while fds.call > before && Process.clock_gettime(Process::CLOCK_MONOTONIC) < deadline
+    assert_operator fds.call, :<=, before
   end
 
   def test_an_idle_worker_uses_no_cpu

@@ -276,6 +276,48 @@ static PyObject *py_serve(PyObject *self, PyObject *args, PyObject *kwargs)
     return PyLong_FromLong(status);
 }
 
+/* ---- the preloader (host.h, "the preloader") ------------------------------------------------ */
+
+static PyObject *py_preloading(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(fy_worker_host_preloading());
+}
+
+static PyObject *raise_errno(int rc, const char *what)
+{
+    errno = -rc;
+    PyErr_Format(PyExc_OSError, "%s: %s (reported on the control channel)", what, strerror(-rc));
+    return NULL;
+}
+
+static PyObject *py_preload_start(PyObject *self, PyObject *unused)
+{
+    int rc = fy_worker_host_preload_start();
+    if (rc != 0)
+        return raise_errno(rc, "the preloader did not start");
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_preload_wait(PyObject *self, PyObject *unused)
+{
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = fy_worker_host_preload_wait();
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(rc == 1);
+}
+
+static PyObject *py_preload_forked(PyObject *self, PyObject *args)
+{
+    int pid;
+    if (!PyArg_ParseTuple(args, "i:preload_forked", &pid))
+        return NULL;
+    int rc = fy_worker_host_preload_forked(pid);
+    if (rc < 0)
+        return raise_errno(rc, "the forked worker could not be set up");
+    Py_RETURN_NONE;
+}
+
 /* ---- the frame codec, for tests ------------------------------------------------------------- */
 
 static PyObject *py_encode_frame(PyObject *self, PyObject *args)
@@ -354,6 +396,16 @@ static PyMethodDef module_methods[] = {
      "fail(summary, details=''): reports a boot error on the control channel; then exit 1"},
     {"serve", (PyCFunction)(void (*)(void))py_serve, METH_VARARGS | METH_KEYWORDS,
      "serve(application, label='wsgi') -> exit status: serves until a soft stop"},
+    {"preloading", py_preloading, METH_NOARGS,
+     "preloading() -> bool: this process was started as a preloader (FERRY_PRELOAD)"},
+    {"preload_start", py_preload_start, METH_NOARGS,
+     "preload_start(): starts the spawn server and sends ready (after the app loaded)"},
+    {"preload_wait", py_preload_wait, METH_NOARGS,
+     "preload_wait() -> bool: True when the core asks for a worker (fork now), False after "
+     "the preloader's idle time (exit 0)"},
+    {"preload_forked", py_preload_forked, METH_VARARGS,
+     "preload_forked(pid): after os.fork() for the request (pid, 0 in the child, or -errno); "
+     "in the child it becomes that request's worker"},
     {"log", (PyCFunction)(void (*)(void))py_log, METH_VARARGS | METH_KEYWORDS,
      "log(level, message, *fields, detail=None): one line in the worker's log"},
     {"encode_frame", py_encode_frame, METH_VARARGS,

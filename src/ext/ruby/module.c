@@ -464,6 +464,50 @@ static VALUE rb_ferry_serve(int argc, VALUE *argv, VALUE self)
     return INT2FIX(status);
 }
 
+/* ---- the preloader (host.h, "the preloader") ------------------------------------------------ */
+
+/* FerryExt.preloading? -> true in a process started as a preloader (FERRY_PRELOAD). */
+static VALUE rb_ferry_preloading(VALUE self)
+{
+    return fy_worker_host_preloading() ? Qtrue : Qfalse;
+}
+
+/* FerryExt.preload_start -> 0 or a negative errno (reported): the spawn server, then ready. */
+static VALUE rb_ferry_preload_start(VALUE self)
+{
+    return INT2FIX(fy_worker_host_preload_start());
+}
+
+static void *preload_wait_nogvl(void *unused)
+{
+    return (void *)(intptr_t)fy_worker_host_preload_wait();
+}
+
+/* FerryExt.preload_wait -> true when the core asks for a worker (fork now), false after the
+ * preloader's idle time (exit 0). */
+static VALUE rb_ferry_preload_wait(VALUE self)
+{
+    int rc = (int)(intptr_t)rb_thread_call_without_gvl(preload_wait_nogvl, NULL, NULL, NULL);
+    return rc == 1 ? Qtrue : Qfalse;
+}
+
+/* FerryExt.preload_forked(pid) -> 0 or a negative errno (reported): after Process.fork for the
+ * request (the child's pid, 0 in the child, or -errno). In the child this process becomes that
+ * request's worker; Ruby's threads did not survive the fork, so the SIGQUIT thread starts again. */
+static VALUE rb_ferry_preload_forked(VALUE self, VALUE pid)
+{
+    int rc = fy_worker_host_preload_forked(NUM2INT(pid));
+    if (NUM2INT(pid) != 0 || rc != 0)
+        return INT2FIX(rc < 0 ? rc : 0);
+    if (sigquit_pipe[0] >= 0) {
+        close(sigquit_pipe[0]);
+        close(sigquit_pipe[1]);
+        sigquit_pipe[0] = sigquit_pipe[1] = -1;
+    }
+    start_sigquit_thread();
+    return INT2FIX(0);
+}
+
 /* ---- the module ----------------------------------------------------------------------------- */
 
 RUBY_FUNC_EXPORTED void Init_ferry_ext(void);
@@ -480,6 +524,10 @@ RUBY_FUNC_EXPORTED void Init_ferry_ext(void)
     rb_define_module_function(fy_rbext_module, "fail", rb_ferry_fail, -1);
     rb_define_module_function(fy_rbext_module, "serve", rb_ferry_serve, -1);
     rb_define_module_function(fy_rbext_module, "log", rb_ferry_log, -1);
+    rb_define_module_function(fy_rbext_module, "preloading?", rb_ferry_preloading, 0);
+    rb_define_module_function(fy_rbext_module, "preload_start", rb_ferry_preload_start, 0);
+    rb_define_module_function(fy_rbext_module, "preload_wait", rb_ferry_preload_wait, 0);
+    rb_define_module_function(fy_rbext_module, "preload_forked", rb_ferry_preload_forked, 1);
     fy_rbext_input_init(fy_rbext_module);
     fy_rbext_request_init();
 }

@@ -1000,3 +1000,91 @@ Test(abstract_server, client_calls_fail_cleanly)
     cr_assert_eq(fy_count_open_fds(), before);
     cr_assert_eq(fy_abstract_server_stop(&srv), 0);
 }
+
+/* ---- thread mode (the preloader's spawn server) ---- */
+
+Test(abstract_server, thread_mode_serves_in_this_process_and_stops_by_joining)
+{
+    unsetenv("FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS");
+    int before = fy_count_open_fds();
+    fy_abstract_server_t srv;
+    init_server(&srv);
+    cr_assert_eq(fy_abstract_server_start_thread(&srv), 0);
+    cr_assert(fy_abstract_server_started(&srv));
+    cr_assert_eq(srv.pid, getpid(), "no child: the loop runs on a thread of ours");
+    cr_assert_eq(fy_abstract_server_start_thread(&srv), -EALREADY);
+    cr_assert_eq(fy_abstract_server_start(&srv), -EALREADY);
+    assert_hello(&srv);
+    assert_hello(&srv);
+    const char *items[] = {"pipe"};
+    int fd = call(&srv, items, 1);
+    fy_channel_t ch;
+    fy_channel_init(&ch, fd, TIMEOUT_MS);
+    int passed;
+    cr_assert_eq(fy_channel_recv_fd(&ch, &passed), 1);
+    close(passed);
+    close(fd);
+    /* The password and the unknown-handler rule hold as in a child. */
+    int bad = fy_abstract_client_call(srv.address, "00000000000000000000000000000000",
+                                      TIMEOUT_MS, items, 1);
+    cr_assert_geq(bad, 0);
+    char byte;
+    cr_assert_leq(read(bad, &byte, 1), 0, "a wrong password gets no reply");
+    close(bad);
+    char address[FY_ADDRESS_MAX];
+    snprintf(address, sizeof address, "%s", srv.address);
+    cr_assert_eq(fy_abstract_server_stop(&srv), 0);
+    cr_assert(!fy_abstract_server_started(&srv));
+    cr_assert_eq(fy_abstract_server_stop(&srv), -ESRCH);
+    cr_assert_lt(fy_unix_connect(address, 500), 0, "nothing listens after stop");
+    cr_assert_eq(fy_count_open_fds(), before, "stop closes every fd it opened");
+}
+
+Test(abstract_server, thread_mode_with_a_socket_file_removes_it_at_stop)
+{
+    char dir[] = "/tmp/fy-as-thread-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    setenv("FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS", "1", 1);
+    fy_abstract_server_t srv;
+    init_server(&srv);
+    srv.socket_dir = dir;
+    cr_assert_eq(fy_abstract_server_start_thread(&srv), 0);
+    unsetenv("FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS");
+    cr_assert(strncmp(srv.address, "unix:", 5) == 0, "%s", srv.address);
+    char path[FY_ADDRESS_MAX];
+    memcpy(path, srv.address + 5, strlen(srv.address + 5) + 1);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0700);
+    assert_hello(&srv);
+    cr_assert_eq(fy_abstract_server_stop(&srv), 0);
+    cr_assert_neq(stat(path, &st), 0, "the socket file is gone");
+    cr_assert_eq(rmdir(dir), 0);
+}
+
+Test(abstract_server, forget_in_child_closes_the_servers_fds_in_a_forked_child)
+{
+    unsetenv("FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS");
+    fy_abstract_server_t srv;
+    init_server(&srv);
+    cr_assert_eq(fy_abstract_server_start_thread(&srv), 0);
+    int fds[3] = {srv.listen_fd, srv.owner_fd, srv.thread_owner_fd};
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        fy_abstract_server_forget_in_child(&srv);
+        int open_left = 0;
+        for (int i = 0; i < 3; i++)
+            open_left += fcntl(fds[i], F_GETFD) != -1;
+        _exit(open_left == 0 && !fy_abstract_server_started(&srv) && srv.address[0] == '\0' ? 0
+                                                                                           : 1);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* The parent's server is untouched. */
+    assert_hello(&srv);
+    cr_assert_eq(fy_abstract_server_stop(&srv), 0);
+    /* No-op on a server that is not in thread mode. */
+    fy_abstract_server_forget_in_child(&srv);
+}

@@ -160,6 +160,9 @@ static const option_case_t every_option[] = {
     {"memory-limit", "FERRY_MEMORY_LIMIT", "memory_limit", K_UINT, OFF(memory_limit), "512", 512},
     {"max-request-time", "FERRY_MAX_REQUEST_TIME", "max_request_time", K_UINT,
      OFF(max_request_time), "14", 14},
+    {"spawn-method", "FERRY_SPAWN_METHOD", "spawn_method", K_STR, OFF(spawn_method), "direct", 0},
+    {"max-preloader-idle-time", "FERRY_MAX_PRELOADER_IDLE_TIME", "max_preloader_idle_time", K_UINT,
+     OFF(max_preloader_idle_time), "16", 16},
     {"start-timeout", "FERRY_START_TIMEOUT", "start_timeout", K_UINT, OFF(start_timeout), "15", 15},
     {"session-protocol", "FERRY_SESSION_PROTOCOL", "session_protocol", K_UINT,
      OFF(session_protocol), "1", 1},
@@ -714,6 +717,8 @@ Test(config, range_limits_of_numeric_options)
     expect_error(load("--max-pool-size", "10001"),
                  "--max-pool-size: 10001 is out of range (1..10000)");
     expect_error(load("--start-timeout", "0"), "--start-timeout: 0 is out of range (1..86400)");
+    expect_error(load("--spawn-method", "fork"),
+                 "--spawn-method: 'fork' is not one of auto|smart|direct");
     expect_error(load("--max-request-time", "86401"),
                  "--max-request-time: 86401 is out of range (0..86400)");
     expect_error(load("--header-timeout", "0"), "--header-timeout: 0 is out of range (1..86400)");

@@ -26,9 +26,37 @@ def wait_owner():
     sys.exit(0)
 
 
+def fake_preloader(case):
+    """A preloader (docs/protocol.md §5.4) that answers one spawn request wrongly: <case>
+    preloader_noowner sends a worker's ready without the owner pipe's fd first; preloader_close
+    closes the request without a byte."""
+    import socket
+    name = "fake-preloader.%d" % os.getpid()
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind("\0" + name)
+    srv.listen(5)
+    send(array("ready", str(os.getpid()), "abstract:" + name, SECRET, "preloader"))
+    conn, _ = srv.accept()
+    (n,) = struct.unpack(">I", conn.recv(4, socket.MSG_WAITALL))
+    conn.recv(n, socket.MSG_WAITALL)                      # the password
+    (n,) = struct.unpack(">H", conn.recv(2, socket.MSG_WAITALL))
+    conn.recv(n, socket.MSG_WAITALL)                      # ["spawn"]
+    for _ in range(2):                                    # stdout, stderr
+        _, fds, _, _ = socket.recv_fds(conn, 1, 1)
+        for fd in fds:
+            os.close(fd)
+    if case == "preloader_noowner":
+        conn.sendall(array("ready", str(os.getpid()), "abstract:fake.%d" % os.getpid(), SECRET,
+                           "2"))
+    conn.close()
+    wait_owner()
+
+
 def main():
     case = os.path.basename(sys.argv[2].rstrip("/"))
-    if case == "ready":
+    if case.startswith("preloader_"):
+        fake_preloader(case)
+    elif case == "ready":
         print("hello stdout", flush=True)
         sys.stderr.write("hello stderr\n")
         sys.stderr.flush()

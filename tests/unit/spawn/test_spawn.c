@@ -501,3 +501,219 @@ Test(spawn, real_wsgi_worker_boot_error_is_reported)
               "summary=%s details=%s", c.summary, c.details);
     finish(&c);
 }
+
+/* ---- smart spawning: a real preloader (`ferry worker` with FERRY_PRELOAD) ------------------ */
+
+static bool preloader_off(void *arg)
+{
+    fy_preloader_info_t info;
+    fy_preloader_get_info(arg, &info);
+    return strcmp(info.state, "off") == 0;
+}
+
+static bool pid_gone(void *arg)
+{
+    return uvtest_pid_gone(*(pid_t *)arg);
+}
+
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *c = strrchr(buf, ')');
+    char state;
+    int ppid = -1;
+    if (c == NULL || sscanf(c + 1, " %c %d", &state, &ppid) != 2)
+        return -1;
+    return ppid;
+}
+
+static fy_preloader_t *smart_preloader(uv_loop_t *loop, const char *app, char *root, size_t cap)
+{
+    const char *bin = getenv("FERRY_BIN");
+    const char *apps = getenv("SPAWN_APPS_DIR");
+    cr_assert(bin && apps);
+    snprintf(root, cap, "%s/%s", apps, app);
+    fy_spawn_options_t o = {
+        .ferry_bin = bin,
+        .app_root = root,
+        .app_type = "wsgi",
+        .environment = "development",
+        .start_timeout_ms = 20000,
+        .preload = true,
+        .preload_idle_s = 0,
+    };
+    return fy_preloader_new(loop, &o);
+}
+
+Test(spawn, smart_worker_is_forked_by_the_preloader_and_owned_like_a_direct_one)
+{
+    ctx_t a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    char root[PATH_MAX];
+    fy_preloader_t *pl = smart_preloader(&loop, "wsgi_hello", root, sizeof root);
+    fy_preloader_info_t info;
+    fy_preloader_get_info(pl, &info);
+    cr_assert_str_eq(info.state, "off");
+    cr_assert_eq(fy_proc_spawn_smart(pl, &cbs, &a, &a.proc), 0);
+    cr_assert_eq(fy_proc_spawn_smart(pl, &cbs, &b, &b.proc), 0);
+    fy_preloader_get_info(pl, &info);
+    cr_assert_str_eq(info.state, "booting");
+    cr_assert_eq(info.starts, 1, "one preloader for both spawns");
+    cr_assert(uvtest_run_until(&loop, ready_called, &a, 20000));
+    cr_assert(uvtest_run_until(&loop, ready_called, &b, 20000));
+    cr_assert_eq(a.ready_status, 0, "%s %s", a.summary, a.details);
+    cr_assert_eq(b.ready_status, 0, "%s %s", b.summary, b.details);
+    cr_assert(fy_proc_forked(a.proc));
+    cr_assert_eq(fy_proc_protocol(a.proc), 2);
+    cr_assert_eq(strlen(a.secret), 32);
+    cr_assert_str_neq(a.secret, b.secret, "each forked worker has its own secret");
+    cr_assert_str_neq(a.address, b.address);
+    fy_preloader_get_info(pl, &info);
+    cr_assert_str_eq(info.state, "ready");
+    cr_assert_eq(info.forks, 2);
+    a.pid = fy_proc_pid(a.proc);
+    b.pid = fy_proc_pid(b.proc);
+    cr_assert_gt(a.pid, 0);
+    cr_assert_eq(parent_of(a.pid), info.pid, "forked by the preloader");
+    cr_assert_eq(parent_of(b.pid), info.pid);
+    pid_t preloader = info.pid;
+    /* A signal reaches it, and its exit comes back with that signal (pidfd + zombie status). */
+    cr_assert_eq(fy_proc_stop(a.proc, SIGKILL, 0), 0);
+    cr_assert(uvtest_run_until(&loop, exit_called, &a, 5000), "no on_exit for the forked worker");
+    cr_assert_eq(a.term_signal, SIGKILL, "status=%lld signal=%d", (long long)a.exit_status,
+                 a.term_signal);
+    fy_proc_close(a.proc);
+    cr_assert(uvtest_run_until(&loop, closed_called, &a, 5000));
+    /* Closing ours (the owner pipe) ends the other. */
+    fy_proc_close(b.proc);
+    cr_assert(uvtest_run_until(&loop, closed_called, &b, 5000));
+    /* Its parent, the preloader, reaps it within REAP_INTERVAL_MS (1 s). */
+    cr_assert(uvtest_run_until(&loop, pid_gone, &b.pid, 3000),
+              "the forked worker outlived its owner pipe");
+    fy_preloader_shutdown(pl);
+    cr_assert(uvtest_run_until(&loop, pid_gone, &preloader, 3000),
+              "the preloader outlived its shutdown");
+    uvtest_run_for(&loop, 100);
+    cr_assert_eq(uvtest_open_handles(&loop), 0, "handles left open");
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+Test(spawn, smart_preloader_boot_error_fails_every_waiting_spawn_with_its_error)
+{
+    ctx_t a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    char root[PATH_MAX];
+    fy_preloader_t *pl = smart_preloader(&loop, "wsgi_boot_error", root, sizeof root);
+    cr_assert_eq(fy_proc_spawn_smart(pl, &cbs, &a, &a.proc), 0);
+    cr_assert_eq(fy_proc_spawn_smart(pl, &cbs, &b, &b.proc), 0);
+    cr_assert(uvtest_run_until(&loop, ready_called, &a, 20000));
+    cr_assert(uvtest_run_until(&loop, ready_called, &b, 20000));
+    cr_assert_eq(a.ready_status, -ENOEXEC);
+    cr_assert_eq(b.ready_status, -ENOEXEC);
+    cr_assert(strstr(a.summary, "deliberate boot failure") != NULL, "%s", a.summary);
+    cr_assert(strstr(b.summary, "deliberate boot failure") != NULL, "%s", b.summary);
+    cr_assert(uvtest_run_until(&loop, preloader_off, pl, 5000));
+    fy_preloader_info_t info;
+    fy_preloader_get_info(pl, &info);
+    cr_assert_str_eq(info.last_exit, "failed to boot");
+    cr_assert_eq(info.starts, 1);
+    fy_proc_close(a.proc);
+    fy_proc_close(b.proc);
+    cr_assert(uvtest_run_until(&loop, closed_called, &a, 5000));
+    cr_assert(uvtest_run_until(&loop, closed_called, &b, 5000));
+    fy_preloader_shutdown(pl);
+    uvtest_run_for(&loop, 100);
+    cr_assert_eq(uvtest_open_handles(&loop), 0, "handles left open");
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+Test(spawn, smart_spawns_waiting_at_shutdown_fail_and_nothing_is_left)
+{
+    ctx_t a;
+    memset(&a, 0, sizeof a);
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    char root[PATH_MAX];
+    fy_preloader_t *pl = smart_preloader(&loop, "wsgi_hello", root, sizeof root);
+    cr_assert_eq(fy_proc_spawn_smart(pl, &cbs, &a, &a.proc), 0);
+    fy_preloader_info_t info;
+    fy_preloader_get_info(pl, &info);
+    pid_t preloader = info.pid;
+    fy_preloader_shutdown(pl);
+    cr_assert(uvtest_run_until(&loop, ready_called, &a, 5000));
+    cr_assert_eq(a.ready_status, -ESHUTDOWN);
+    fy_proc_close(a.proc);
+    cr_assert(uvtest_run_until(&loop, closed_called, &a, 5000));
+    cr_assert(uvtest_run_until(&loop, pid_gone, &preloader, 3000));
+    uvtest_run_for(&loop, 100);
+    cr_assert_eq(uvtest_open_handles(&loop), 0, "handles left open");
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+/* A preloader that answers a spawn request wrongly (fake_worker.py, preloader_*). */
+static void smart_fake(const char *name, ctx_t *c, uv_loop_t *loop, fy_preloader_t **pl)
+{
+    char root[PATH_MAX];
+    snprintf(root, sizeof root, "/fake/%s", name);
+    fy_spawn_options_t o = {
+        .ferry_bin = fake_bin(),
+        .app_root = root,
+        .app_type = "wsgi",
+        .start_timeout_ms = 5000,
+        .preload = true,
+    };
+    memset(c, 0, sizeof *c);
+    cr_assert_eq(uv_loop_init(loop), 0);
+    *pl = fy_preloader_new(loop, &o);
+    cr_assert_eq(fy_proc_spawn_smart(*pl, &cbs, c, &c->proc), 0);
+    cr_assert(uvtest_run_until(loop, ready_called, c, 10000), "on_ready never ran");
+}
+
+static void smart_fake_finish(ctx_t *c, uv_loop_t *loop, fy_preloader_t *pl)
+{
+    fy_preloader_info_t info;
+    fy_preloader_get_info(pl, &info);
+    pid_t preloader = info.pid;
+    fy_proc_close(c->proc);
+    cr_assert(uvtest_run_until(loop, closed_called, c, 5000));
+    fy_preloader_shutdown(pl);
+    cr_assert(uvtest_run_until(loop, pid_gone, &preloader, 3000));
+    uvtest_run_for(loop, 100);
+    cr_assert_eq(uvtest_open_handles(loop), 0, "handles left open");
+    cr_assert_eq(uv_loop_close(loop), 0);
+}
+
+Test(spawn, smart_ready_without_the_owner_pipe_is_a_handshake_failure)
+{
+    ctx_t c;
+    uv_loop_t loop;
+    fy_preloader_t *pl;
+    smart_fake("preloader_noowner", &c, &loop, &pl);
+    cr_assert_eq(c.ready_status, -EPROTO, "%d %s", c.ready_status, c.summary);
+    cr_assert(strstr(c.summary, "without its owner pipe") != NULL, "%s", c.summary);
+    smart_fake_finish(&c, &loop, pl);
+}
+
+Test(spawn, smart_request_closed_without_a_byte_asks_again_not_a_boot_failure)
+{
+    ctx_t c;
+    uv_loop_t loop;
+    fy_preloader_t *pl;
+    smart_fake("preloader_close", &c, &loop, &pl);
+    cr_assert_eq(c.ready_status, -EAGAIN, "%d %s", c.ready_status, c.summary);
+    cr_assert(strstr(c.summary, "without forking") != NULL, "%s", c.summary);
+    smart_fake_finish(&c, &loop, pl);
+}

@@ -1,0 +1,27 @@
+# Smart spawning e2e app (tests/e2e/test_smart_spawn.py): state loaded once (shared by the
+# forked workers), the starting_worker_process hook (ferry's Ferry.on_event), and /pid, /ppid,
+# /random (Ruby's rand), /booted (the pid that loaded config.ru), /both (that and /pid),
+# /slow (/pid after 0.5 s).
+BOOTED_IN = Process.pid
+SHARED = Array.new(200_000) { |i| "row #{i}" * 8 }
+
+if defined?(Ferry)
+  Ferry.on_event(:starting_worker_process) do |forked|
+    log = ENV['SMART_FORK_LOG']
+    File.open(log, 'a') { |f| f.puts("#{Process.pid} #{forked}") } if log
+  end
+end
+
+run lambda { |env|
+  body = case env['PATH_INFO']
+         when '/pid' then Process.pid.to_s
+         when '/ppid' then Process.ppid.to_s
+         when '/random' then rand.to_s
+         when '/booted' then BOOTED_IN.to_s
+         when '/shared' then SHARED.size.to_s
+         when '/both' then "#{BOOTED_IN} #{Process.pid}"
+         when '/slow' then sleep(0.5) && Process.pid.to_s
+         else 'smart'
+         end
+  [200, { 'Content-Type' => 'text/plain', 'Content-Length' => body.bytesize.to_s }, [body]]
+}
