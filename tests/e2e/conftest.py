@@ -8,6 +8,7 @@ built C apps."""
 
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -68,6 +69,12 @@ def wait_serving(f, timeout):
             return False
         time.sleep(0.02)
     return False
+
+
+# What AddressSanitizer and UndefinedBehaviorSanitizer print on a memory error or undefined
+# behaviour (not on a deadly signal, which tests send to workers on purpose).
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer): (?!SEGV|BUS|ABRT)\S+"
+                              r"|\.\w+:\d+:\d+: runtime error: ")
 
 
 class Ferry:
@@ -236,6 +243,12 @@ def ferry(ferry_bin, tmp_path):
         f._close()
         if "[alert]" in f.log():
             problems.append("ferry pid=%d logged an [alert]:\n%s" % (f.pid, f.log()))
+        report = SANITIZER_REPORT.search(f.log())
+        if report:
+            # A worker's report reaches the log as its output (the ASan build preloads the
+            # runtime into the interpreters too); a signal the test sent itself is not one.
+            problems.append("a sanitizer report in the log of ferry pid=%d (%s):\n%s"
+                            % (f.pid, report.group(0), f.log()))
     live = _leftover_children()
     if live:
         desc = ["%d (%s)" % (p, _cmdline(p)) for p in live]
