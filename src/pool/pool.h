@@ -42,6 +42,11 @@ typedef struct fy_pool_options {
      * would wait for it; what dispatch-ahead saves (a wake-up, tens of microseconds) matters
      * only for short requests. 0 means the default, FY_POOL_AHEAD_YOUNG_US; tests set it. */
     unsigned dispatch_ahead_young_us;
+    /* Workers run as this user and group (a core that stays root, docs/deploying.md "Users");
+     * false: as the core. */
+    bool worker_set_user;
+    uid_t worker_uid;
+    gid_t worker_gid;
 } fy_pool_options_t;
 
 #define FY_POOL_DISPATCH_AHEAD_MAX 4u

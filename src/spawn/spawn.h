@@ -42,6 +42,9 @@ typedef struct fy_spawn_options {
     const char *environment;   /* FERRY_ENV; NULL means "production" */
     const char *instance_dir;  /* FERRY_INSTANCE_DIR (fallback socket files); may be NULL */
     unsigned start_timeout_ms; /* not ready by then: SIGKILL and a boot failure; 0 = 60 s */
+    bool set_user;             /* run the worker as uid/gid (a root core's --user) */
+    uid_t uid;
+    gid_t gid;
 } fy_spawn_options_t;
 
 typedef struct fy_spawn_callbacks {
