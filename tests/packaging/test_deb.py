@@ -53,7 +53,9 @@ def test_unpacked_ferry_serves_an_app(deb, tmp_path):
     app_dir = tmp_path / "app"
     shutil.copytree(os.path.join(REPO, "examples", "hello-wsgi"), app_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
-    env.update(TMPDIR=str(tmp_path), PATH="/usr/bin:/bin")
+    # FERRY_USER=root: run as root, ferry would run the (root-owned) app as nobody, who cannot
+    # read the test's directory (docs/deploying.md, "Users").
+    env.update(TMPDIR=str(tmp_path), PATH="/usr/bin:/bin", FERRY_USER="root")
     proc = subprocess.Popen([str(ferry), "start", str(app_dir), "--port", str(port)],
                             env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
