@@ -43,7 +43,7 @@ fuzz-build: $(FUZZ_BUILD)/build.ninja
 
 run: deps build
 	@echo "ferry: serving examples/hello-wsgi on http://127.0.0.1:$(PORT)/ (Ctrl-C stops)"
-	./$(BUILD)/ferry start examples/hello-wsgi --port $(PORT)
+	./$(BUILD)/ferry start examples/hello-wsgi --port $(PORT) --python $(PYTHON)
 
 unit: build asan
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2
