@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from conftest import app
+from conftest import app, wait_for
 
 FRAMEWORKS = app("tests", "e2e", "apps", "frameworks")
 APPS = {
@@ -228,8 +228,11 @@ def test_django_upload_spooled_to_a_temp_file(django):
     body = r.json()
     assert body["sha256"] == hashlib.sha256(data).hexdigest()
     assert body["spooled"] is True     # past FILE_UPLOAD_MAX_MEMORY_SIZE: a file in $TMPDIR
-    assert os.listdir(django.tmpdir) == [n for n in os.listdir(django.tmpdir)
-                                        if n.startswith("ferry.")]
+    # Django removes its temporary file when the request is finished, which may be a moment
+    # after the client has the whole response.
+    assert wait_for(lambda: os.listdir(django.tmpdir) == [n for n in os.listdir(django.tmpdir)
+                                                         if n.startswith("ferry.")], 10), \
+        os.listdir(django.tmpdir)
 
 
 def test_rails_params_parsing(rails):
