@@ -7,10 +7,16 @@ MESON_OPTS  := --buildtype=debugoptimized -Dwerror=true
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_SECONDS ?= 300
 PORT ?= 3000
+# `make install`: where to (PREFIX), and a staging root in front of it (DESTDIR, for packaging).
+PREFIX ?= /usr/local
+DESTDIR ?=
+INSTALL_BUILD := build-install
+DEB_BUILD := build-deb
 # Sub-makes stay quiet so that the last line of `make test` is pytest's summary.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all build deps run test unit asan fuzz-build fuzz-smoke fuzz pytest pytest-asan clean bench soak
+.PHONY: all build deps run test unit asan fuzz-build fuzz-smoke fuzz pytest pytest-asan clean bench soak \
+	install deb test-deb
 
 all: build
 
@@ -37,7 +43,7 @@ fuzz-build: $(FUZZ_BUILD)/build.ninja
 
 run: deps build
 	@echo "ferry: serving examples/hello-wsgi on http://127.0.0.1:$(PORT)/ (Ctrl-C stops)"
-	./$(BUILD)/ferry start examples/hello-wsgi --port $(PORT)
+	./$(BUILD)/ferry start examples/hello-wsgi --port $(PORT) --python $(PYTHON)
 
 unit: build asan
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2
@@ -50,7 +56,7 @@ fuzz: fuzz-build
 	tools/fuzz-run $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 pytest: build
-	FERRY_BIN=$(CURDIR)/$(BUILD)/ferry $(PYTHON) -m pytest -q -p no:cacheprovider tests
+	FERRY_BIN=$(CURDIR)/$(BUILD)/ferry $(PYTHON) -m pytest -q -p no:cacheprovider tests --ignore=tests/packaging
 
 # The HTTP front and the pool under ASan + UBSan, end to end (the unit tests cover the rest); a
 # sanitizer report makes ferry exit non-zero, which the suite's teardown turns into a failure.
@@ -81,5 +87,28 @@ soak: deps build
 	scripts/install-deps --soak
 	$(PYTHON) bench/soak.py --ferry-bin $(CURDIR)/$(BUILD)/ferry
 
+# A release build of its own (the prefix is its configuration), installed under DESTDIR/PREFIX:
+# bin/ferry, share/ferry/loaders/, <libdir>/ferry/ext/, include/ferry.h. The installed ferry is
+# relocatable: it finds its files relative to its own prefix (docs/deploying.md, "Installing").
+install: deps
+	@if [ -f $(INSTALL_BUILD)/build.ninja ]; then \
+	  meson configure $(INSTALL_BUILD) -Dprefix=$(PREFIX) >/dev/null; \
+	else \
+	  meson setup $(INSTALL_BUILD) --prefix=$(PREFIX) --buildtype=release -Dtests=false >/dev/null; \
+	fi
+	ninja -C $(INSTALL_BUILD)
+	meson install -C $(INSTALL_BUILD) --no-rebuild $(if $(DESTDIR),--destdir "$(abspath $(DESTDIR))",)
+
+# A Debian package from debian/ (dpkg-buildpackage -us -uc -b) built in a copy of the tree under
+# $(DEB_BUILD)/ (dpkg-buildpackage writes its .deb next to the source directory).
+deb: deps
+	scripts/install-deps --deb
+	scripts/build-deb $(DEB_BUILD)
+
+# `make deb` and a check of the package's file list; slower (a release build from scratch), so
+# not part of `make test`.
+test-deb: deb
+	FERRY_DEB_DIR=$(CURDIR)/$(DEB_BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider tests/packaging
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-release
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-release $(INSTALL_BUILD) $(DEB_BUILD)

@@ -118,6 +118,11 @@ def ferry_command(ctx, app_dir, port, tmp, workers, extra=()):
         raise RuntimeError(ctx.get("ferry_c_reason") or "app not built")
     e = dict(os.environ)
     e["TMPDIR"] = tmp
+    # Debian's Python, as gunicorn and uwsgi run here, whatever python3 comes first on PATH.
+    e.setdefault("FERRY_PYTHON", "/usr/bin/python3")
+    # As gunicorn and the others run here: as the user that runs the bench (root: no switch).
+    if os.geteuid() == 0:
+        e.setdefault("FERRY_USER", "root")
     return [ctx["ferry_bin"], "start", app_dir, "--address", "127.0.0.1",
             "--port", str(port), "--environment", "production",
             "--max-pool-size", str(workers), "--min-instances", str(workers)] + list(extra), e, tmp

@@ -11,9 +11,11 @@ same runtime as native C workers. There is no pure-Python fallback: without the 
 loader says why on stderr and exits 1. See README.md next to this file.
 """
 
+import ast
 import errno
 import faulthandler
 import gc
+import importlib
 import importlib.machinery
 import importlib.util
 import os
@@ -21,8 +23,10 @@ import signal
 import sys
 import traceback
 
-# Where `application` is looked for, in this order.
+# Where the app is looked for, in this order, without --app or --startup-file.
 ENTRY_FILES = ("passenger_wsgi.py", "wsgi.py", "app.py")
+# The callable's names in that file, in this order (`app` is Flask's and FastAPI's habit).
+ENTRY_NAMES = ("application", "app")
 
 
 def import_extension():
@@ -67,9 +71,102 @@ def _shown_path(path, app_root):
     return path if rel.startswith("..") else rel
 
 
-def load_application(app_root):
-    """Imports `application` from passenger_wsgi.py, else wsgi.py, else app.py in <app_root>
-    (which goes first on sys.path and becomes the cwd). Returns (callable, entry file name) or
+def _run_module_file(path, module_name, app_root):
+    """Executes the file <path> as the module <module_name> (registered in sys.modules). Raises
+    BootError naming what failed."""
+    name = os.path.basename(path)
+    try:
+        # A source loader of its own: a startup file may end in .wsgi, or in nothing.
+        loader = importlib.machinery.SourceFileLoader(module_name, path)
+        spec = importlib.util.spec_from_file_location(module_name, path, loader=loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        sys.modules.pop(module_name, None)
+        raise _load_error(exc, name, path, app_root) from None
+    return module
+
+
+def _load_error(exc, what, path, app_root):
+    """The BootError of an exception raised while loading <what> (a file name, or `--app`'s
+    module)."""
+    if isinstance(exc, SyntaxError):
+        where = _shown_path(exc.filename or path, app_root)
+        return BootError("load_app", "%s in %s line %s: %s"
+                         % (type(exc).__name__, where, exc.lineno, exc.msg),
+                         traceback.format_exc())
+    if isinstance(exc, ImportError):
+        summary = str(exc) or "%s while loading %s" % (type(exc).__name__, what)
+        return BootError("load_app", summary, traceback.format_exc())
+    return BootError("load_app", "%s while loading %s: %s" % (type(exc).__name__, what, exc),
+                     traceback.format_exc())
+
+
+def _parse_app_spec(spec):
+    """Splits --app's MODULE[:EXPR] (gunicorn's form): EXPR is a dotted name, or a call of one
+    with literal arguments (an app factory, `create_app()` or `create_app("prod", debug=False)`).
+    Returns (module, attribute names, None or (args, kwargs)); raises BootError."""
+    module, _, expr = spec.partition(":")
+    expr = expr or "application"
+    try:
+        node = ast.parse(expr.strip(), mode="eval").body
+    except SyntaxError:
+        node = None
+    call = None
+    if isinstance(node, ast.Call):
+        try:
+            call = ([ast.literal_eval(a) for a in node.args],
+                    {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg})
+        except ValueError:
+            raise BootError("load_app", "--app %s: the arguments of %s must be Python "
+                            "literals" % (spec, ast.unparse(node.func))) from None
+        if len(call[1]) != len(node.keywords):
+            raise BootError("load_app", "--app %s: ** arguments are not supported" % spec)
+        node = node.func
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.insert(0, node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name) or not module:
+        raise BootError("load_app", "--app %s: not MODULE, MODULE:NAME or MODULE:NAME(ARGS)"
+                        % spec)
+    names.insert(0, node.id)
+    return module, names, call
+
+
+def _load_app_spec(spec, app_root):
+    """The callable --app names: imports MODULE (from the app root first), looks up NAME in it
+    and, for NAME(ARGS), calls it. Returns (callable, label); raises BootError."""
+    module_name, names, call = _parse_app_spec(spec)
+    try:
+        module = importlib.import_module(module_name)
+    except BaseException as exc:
+        raise _load_error(exc, module_name, None, app_root) from None
+    obj = module
+    for i, name in enumerate(names):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise BootError("load_app", "--app %s: %s has no attribute `%s`"
+                            % (spec, ".".join([module_name] + names[:i]), name)) from None
+    if call is not None:
+        try:
+            obj = obj(*call[0], **call[1])
+        except BaseException as exc:
+            raise BootError("load_app", "%s while calling the app factory %s: %s"
+                            % (type(exc).__name__, spec.partition(":")[2], exc),
+                            traceback.format_exc()) from None
+    if not callable(obj):
+        raise BootError("load_app", "--app %s is not callable (%s)" % (spec, type(obj).__name__))
+    return obj, spec
+
+
+def load_application(app_root, environ=os.environ):
+    """Loads the WSGI callable of the app in <app_root> (which goes first on sys.path and becomes
+    the cwd): `--app MODULE:CALLABLE` (FERRY_APP) when set; else the startup file
+    (FERRY_STARTUP_FILE), else the first of passenger_wsgi.py, wsgi.py and app.py, whose
+    `application`, else `app` (Flask's name), is the callable. Returns (callable, label) or
     raises BootError with a summary that names what went wrong."""
     if not app_root or not os.path.isabs(app_root):
         raise BootError("load_app", "FERRY_APP_ROOT must be an absolute path, got %r"
@@ -81,39 +178,33 @@ def load_application(app_root):
                         % (app_root, exc.strerror)) from None
     if app_root not in sys.path:
         sys.path.insert(0, app_root)
-    for name in ENTRY_FILES:
-        path = os.path.join(app_root, name)
-        if os.path.isfile(path):
+    spec = environ.get("FERRY_APP", "")
+    if spec:
+        return _load_app_spec(spec, app_root)
+    path = environ.get("FERRY_STARTUP_FILE", "")
+    if path:
+        if not os.path.isfile(path):
+            raise BootError("load_app", "the startup file %s is missing" % path)
+    else:
+        for name in ENTRY_FILES:
+            path = os.path.join(app_root, name)
+            if os.path.isfile(path):
+                break
+        else:
+            raise BootError("load_app", "no %s in %s" % (", ".join(ENTRY_FILES[:-1]) + " or "
+                                                          + ENTRY_FILES[-1], app_root))
+    name = _shown_path(path, app_root)
+    module = _run_module_file(path, os.path.basename(path).split(".")[0] or "startup_file",
+                              app_root)
+    for attr in ENTRY_NAMES:
+        application = getattr(module, attr, None)
+        if application is not None:
             break
     else:
-        raise BootError("load_app", "no %s in %s" % (", ".join(ENTRY_FILES[:-1]) + " or "
-                                                      + ENTRY_FILES[-1], app_root))
-    module_name = name[:-3]
-    try:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        sys.modules.pop(module_name, None)
-        where = _shown_path(exc.filename or path, app_root)
-        raise BootError("load_app", "%s in %s line %s: %s"
-                        % (type(exc).__name__, where, exc.lineno, exc.msg),
-                        traceback.format_exc()) from None
-    except ImportError as exc:
-        sys.modules.pop(module_name, None)
-        summary = str(exc) or "%s while loading %s" % (type(exc).__name__, name)
-        raise BootError("load_app", summary, traceback.format_exc()) from None
-    except BaseException as exc:
-        sys.modules.pop(module_name, None)
-        raise BootError("load_app", "%s while loading %s: %s" % (type(exc).__name__, name, exc),
-                        traceback.format_exc()) from None
-    application = getattr(module, "application", None)
-    if application is None:
-        raise BootError("load_app", "%s does not define `application`" % name)
+        raise BootError("load_app", "%s defines neither `application` nor `app`" % name)
     if not callable(application):
-        raise BootError("load_app", "%s defines `application` but it is not callable (%s)"
-                        % (name, type(application).__name__))
+        raise BootError("load_app", "%s defines `%s` but it is not callable (%s)"
+                        % (name, attr, type(application).__name__))
     return application, name
 
 

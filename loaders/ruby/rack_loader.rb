@@ -77,34 +77,68 @@ module FerryLoader
     e.empty? ? 'production' : e
   end
 
+  # The app root and its rackup file: FERRY_STARTUP_FILE (`--startup-file`), else config.ru.
   def check_app_root(env = ENV)
     root = env['FERRY_APP_ROOT'].to_s
     raise BootError, 'FERRY_APP_ROOT is not set' if root.empty?
     raise BootError, "FERRY_APP_ROOT #{root} is not a directory" unless File.directory?(root)
 
     root = File.expand_path(root)
-    raise BootError, "config.ru not found in #{root}" unless File.file?(File.join(root, 'config.ru'))
-
-    root
+    startup = env['FERRY_STARTUP_FILE'].to_s
+    if startup.empty?
+      rackup = File.join(root, 'config.ru')
+      raise BootError, "config.ru not found in #{root}" unless File.file?(rackup)
+    else
+      rackup = File.expand_path(startup, root)
+      raise BootError, "the startup file #{rackup} is missing" unless File.file?(rackup)
+    end
+    [root, rackup]
   end
 
-  def load_app(app_root, env = ENV)
+  # The rackup file as messages name it: relative to the app root when inside it.
+  def shown(rackup, app_root)
+    rackup.start_with?("#{app_root}/") ? rackup[(app_root.length + 1)..] : rackup
+  end
+
+  # With a Gemfile (BUNDLE_GEMFILE, else the app root's), the app runs under Bundler as it does
+  # under Passenger or `bundle exec`: `bundler/setup` puts exactly the Gemfile's gems (at the
+  # versions of its Gemfile.lock) on the load path, before Rack itself is loaded.
+  def setup_bundler(app_root, env = ENV)
+    gemfile = env['BUNDLE_GEMFILE'].to_s
+    gemfile = File.join(app_root, 'Gemfile') if gemfile.empty?
+    return unless File.file?(gemfile)
+
+    env['BUNDLE_GEMFILE'] = gemfile
+    begin
+      require 'bundler/setup'
+    rescue Exception => e # rubocop:disable Lint/RescueException -- any Bundler failure is reported
+      raise if e.is_a?(SignalException)
+
+      first = e.message.to_s.lines.first.to_s.chomp
+      raise BootError.new("Bundler cannot load the gems of #{shown(gemfile, app_root)}: #{first}",
+                          details_of(e, app_root))
+    end
+  end
+
+  def load_app(app_root, rackup = File.join(app_root, 'config.ru'), env = ENV)
     env['RACK_ENV'] = ferry_env(env) if env['RACK_ENV'].to_s.empty?
     Process.setproctitle("ferry rack worker: #{app_root}")
+    name = shown(rackup, app_root)
+    setup_bundler(app_root, env)
     begin
       # Rack first, so that a file named rack.rb in the app root cannot shadow it.
       require 'rack'
       require 'rack/utils' # also loads uri, which Rack::Lint needs
       Dir.chdir(app_root)
       $LOAD_PATH.unshift(app_root) unless $LOAD_PATH.include?(app_root)
-      result = Rack::Builder.parse_file(File.join(app_root, 'config.ru'))
+      result = Rack::Builder.parse_file(rackup)
     rescue Exception => e # rubocop:disable Lint/RescueException -- any boot failure is reported
       raise if e.is_a?(SignalException)
 
-      raise BootError.new(describe_load_error(e, app_root), details_of(e, app_root))
+      raise BootError.new(describe_load_error(e, app_root, name), details_of(e, app_root))
     end
     app = result.is_a?(Array) ? result.first : result
-    raise BootError, 'config.ru does not call `run`' unless app.respond_to?(:call)
+    raise BootError, "#{name} does not call `run`" unless app.respond_to?(:call)
 
     app
   end
@@ -114,8 +148,8 @@ module FerryLoader
       error.backtrace_locations&.first&.path.to_s.end_with?('rack/builder.rb')
   end
 
-  def describe_load_error(error, app_root)
-    return 'config.ru does not call `run`' if missing_run?(error)
+  def describe_load_error(error, app_root, name = 'config.ru')
+    return "#{name} does not call `run`" if missing_run?(error)
 
     message = error.message.to_s.sub(%r{\A#{Regexp.escape(app_root)}/}, '')
     if error.is_a?(SyntaxError)
@@ -123,11 +157,11 @@ module FerryLoader
       file, line, rest = first.match(/\A(.*?):(\d+): (.*)\z/)&.captures
       return "SyntaxError in #{file}: line #{line}: #{rest}" if file
 
-      return "SyntaxError in config.ru: #{first}"
+      return "SyntaxError in #{name}: #{first}"
     end
-    return "config.ru called exit (status #{error.status})" if error.is_a?(SystemExit)
+    return "#{name} called exit (status #{error.status})" if error.is_a?(SystemExit)
 
-    "#{error.class} while loading config.ru: #{message.lines.first.to_s.chomp}"
+    "#{error.class} while loading #{name}: #{message.lines.first.to_s.chomp}"
   end
 
   def details_of(error, app_root)
@@ -143,8 +177,8 @@ module FerryLoader
 
     %w[FERRY_OWNER_FD FERRY_CONTROL_FD].each { |k| env.delete(k) }
     begin
-      app_root = check_app_root(env)
-      app = load_app(app_root, env)
+      app_root, rackup = check_app_root(env)
+      app = load_app(app_root, rackup, env)
     rescue BootError => e
       fail_boot(e.message, e.details, env)
       return 1
@@ -168,7 +202,7 @@ module FerryLoader
       fail_boot("starting_worker_process hook failed: #{e.class}: #{e.message}", details_of(e, env['FERRY_APP_ROOT'].to_s), env)
       return 1
     end
-    FerryExt.serve(app, 'rack config.ru')
+    FerryExt.serve(app, "rack #{shown(rackup, app_root)}")
   end
 
   # Smart spawning (docs/architecture.md): serves the core's spawn requests, one Process.fork per

@@ -137,7 +137,9 @@ json_t *fy_status_build(const fy_status_source_t *src)
                              src->environment, "instance_dir", src->instance_dir, "started_at",
                              (json_int_t)src->started_unix_s, "uptime_ms",
                              (json_int_t)src->uptime_ms, "stopping", src->stopping);
-    json_t *app = json_pack("{s:s, s:s}", "root", src->app_root, "type", src->app_type);
+    json_t *app = json_pack("{s:s, s:s, s:s?, s:s?}", "root", src->app_root, "type",
+                            src->app_type, "interpreter", src->interpreter,
+                            "interpreter_source", src->interpreter_source);
     json_t *pool = json_pack(
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "max_pool_size",
         (json_int_t)src->max_pool_size, "min_instances", (json_int_t)src->min_instances,
@@ -255,6 +257,10 @@ void fy_status_print(FILE *out, const json_t *doc)
             json_is_true(json_object_get(core, "stopping")) ? ", SHUTTING DOWN" : "");
     fprintf(out, "  app        %s (%s, %s)\n", str(app, "root"), str(app, "type"),
             str(core, "environment"));
+    if (json_is_string(json_object_get(app, "interpreter")))
+        fprintf(out, "  %-10s %s (from %s)\n",
+                strcmp(str(app, "type"), "rack") == 0 ? "ruby" : "python",
+                str(app, "interpreter"), str(app, "interpreter_source"));
     fprintf(out, "  url        %s\n", str(core, "url"));
     fprintf(out, "  core       %s RSS, %d client connections\n", mem,
             (int)num(pool, "connections"));

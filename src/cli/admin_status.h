@@ -14,6 +14,8 @@
 /* What the core knows about itself besides the pool. Borrowed strings. */
 typedef struct fy_status_source {
     const char *app_root, *app_type, *environment, *url, *instance_dir;
+    const char *interpreter;        /* rack, wsgi: the loader's interpreter; NULL for c */
+    const char *interpreter_source; /* why it was chosen (src/cli/interp.h); NULL for c */
     uint64_t started_unix_s; /* wall clock */
     uint64_t uptime_ms;
     bool stopping;

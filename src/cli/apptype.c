@@ -21,11 +21,16 @@ static bool is_regular_file_in(const char *dir, const char *name)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+static bool has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    return n > k && strcmp(name + n - k, suffix) == 0;
+}
+
 /* A name of the form "<something>.so". */
 static bool has_so_suffix(const char *name)
 {
-    size_t n = strlen(name);
-    return n > 3 && strcmp(name + n - 3, ".so") == 0;
+    return has_suffix(name, ".so");
 }
 
 char *fy_apptype_shared_object(const char *dir)
@@ -53,6 +58,20 @@ char *fy_apptype_shared_object(const char *dir)
     return path;
 }
 
+char *fy_apptype_startup_file(const char *dir, const char *type)
+{
+    if (strcmp(type, "rack") == 0)
+        return is_regular_file_in(dir, "config.ru") ? fy_xasprintf("%s/config.ru", dir) : NULL;
+    if (strcmp(type, "wsgi") == 0) {
+        for (size_t i = 0; i < FY_ARRAY_SIZE(wsgi_files); i++) {
+            if (is_regular_file_in(dir, wsgi_files[i]))
+                return fy_xasprintf("%s/%s", dir, wsgi_files[i]);
+        }
+        return NULL;
+    }
+    return strcmp(type, "c") == 0 ? fy_apptype_shared_object(dir) : NULL;
+}
+
 const char *fy_apptype_detect(const char *dir)
 {
     if (is_regular_file_in(dir, "config.ru"))
@@ -67,6 +86,45 @@ const char *fy_apptype_detect(const char *dir)
         return "c";
     }
     return NULL;
+}
+
+const char *fy_apptype_of_startup_file(const char *file)
+{
+    if (has_suffix(file, ".ru"))
+        return "rack";
+    if (has_suffix(file, ".py"))
+        return "wsgi";
+    return NULL;
+}
+
+/* Skips a dotted identifier at <p>; returns the end, or NULL when there is none. */
+static const char *skip_dotted_name(const char *p)
+{
+    while (true) {
+        if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            return NULL;
+        while (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+               (*p >= '0' && *p <= '9'))
+            p++;
+        if (*p != '.')
+            return p;
+        p++;
+    }
+}
+
+bool fy_apptype_wsgi_app_valid(const char *spec)
+{
+    const char *p = skip_dotted_name(spec);
+    if (p == NULL)
+        return false;
+    if (*p == '\0')
+        return true;
+    if (*p != ':' || (p = skip_dotted_name(p + 1)) == NULL)
+        return false;
+    if (*p == '\0')
+        return true;
+    size_t rest = strlen(p);
+    return *p == '(' && p[rest - 1] == ')';
 }
 
 bool fy_apptype_is_known(const char *type)

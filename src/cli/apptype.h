@@ -27,6 +27,20 @@ const char *fy_apptype_detect(const char *dir);
  * frees, or NULL when there is none or <dir> cannot be read. */
 char *fy_apptype_shared_object(const char *dir);
 
+/* The file the loader of <type> loads from <dir> by the rules above: <dir>/config.ru (rack),
+ * the first WSGI entry file (wsgi), the shared object (c). A heap string the caller frees, or
+ * NULL when there is none. */
+char *fy_apptype_startup_file(const char *dir, const char *type);
+
+/* The type a startup file (--startup-file) names by its suffix: "rack" for *.ru, "wsgi" for
+ * *.py, NULL for anything else (the caller then needs --app-type). Looks at the name only. */
+const char *fy_apptype_of_startup_file(const char *file);
+
+/* Whether <spec> has the form of a WSGI entry point (--app, gunicorn's form): MODULE,
+ * MODULE:NAME or MODULE:NAME(ARGS), where MODULE and NAME are dotted Python identifiers
+ * (ASCII) and ARGS anything up to the final ')' (the loader evaluates it as Python literals). */
+bool fy_apptype_wsgi_app_valid(const char *spec);
+
 /* True for the types a worker can run: "rack", "wsgi" and "c" ("auto" is not one). */
 bool fy_apptype_is_known(const char *type);
 

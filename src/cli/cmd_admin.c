@@ -162,8 +162,10 @@ static int find_instances(const char *cmd, instance_t *out, size_t max)
         in->pid = pid;
         snprintf(in->dir, sizeof in->dir, "%s/%s", base, e->d_name);
         struct stat st;
-        if (lstat(in->dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
-            process_gone(pid))
+        /* Our own instances; root sees every user's (an instance that runs its app as another
+         * user gives its directory to that user, docs/deploying.md "Users"). */
+        if (lstat(in->dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+            (st.st_uid != getuid() && getuid() != 0) || process_gone(pid))
             continue;
         char props[PATH_MAX + 32];
         snprintf(props, sizeof props, "%s/properties.json", in->dir);

@@ -22,18 +22,30 @@
 #include "cli/apptype.h"
 #include "cli/commands.h"
 #include "cli/config.h"
+#include "cli/interp.h"
+#include "cli/systemd.h"
+#include "cli/users.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/sys.h"
 #include "http/http.h"
+#include "ipc/handshake.h"
 #include "ipc/instdir.h"
+#include "ipc/sock.h"
 #include "pool/pool.h"
 
 #define POOL_SHUTDOWN_MS 10000u
 
 typedef struct start_state {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint, sigusr1;
+    uv_signal_t sigterm, sigint, sigusr1, sighup;
+    fy_systemd_t *systemd;           /* NOTIFY_SOCKET and socket activation; borrowed */
+    uv_timer_t notify_timer;         /* READY=1 and STATUS= for systemd, when it listens */
+    bool notify_timer_open;
+    bool ready_sent;
+    bool reloading;                  /* RELOADING=1 sent; READY=1 follows the restart's end */
+    unsigned min_instances;
+    char last_status[200];
     const char *log_path, *access_path;   /* as configured; "-" or "" when not a file */
     int log_fd, access_fd;
     fy_pool_t *pool;
@@ -56,6 +68,10 @@ static void on_pool_done(fy_pool_t *pool, void *data)
     uv_close((uv_handle_t *)&st->sigterm, NULL);
     uv_close((uv_handle_t *)&st->sigint, NULL);
     uv_close((uv_handle_t *)&st->sigusr1, NULL);
+    uv_close((uv_handle_t *)&st->sighup, NULL);
+    if (st->notify_timer_open)
+        uv_close((uv_handle_t *)&st->notify_timer, NULL);
+    st->notify_timer_open = false;
 }
 
 static void on_pool_unused(fy_pool_t *pool, void *data) { (void)pool; (void)data; }
@@ -77,6 +93,7 @@ static void begin_shutdown(start_state_t *st, const char *why)
     st->stopping = true;
     fy_log(FY_LOG_NOTICE, "start", "%s: shutting down (timeout %u ms)", why,
            st->shutdown_timeout_ms);
+    fy_systemd_notify(st->systemd, "STOPPING=1\nSTATUS=shutting down");
     fy_http_server_stop(st->http, st->shutdown_timeout_ms, on_http_stopped, st);
 }
 
@@ -113,7 +130,66 @@ static int admin_restart(void *data)
     start_state_t *st = data;
     if (st->stopping)
         return -ESHUTDOWN;
-    return fy_pool_restart(st->pool);
+    int rc = fy_pool_restart(st->pool);
+    if (rc == 0 && st->systemd->notify_fd >= 0) {
+        /* READY=1 follows when the restart is over (on_notify_timer). */
+        char text[96];
+        snprintf(text, sizeof text, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                 (unsigned long long)fy_monotonic_ms() * 1000ull);
+        fy_systemd_notify(st->systemd, text);
+        st->reloading = true;
+    }
+    return rc;
+}
+
+/* SIGHUP: a rolling restart, as `ferry restart` (systemd's ExecReload=kill -HUP $MAINPID). */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    start_state_t *st = h->data;
+    int rc = admin_restart(st);
+    if (rc == 0)
+        fy_log(FY_LOG_NOTICE, "start", "signal=%s: rolling restart", strsignal(signum));
+    else
+        fy_log(FY_LOG_WARN, "start", "signal=%s: no restart: %s", strsignal(signum),
+               strerror(-rc));
+}
+
+/* Tells systemd (NOTIFY_SOCKET) READY=1 once the listeners are open and min-instances workers
+ * are ready (or the app failed to boot: it is then served with 503 pages, and STATUS says
+ * so), READY=1 again at the end of a rolling restart, and STATUS= whenever the figures change. */
+static void on_notify_timer(uv_timer_t *t)
+{
+    start_state_t *st = t->data;
+    if (st->stopping)
+        return;
+    fy_pool_stats_t stats;
+    fy_pool_get_stats(st->pool, &stats);
+    unsigned ready = stats.idle + stats.busy;
+    const fy_app_error_t *boot_error = fy_pool_boot_error(st->pool);
+    char status[200];
+    if (boot_error != NULL && ready == 0)
+        snprintf(status, sizeof status, "STATUS=the app cannot boot: %.150s",
+                 boot_error->summary ? boot_error->summary : "");
+    else
+        snprintf(status, sizeof status,
+                 "STATUS=serving %.100s: %u workers ready (%u busy), %u spawning, %u queued%s",
+                 st->url, ready, stats.busy, stats.spawning, stats.queued,
+                 stats.restarting ? ", restarting" : "");
+    bool send_ready = false;
+    if (!st->ready_sent && (ready >= st->min_instances || boot_error != NULL)) {
+        st->ready_sent = true;
+        send_ready = true;
+    }
+    if (st->reloading && !stats.restarting) {
+        st->reloading = false;
+        send_ready = true;
+    }
+    if (send_ready || strcmp(status, st->last_status) != 0) {
+        char text[220];
+        snprintf(text, sizeof text, "%s%s", send_ready ? "READY=1\n" : "", status);
+        fy_systemd_notify(st->systemd, text);
+        snprintf(st->last_status, sizeof st->last_status, "%s", status);
+    }
 }
 
 static void admin_stop(void *data)
@@ -219,6 +295,112 @@ static void write_properties(const fy_instdir_t *dir, const fy_start_config_t *c
     free(json);
 }
 
+/* Checks --app and --startup-file against the app type, chooses the interpreter of a WSGI or Rack
+ * app (into <interp>), and puts all three into the environment every worker inherits
+ * (src/ipc/handshake.h; docs/configuration.md "Entry points" and "Interpreters"). Returns 0, or
+ * -1 after printing why on stderr. */
+static int export_loader_choices(const fy_start_config_t *cfg, const char *app_root,
+                                 const char *type, fy_interp_t *interp)
+{
+    bool interpreted = strcmp(type, "wsgi") == 0 || strcmp(type, "rack") == 0;
+    if (cfg->app[0] != '\0' && strcmp(type, "wsgi") != 0) {
+        fprintf(stderr, "ferry start: --app %s is a WSGI entry point, but the app type is %s\n",
+                cfg->app, type);
+        return -1;
+    }
+    if (cfg->app[0] != '\0' && cfg->startup_file[0] != '\0') {
+        fprintf(stderr, "ferry start: --app and --startup-file exclude each other (--app names "
+                        "a module on the app's path, --startup-file a file)\n");
+        return -1;
+    }
+    if (cfg->app[0] != '\0' && !fy_apptype_wsgi_app_valid(cfg->app)) {
+        fprintf(stderr, "ferry start: --app %s: not MODULE, MODULE:NAME or MODULE:NAME(ARGS) "
+                        "(e.g. myapp.wsgi:application, myapp:create_app())\n", cfg->app);
+        return -1;
+    }
+    if (cfg->app[0] != '\0')
+        setenv(FY_HANDSHAKE_VAR_WSGI_APP, cfg->app, 1);
+    else
+        unsetenv(FY_HANDSHAKE_VAR_WSGI_APP);
+    unsetenv(FY_HANDSHAKE_VAR_STARTUP_FILE);
+    if (cfg->startup_file[0] != '\0') {
+        if (!interpreted) {
+            fprintf(stderr, "ferry start: --startup-file is for rack and wsgi apps, not %s\n",
+                    type);
+            return -1;
+        }
+        char joined[PATH_MAX], file[PATH_MAX];
+        int n = cfg->startup_file[0] == '/'
+                    ? snprintf(joined, sizeof joined, "%s", cfg->startup_file)
+                    : snprintf(joined, sizeof joined, "%s/%s", app_root, cfg->startup_file);
+        struct stat fst;
+        if (n >= (int)sizeof joined || realpath(joined, file) == NULL) {
+            fprintf(stderr, "ferry start: --startup-file %s: %s\n", joined,
+                    n >= (int)sizeof joined ? strerror(ENAMETOOLONG) : strerror(errno));
+            return -1;
+        }
+        if (stat(file, &fst) != 0 || !S_ISREG(fst.st_mode)) {
+            fprintf(stderr, "ferry start: --startup-file %s: not a regular file\n", joined);
+            return -1;
+        }
+        setenv(FY_HANDSHAKE_VAR_STARTUP_FILE, file, 1);
+    }
+    if (!interpreted)
+        return 0;
+    bool wsgi = strcmp(type, "wsgi") == 0;
+    char err[PATH_MAX + 80];
+    if (fy_interp_choose(type, app_root, wsgi ? cfg->python : cfg->ruby, interp, err,
+                         sizeof err) != 0) {
+        fprintf(stderr, "ferry start: %s\n", err);
+        return -1;
+    }
+    setenv(wsgi ? FY_HANDSHAKE_VAR_PYTHON : FY_HANDSHAKE_VAR_RUBY, interp->path, 1);
+    return 0;
+}
+
+/* Started as root, with the listeners open: the instance directory becomes the app user's (so
+ * `ferry status` works for root and for it), the workers get its HOME, USER and LOGNAME, and the
+ * core becomes that user too unless <drop_core> is false (the pool then spawns the workers as
+ * it; the admin socket accepts it besides root). Returns 0, or -1 after printing why. */
+static int switch_user(const fy_run_as_t *r, const fy_instdir_t *dir, bool drop_core)
+{
+    DIR *d = opendir(dir->path);
+    if (d == NULL || chown(dir->path, r->uid, r->gid) == -1) {
+        fprintf(stderr, "ferry start: cannot give the instance directory %s to %s: %s\n",
+                dir->path, r->user, strerror(errno));
+        if (d != NULL)
+            closedir(d);
+        return -1;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir->path, e->d_name);
+        if (lchown(path, r->uid, r->gid) == -1)
+            fy_log(FY_LOG_WARN, "start", "file=%s: cannot give it to %s: %s", path, r->user,
+                   strerror(errno));
+    }
+    closedir(d);
+    setenv("HOME", r->home, 1);
+    setenv("USER", r->user, 1);
+    setenv("LOGNAME", r->user, 1);
+    if (drop_core) {
+        char err[PATH_MAX + 128];
+        if (fy_users_become(r, err, sizeof err) != 0) {
+            fprintf(stderr, "ferry start: %s\n", err);
+            return -1;
+        }
+    } else {
+        fy_peer_allow_uid(r->uid);
+    }
+    fy_log(FY_LOG_NOTICE, "start", "user=%s group=%s uid=%u gid=%u from=\"%s\": the workers%s "
+           "run as it", r->user, r->group, (unsigned)r->uid, (unsigned)r->gid, r->why,
+           drop_core ? " and the core" : "");
+    return 0;
+}
+
 int fy_cmd_start(int argc, char **argv)
 {
     fy_start_config_t cfg;
@@ -241,6 +423,20 @@ int fy_cmd_start(int argc, char **argv)
                            &metrics_port) != 0) {
         fprintf(stderr, "ferry start: metrics-address '%s' is not HOST:PORT (an IP address, "
                 "[v6]:PORT for IPv6; port 1..65535)\n", cfg.metrics_address);
+        fy_start_config_dispose(&cfg);
+        return 2;
+    }
+    if (cfg.proxy_protocol && cfg.trusted_proxy[0] == '\0') {
+        fprintf(stderr, "ferry start: proxy-protocol: needs --trusted-proxy (the balancers that "
+                        "may send PROXY headers)\n");
+        fy_start_config_dispose(&cfg);
+        return 2;
+    }
+    /* First: the variables go out of the environment before anything can inherit them. */
+    fy_systemd_t systemd;
+    if (fy_systemd_open(&systemd, err, sizeof err) != 0) {
+        fprintf(stderr, "ferry start: %s\n", err);
+        fy_systemd_close(&systemd);
         fy_start_config_dispose(&cfg);
         return 2;
     }
@@ -276,12 +472,43 @@ int fy_cmd_start(int argc, char **argv)
         goto out;
     }
     closedir(probe);
-    const char *type =
-        strcmp(cfg.app_type, "auto") == 0 ? fy_apptype_detect(app_root) : cfg.app_type;
+    const char *type = NULL;
+    if (strcmp(cfg.app_type, "auto") != 0)
+        type = cfg.app_type;
+    else if (cfg.app[0] != '\0')
+        type = "wsgi";
+    else if (cfg.startup_file[0] != '\0')
+        type = fy_apptype_of_startup_file(cfg.startup_file);
+    else
+        type = fy_apptype_detect(app_root);
+    if (type == NULL && cfg.startup_file[0] != '\0') {
+        fprintf(stderr, "ferry start: --startup-file %s: cannot tell the app type by its name "
+                        "(*.ru is rack, *.py wsgi): pass --app-type\n", cfg.startup_file);
+        goto out;
+    }
     if (type == NULL) {
         fprintf(stderr, "ferry start: no app found in %s: looked for " FY_APPTYPE_LOOKED_FOR "\n",
                 app_root);
         goto out;
+    }
+    fy_interp_t interp = {.path = "", .source = NULL};
+    if (export_loader_choices(&cfg, app_root, type, &interp) != 0)
+        goto out;
+    /* Who the app runs as (docs/deploying.md, "Users"): the owner of the file the loader loads
+     * (with --app, of APP_DIR) unless --user says. */
+    fy_run_as_t run_as;
+    {
+        const char *startup = getenv(FY_HANDSHAKE_VAR_STARTUP_FILE);
+        char *owned = startup != NULL ? fy_xstrdup(startup)
+                      : cfg.app[0] != '\0' ? NULL : fy_apptype_startup_file(app_root, type);
+        char choose_err[PATH_MAX + 128];
+        int urc = fy_users_choose(cfg.user, cfg.group, owned ? owned : app_root, &run_as,
+                                  choose_err, sizeof choose_err);
+        free(owned);
+        if (urc != 0) {
+            fprintf(stderr, "ferry start: %s\n", choose_err);
+            goto out;
+        }
     }
     ssize_t n = readlink("/proc/self/exe", ferry_bin, sizeof ferry_bin - 1);
     if (n <= 0) {
@@ -311,6 +538,8 @@ int fy_cmd_start(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     st = fy_xcalloc(1, sizeof *st);
+    st->systemd = &systemd;
+    st->min_instances = cfg.min_instances;
     st->shutdown_timeout_ms = cfg.shutdown_timeout * 1000u;
     uv_loop_init(&st->loop);
 
@@ -331,6 +560,9 @@ int fy_cmd_start(int argc, char **argv)
         .dispatch_ahead = cfg.dispatch_ahead,
         .smart_spawn = strcmp(type, "c") != 0 && strcmp(cfg.spawn_method, "direct") != 0,
         .max_preloader_idle_time_s = cfg.max_preloader_idle_time,
+        .worker_set_user = run_as.switching && !cfg.drop_core,
+        .worker_uid = run_as.uid,
+        .worker_gid = run_as.gid,
     };
     /* Native C apps spawn directly: a .so loads in milliseconds and shares its pages through the
      * page cache already, so a preloader has nothing to save (docs/configuration.md). */
@@ -350,6 +582,8 @@ int fy_cmd_start(int argc, char **argv)
     hopts.max_header_count = cfg.max_header_count;
     hopts.body_buffer_threshold = (size_t)cfg.body_buffer_threshold;
     hopts.trusted_proxies = cfg.trusted_proxy;
+    hopts.health_path = cfg.health_path;
+    hopts.proxy_protocol = cfg.proxy_protocol;
     hopts.environment = cfg.environment;
     hopts.powered_by = cfg.powered_by;
     hopts.access_log_fd = access_fd;
@@ -387,7 +621,24 @@ int fy_cmd_start(int argc, char **argv)
         fprintf(stderr, "ferry start: bad HTTP options: %s\n", strerror(-rc));
         goto out_pool;
     }
-    bool tcp = cfg.port_set || cfg.socket[0] == '\0';
+    /* Socket activation: systemd's sockets replace --address, --port and --socket. */
+    bool activated = systemd.listen_fds > 0;
+    bool tcp = !activated && (cfg.port_set || cfg.socket[0] == '\0');
+    for (unsigned i = 0; i < systemd.listen_fds; i++) {
+        int fd = FY_SYSTEMD_LISTEN_FDS_START + (int)i;
+        char url[sizeof st->url];
+        rc = fy_http_server_listen_fd(st->http, fd, url, sizeof url);
+        if (rc < 0) {
+            fprintf(stderr, "ferry start: socket activation: fd %d%s%s: %s\n", fd,
+                    systemd.listen_names[i][0] ? " " : "", systemd.listen_names[i],
+                    rc == -EINVAL ? "not a listening stream socket" : uv_strerror(rc));
+            goto out_http;
+        }
+        if (i == 0)
+            snprintf(st->url, sizeof st->url, "%s", url);
+        fy_log(FY_LOG_NOTICE, "start", "fd=%d name=%s url=%s: serving on a socket from systemd",
+               fd, systemd.listen_names[i][0] ? systemd.listen_names[i] : "-", url);
+    }
     if (tcp) {
         rc = fy_http_server_listen_tcp(st->http, cfg.address, cfg.port);
         if (rc < 0) {
@@ -400,7 +651,7 @@ int fy_cmd_start(int argc, char **argv)
             goto out_http;
         }
     }
-    if (cfg.socket[0] != '\0') {
+    if (!activated && cfg.socket[0] != '\0') {
         rc = fy_http_server_listen_unix(st->http, cfg.socket);
         if (rc < 0) {
             fprintf(stderr, "ferry start: cannot listen on the socket %s: %s\n", cfg.socket,
@@ -418,7 +669,9 @@ int fy_cmd_start(int argc, char **argv)
             goto out_http;
         }
     }
-    if (tcp) {
+    if (activated) {
+        /* the first socket's URL, above */
+    } else if (tcp) {
         bool v6 = strchr(cfg.address, ':') != NULL;
         snprintf(st->url, sizeof st->url, "http://%s%s%s:%u", v6 ? "[" : "", cfg.address,
                  v6 ? "]" : "", cfg.port);
@@ -429,6 +682,8 @@ int fy_cmd_start(int argc, char **argv)
     st->status = (fy_status_source_t){
         .app_root = app_root,
         .app_type = type,
+        .interpreter = interp.source ? interp.path : NULL,
+        .interpreter_source = interp.source,
         .environment = cfg.environment,
         .url = st->url,
         .instance_dir = instdir.path,
@@ -469,6 +724,9 @@ int fy_cmd_start(int argc, char **argv)
         pid_file_written = true;
     }
 
+    if (run_as.switching && switch_user(&run_as, &instdir, cfg.drop_core) != 0)
+        goto out_http;
+
     uv_signal_init(&st->loop, &st->sigterm);
     uv_signal_init(&st->loop, &st->sigint);
     st->sigterm.data = st->sigint.data = st;
@@ -481,6 +739,15 @@ int fy_cmd_start(int argc, char **argv)
     uv_signal_init(&st->loop, &st->sigusr1);
     st->sigusr1.data = st;
     uv_signal_start(&st->sigusr1, on_reopen_logs, SIGUSR1);
+    uv_signal_init(&st->loop, &st->sighup);
+    st->sighup.data = st;
+    uv_signal_start(&st->sighup, on_sighup, SIGHUP);
+    if (systemd.notify_fd >= 0) {
+        uv_timer_init(&st->loop, &st->notify_timer);
+        st->notify_timer.data = st;
+        st->notify_timer_open = true;
+        uv_timer_start(&st->notify_timer, on_notify_timer, 0, 100);
+    }
 
     rc = fy_pool_start(st->pool);
     if (rc < 0) {
@@ -493,12 +760,20 @@ int fy_cmd_start(int argc, char **argv)
     }
 
     const char *url = st->url;
-    fy_log(FY_LOG_NOTICE, "start", "app=%s type=%s env=%s url=%s%s%s pid=%d instance=%s: serving",
-           app_root, type, cfg.environment, url, tcp && cfg.socket[0] ? " socket=" : "",
-           tcp && cfg.socket[0] ? cfg.socket : "", (int)getpid(), instdir.path);
-    printf("ferry %s serving %s (%s) on %s%s%s pid %d\n", FERRY_VERSION, app_root, type, url,
-           tcp && cfg.socket[0] ? " and unix:" : "", tcp && cfg.socket[0] ? cfg.socket : "",
-           (int)getpid());
+    /* The interpreter goes after the rest, so a reader of the old line finds it unchanged. */
+    char interp_log[PATH_MAX + 64] = "", interp_line[PATH_MAX + 64] = "";
+    if (interp.source != NULL) {
+        snprintf(interp_log, sizeof interp_log, " interpreter=%s interpreter_from=%s",
+                 interp.path, interp.source);
+        snprintf(interp_line, sizeof interp_line, ", %s from %s", interp.path, interp.source);
+    }
+    fy_log(FY_LOG_NOTICE, "start",
+           "app=%s type=%s env=%s url=%s%s%s pid=%d instance=%s%s: serving", app_root, type,
+           cfg.environment, url, tcp && cfg.socket[0] ? " socket=" : "",
+           tcp && cfg.socket[0] ? cfg.socket : "", (int)getpid(), instdir.path, interp_log);
+    printf("ferry %s serving %s (%s%s) on %s%s%s pid %d\n", FERRY_VERSION, app_root, type,
+           interp_line, url, tcp && cfg.socket[0] ? " and unix:" : "",
+           tcp && cfg.socket[0] ? cfg.socket : "", (int)getpid());
     fflush(stdout);
 
     uv_run(&st->loop, UV_RUN_DEFAULT);
@@ -542,6 +817,7 @@ out:
         close(log_fd);
     }
     free(st);
+    fy_systemd_close(&systemd);
     fy_start_config_dispose(&cfg);
     return status;
 }

@@ -16,6 +16,8 @@
 
 #include "cli/apptype.h"
 #include "cli/commands.h"
+#include "cli/interp.h"
+#include "cli/paths.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "ipc/handshake.h"
@@ -41,9 +43,18 @@ static void usage(FILE *out)
             "\n"
             "environment:\n"
             "  FERRY_LOADERS_DIR       where python/wsgi_loader.py and ruby/rack_loader.rb are\n"
-            "                          (default %s/loaders)\n"
+            "                          (default: PREFIX/" FERRY_INSTALL_DATADIR "/ferry/loaders of an\n"
+            "                          installed ferry, else %s/loaders)\n"
+            "  FERRY_EXT_DIR           where python/_ferry.abi3.so and ruby/ferry_ext.so are\n"
+            "                          (default: PREFIX/" FERRY_INSTALL_LIBDIR "/ferry/ext, else the\n"
+            "                          build's src/ext)\n"
             "  FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS=1  listen on a socket file in\n"
-            "                          $FERRY_INSTANCE_DIR (else $TMPDIR, else /tmp)\n",
+            "                          $FERRY_INSTANCE_DIR (else $TMPDIR, else /tmp)\n"
+            "  FERRY_PYTHON, FERRY_RUBY  the loader's interpreter (default: APP_DIR/.venv or\n"
+            "                          venv/bin/python, else python3 on PATH, else\n"
+            "                          /usr/bin/python3; ruby on PATH, else /usr/bin/ruby)\n"
+            "  FERRY_APP               WSGI entry point MODULE:CALLABLE or MODULE:FACTORY()\n"
+            "  FERRY_STARTUP_FILE      the app's config.ru or WSGI file by another name\n",
             FERRY_SOURCE_ROOT);
 }
 
@@ -63,33 +74,38 @@ static int fail(const char *summary, const char *details)
     return 1;
 }
 
-static int exec_loader(const char *type)
+static int exec_loader(const char *type, const char *root)
 {
-    const char *loaders = getenv("FERRY_LOADERS_DIR");
-    if (loaders == NULL || *loaders == '\0')
-        loaders = FERRY_SOURCE_ROOT "/loaders";
-    char script[PATH_MAX];
-    const char *interp;
-    if (strcmp(type, "wsgi") == 0) {
-        interp = "/usr/bin/python3";
+    /* The loaders and the extensions of this binary's own installation or build. */
+    char exe[PATH_MAX], loaders[PATH_MAX], ext_dir[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    fy_paths_find(exe, loaders, ext_dir, sizeof loaders);
+    char script[PATH_MAX + 32];
+    bool wsgi = strcmp(type, "wsgi") == 0;
+    if (wsgi)
         snprintf(script, sizeof script, "%s/python/wsgi_loader.py", loaders);
-    } else {
-        interp = "ruby";
+    else
         snprintf(script, sizeof script, "%s/ruby/rack_loader.rb", loaders);
-    }
+    /* `ferry start` put its choice into the environment; started by hand, the same rules. */
+    fy_interp_t chosen;
+    char why[PATH_MAX + 80];
+    if (fy_interp_choose(type, root, getenv(wsgi ? FY_HANDSHAKE_VAR_PYTHON : FY_HANDSHAKE_VAR_RUBY),
+                         &chosen, why, sizeof why) != 0)
+        return fail(why, "step=choose_interpreter: set --python / --ruby (FERRY_PYTHON, "
+                         "FERRY_RUBY) to an executable file");
+    const char *interp = chosen.path;
     if (access(script, R_OK) != 0) {
         char *summary =
             fy_xasprintf("the %s loader %s is missing: %s", type, script, strerror(errno));
         int rc = fail(summary, "step=exec_loader: set FERRY_LOADERS_DIR to the loaders/ directory "
-                               "of a ferry source tree");
+                               "of a ferry source tree or installation (share/ferry/loaders)");
         free(summary);
         return rc;
     }
     /* The loader imports the runtime's extension module (_ferry for Python, ferry_ext for Ruby)
      * from FERRY_EXT_DIR/<language>/: the extensions of the build this binary belongs to. */
-    const char *ext = getenv(FY_HANDSHAKE_VAR_EXT_DIR);
-    if (ext == NULL || *ext == '\0')
-        setenv(FY_HANDSHAKE_VAR_EXT_DIR, FERRY_EXT_DIR_DEFAULT, 1);
+    setenv(FY_HANDSHAKE_VAR_EXT_DIR, ext_dir, 1);
 #ifdef FY_ASAN_RUNTIME
     /* A sanitizer build's extensions need the ASan runtime first in the interpreter's library
      * list. Three options are appended to whatever ASAN_OPTIONS the caller set (the last
@@ -109,7 +125,7 @@ static int exec_loader(const char *type)
     free(options);
 #endif
     char *const argv[] = {(char *)interp, script, NULL};
-    execvp(interp, argv);
+    execv(interp, argv);
     char *summary =
         fy_xasprintf("cannot run the %s loader: %s %s: %s", type, interp, script, strerror(errno));
     int rc = fail(summary, "step=exec_loader");
@@ -185,7 +201,14 @@ int fy_cmd_worker(int argc, char **argv)
         else
             *slash = '\0';
     } else if (type == NULL) {
-        type = fy_apptype_detect(root);
+        const char *startup = getenv(FY_HANDSHAKE_VAR_STARTUP_FILE);
+        const char *wsgi_app = getenv(FY_HANDSHAKE_VAR_WSGI_APP);
+        if (wsgi_app != NULL && *wsgi_app != '\0')
+            type = "wsgi";
+        else if (startup != NULL && *startup != '\0')
+            type = fy_apptype_of_startup_file(startup);
+        else
+            type = fy_apptype_detect(root);
         if (type == NULL) {
             char *summary = fy_xasprintf(
                 "cannot tell the type of the app in %s: looked for " FY_APPTYPE_LOOKED_FOR, root);
@@ -217,7 +240,7 @@ int fy_cmd_worker(int argc, char **argv)
 
     if (strcmp(type, "c") != 0) {
         free(so_path);
-        return exec_loader(type);
+        return exec_loader(type, root);
     }
 
     const char *socket_dir = fy_worker_socket_dir();

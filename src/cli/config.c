@@ -46,6 +46,22 @@ static const opt_t options[] = {
      "FERRY_ENV of the app; development shows boot errors in 503 pages"},
     {"app-type", OPT_ENUM, OFF(app_type), "auto", 0, 0, "auto|rack|wsgi|c",
      "app type; auto detects config.ru, passenger_wsgi.py/wsgi.py/app.py, *.so"},
+    {"app", OPT_STR, OFF(app), "", 0, 0, NULL,
+     "WSGI entry point MODULE:CALLABLE or MODULE:FACTORY() (gunicorn's form); implies wsgi"},
+    {"startup-file", OPT_STR, OFF(startup_file), "", 0, 0, NULL,
+     "the app's Rack (*.ru) or WSGI (*.py) file, relative to APP_DIR, when the detection's "
+     "names do not fit"},
+    {"python", OPT_STR, OFF(python), "", 0, 0, NULL,
+     "Python of a WSGI app; empty: APP_DIR/.venv/bin/python or venv/bin/python, else python3 "
+     "on PATH, else /usr/bin/python3"},
+    {"ruby", OPT_STR, OFF(ruby), "", 0, 0, NULL,
+     "Ruby of a Rack app; empty: ruby on PATH, else /usr/bin/ruby"},
+    {"user", OPT_STR, OFF(user), "", 0, 0, NULL,
+     "started as root: the app's user; empty: the startup file's owner (nobody for root's)"},
+    {"group", OPT_STR, OFF(group), "", 0, 0, NULL,
+     "started as root: the app's group; empty: the user's primary group"},
+    {"drop-core", OPT_BOOL, OFF(drop_core), "true", 0, 0, NULL,
+     "started as root: the core too becomes --user once its listeners are open"},
     {"max-pool-size", OPT_UINT, OFF(max_pool_size), "6", 1, 10000, NULL, "worker processes in all"},
     {"min-instances", OPT_UINT, OFF(min_instances), "1", 0, 10000, NULL,
      "workers kept alive even when idle"},
@@ -100,6 +116,11 @@ static const opt_t options[] = {
      "add X-Request-Id: <the request's id> to responses (the app's own wins)"},
     {"slow-request-threshold", OPT_UINT, OFF(slow_request_threshold), "0", 0, 86400000, NULL,
      "ms; a request taking longer is logged at warn with its timeline; 0 off"},
+    {"proxy-protocol", OPT_BOOL, OFF(proxy_protocol), "false", 0, 0, NULL,
+     "peers in --trusted-proxy start each connection with a PROXY header (v1/v2) naming the "
+     "client; others may not"},
+    {"health-path", OPT_STR, OFF(health_path), "", 0, 0, NULL,
+     "a path ferry answers itself: 200 when a worker is ready, else 503; empty is off"},
     {"powered-by", OPT_BOOL, OFF(powered_by), "true", 0, 0, NULL,
      "add X-Powered-By: ferry/<version> to responses"},
     {"metrics-address", OPT_STR, OFF(metrics_address), "", 0, 0, NULL,
@@ -440,6 +461,10 @@ int fy_start_config_load(fy_start_config_t *cfg, int argc, char **argv, char *er
         rc = apply(cfg, flags[i].opt, flags[i].value, source, err, err_len);
     }
     free(flags);
+    if (rc == 0 && cfg->health_path[0] != '\0' && cfg->health_path[0] != '/') {
+        set_err(err, err_len, "health-path: '%s' must start with /", cfg->health_path);
+        rc = -EINVAL;
+    }
     if (rc == 0 && cfg->min_instances > cfg->max_pool_size) {
         set_err(err, err_len, "min-instances (%u) is larger than max-pool-size (%u)",
                 cfg->min_instances, cfg->max_pool_size);

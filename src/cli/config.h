@@ -18,6 +18,12 @@ typedef struct fy_start_config {
     char *socket;                  /* NULL = no Unix listener */
     char *environment;             /* production | development */
     char *app_type;                /* auto | rack | wsgi | c */
+    char *app;                     /* WSGI MODULE:CALLABLE or MODULE:FACTORY(); "" = none */
+    char *startup_file;            /* "" = the detection's file */
+    char *python;                  /* "" = chosen by fy_interp_choose */
+    char *ruby;                    /* "" = chosen by fy_interp_choose */
+    char *user, *group;            /* "" = chosen by fy_users_choose */
+    bool drop_core;                /* a root core becomes the user too */
     unsigned max_pool_size;
     unsigned min_instances;
     unsigned pool_idle_time;       /* seconds */
@@ -43,6 +49,8 @@ typedef struct fy_start_config {
     unsigned response_buffer_max;  /* MiB of one response buffered for a slow client; 0 = none */
     char *trusted_proxy;           /* "" = none */
     char *metrics_address;         /* "HOST:PORT" of the Prometheus endpoint; "" = off */
+    bool proxy_protocol;           /* trusted peers send PROXY headers */
+    char *health_path;             /* answered by the front; "" = none */
     char *log_file;                /* "-" = stderr */
     char *access_log;              /* "" = off, "-" = stdout */
     char *access_log_format;       /* combined | json */

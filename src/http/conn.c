@@ -20,12 +20,14 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "http/http_conn.h"
+#include "proto/proxy.h"
 
 /* The spool gives the disk back in steps of this much of what already went out. */
 #define SPOOL_PUNCH_STEP (1024u * 1024)
 
 static void process_input(fy_http_conn_t *c, const char *data, size_t len);
 static void update_client_reading(fy_http_conn_t *c);
+static bool peer_trusted(const fy_http_server_t *srv, const char *addr);
 static void log_unfinished(fy_http_conn_t *c);
 static void finish_response(fy_http_conn_t *c);
 static void close_conn(fy_http_conn_t *c, bool graceful);
@@ -424,9 +426,9 @@ static int write_client_now(fy_http_conn_t *c, fy_http_wbuf_t *w, uv_buf_t *bufs
     return write_client(c, w, bufs, n);
 }
 
-/* Writes the front's own response (already in c->out) and finishes the request with it. */
-static void send_error(fy_http_conn_t *c, int status, const char *title, const char *detail,
-                       bool close_after)
+/* The front answers the request itself: the worker side is let go, reading and the timers
+ * stop, and c->out is emptied for the response that end_front_response writes. */
+static void begin_front_response(fy_http_conn_t *c, int status, bool close_after)
 {
     c->status = status;
     if (close_after || c->srv->stopping)
@@ -438,12 +440,12 @@ static void send_error(fy_http_conn_t *c, int status, const char *title, const c
     }
     uv_timer_stop(&c->timer);
     uv_timer_stop(&c->req_timer);
-    if (status >= 500)
-        record_failure(c, status, title);
     c->out.len = 0;
-    bool is_head = c->req.method != NULL && c->req.is_head;
-    fy_http_error_response(status, is_head, !c->close_after, c->srv->opts.powered_by, title,
-                           detail, &c->out);
+}
+
+/* Writes the front's own response (in c->out) and finishes the request with it. */
+static void end_front_response(fy_http_conn_t *c)
+{
     if (c->req.any_bytes)
         add_request_id_header(c);
     c->state = FY_CONN_REPLYING;
@@ -455,6 +457,54 @@ static void send_error(fy_http_conn_t *c, int status, const char *title, const c
         return;
     }
     c->response_done = true;
+}
+
+/* Answers with the front's error page. */
+static void send_error(fy_http_conn_t *c, int status, const char *title, const char *detail,
+                       bool close_after)
+{
+    begin_front_response(c, status, close_after);
+    if (status >= 500)
+        record_failure(c, status, title);
+    bool is_head = c->req.method != NULL && c->req.is_head;
+    fy_http_error_response(status, is_head, !c->close_after, c->srv->opts.powered_by, title,
+                           detail, &c->out);
+    end_front_response(c);
+}
+
+/* --health-path (docs/configuration.md): a request whose path (the query aside) is the health
+ * path is answered here, 200 when at least one worker is ready (idle or busy), else 503, so a
+ * load balancer or a Kubernetes probe learns whether this instance can serve, without taking a
+ * worker. Returns true when it answered. */
+static bool answer_health(fy_http_conn_t *c)
+{
+    const char *want = c->srv->opts.health_path;
+    if (want == NULL || want[0] == '\0')
+        return false;
+    const char *url = fy_http_request_url(&c->req);
+    const char *path = url + c->req.target.path_off;
+    size_t len = c->req.target.path_len;
+    const char *q = memchr(path, '?', len);
+    if (q != NULL)
+        len = (size_t)(q - path);
+    if (len != strlen(want) || memcmp(path, want, len) != 0)
+        return false;
+    fy_pool_stats_t stats;
+    fy_pool_get_stats(c->srv->pool, &stats);
+    bool ready = stats.idle + stats.busy > 0 && !c->srv->stopping;
+    int status = ready ? 200 : 503;
+    begin_front_response(c, status, false);
+    char text[96];
+    if (ready)
+        snprintf(text, sizeof text, "ok: %u worker%s ready\n", stats.idle + stats.busy,
+                 stats.idle + stats.busy == 1 ? "" : "s");
+    else
+        snprintf(text, sizeof text, "%s\n", c->srv->stopping ? "shutting down"
+                                                              : "no worker is ready");
+    fy_http_plain_response(status, c->req.is_head, !c->close_after, c->srv->opts.powered_by,
+                           text, &c->out);
+    end_front_response(c);
+    return true;
 }
 
 /* ---- the response ------------------------------------------------------------------------ */
@@ -896,6 +946,8 @@ static bool client_sent_fin(fy_http_conn_t *c)
 /* The request is complete: build its block, then ask the pool for a worker. */
 static void dispatch(fy_http_conn_t *c)
 {
+    if (answer_health(c))
+        return;
     fy_http_cgi_ctx_t ctx = {
         .server_name = c->listener->host,
         .server_port = c->listener->port,
@@ -1142,11 +1194,73 @@ static void keep_rest(fy_http_conn_t *c, const char *rest, size_t len)
     c->in_len = len;
 }
 
+/* --proxy-protocol (docs/deploying.md, "Behind a load balancer"): the first bytes of a
+ * connection. From a trusted peer they must be a PROXY header (HAProxy's protocol, v1 or v2):
+ * its source becomes REMOTE_ADDR and REMOTE_PORT (and whether X-Forwarded-* are believed is
+ * decided for that address); LOCAL, UNKNOWN and other families keep the connection's own. From
+ * an untrusted peer a PROXY header is refused: nobody else may say who the client is. Refused or
+ * malformed: logged, the connection closed without an answer. Returns 0 with *used set to the
+ * header's bytes (0 for an untrusted peer's plain request), or 1 when it kept the bytes to wait
+ * for more or closed the connection. */
+static int proxy_header(fy_http_conn_t *c, const char *data, size_t len, size_t *used)
+{
+    fy_proxy_header_t h;
+    const char *why = "";
+    int rc = fy_proxy_parse((const uint8_t *)data, len, &h, &why);
+    if (!c->trusted_peer) {
+        if (rc == -EPROTO || rc == -EMSGSIZE || (rc == -EAGAIN && !fy_proxy_maybe(
+                                                     (const uint8_t *)data, len))) {
+            c->proxy_checked = true;
+            *used = 0;
+            return 0;
+        }
+        if (rc == -EAGAIN) {
+            keep_rest(c, data, len);
+            return 1;
+        }
+        fy_log(FY_LOG_WARN, "http", "peer=%s:%s: refused: a PROXY header from a peer that is not "
+               "in --trusted-proxy", c->remote_addr, c->remote_port);
+        keep_rest(c, NULL, 0);
+        close_conn(c, false);
+        return 1;
+    }
+    if (rc == -EAGAIN) {
+        keep_rest(c, data, len);
+        return 1;
+    }
+    if (rc < 0) {
+        fy_log(FY_LOG_WARN, "http", "peer=%s:%s: refused: bad PROXY header: %s", c->remote_addr,
+               c->remote_port, why);
+        keep_rest(c, NULL, 0);
+        close_conn(c, false);
+        return 1;
+    }
+    c->proxy_checked = true;
+    if (h.has_addresses) {
+        snprintf(c->remote_addr, sizeof c->remote_addr, "%s", h.src_addr);
+        snprintf(c->remote_port, sizeof c->remote_port, "%u", h.src_port);
+        c->trusted_peer = peer_trusted(c->srv, c->remote_addr);
+    }
+    *used = h.length;
+    return 0;
+}
+
 /* Parses <len> bytes at <data> (the shared buffer, or c->in with c->in_len bytes) until a request
  * is complete (then dispatches it, keeping pipelined bytes in c->in), the bytes are used up, or
  * the request is refused. */
 static void process_input(fy_http_conn_t *c, const char *data, size_t len)
 {
+    if (c->srv->opts.proxy_protocol && !c->proxy_checked) {
+        size_t used = 0;
+        if (proxy_header(c, data, len, &used) != 0)
+            return;   /* waiting for more, or closed */
+        data += used;
+        len -= used;
+        if (len == 0) {
+            keep_rest(c, NULL, 0);
+            return;
+        }
+    }
     size_t off = 0;
     while (off < len) {
         if (c->state == FY_CONN_IDLE) {

@@ -32,6 +32,11 @@ typedef struct fy_http_options {
     size_t body_buffer_threshold;   /* bodies past this go to an unlinked temp file */
     const char *tmp_dir;            /* where those temp files live; borrowed; NULL = $TMPDIR */
     const char *trusted_proxies;    /* comma-separated peer IPs, or "*"; NULL/"" = none */
+    bool proxy_protocol;            /* a trusted peer (trusted_proxies) starts each connection
+                                     * with a PROXY header (v1 or v2), which names the client; an
+                                     * untrusted peer's header is refused */
+    const char *health_path;        /* answered by the front (200 with a ready worker, else
+                                     * 503); NULL/"" = none */
     const char *environment;        /* "development" shows boot errors in 503 pages */
     bool powered_by;                /* add X-Powered-By: ferry/<version> */
     int access_log_fd;              /* combined format + request time; -1 = off; borrowed */
@@ -83,6 +88,14 @@ int fy_http_server_new(uv_loop_t *loop, fy_pool_t *pool, const fy_http_options_t
 /* Listens on TCP <host>:<port> (an IPv4 or IPv6 literal). Returns 0, -EADDRINUSE, -EINVAL for
  * a bad address, or another negative errno. May be called more than once. */
 int fy_http_server_listen_tcp(fy_http_server_t *srv, const char *host, unsigned port);
+
+/* Serves on <fd>, a listening stream socket the process inherited (systemd's socket activation,
+ * docs/deploying.md): TCP (IPv4 or IPv6) or Unix; made close-on-exec, never closed before the
+ * server stops and never unlinked (a Unix socket's file is its creator's). Writes the URL it
+ * serves ("http://HOST:PORT", "unix:PATH") into <url>. Returns 0, -EINVAL when <fd> is not a
+ * listening stream socket, -EAFNOSUPPORT for another family, -ENOSPC past 8 listeners, or the
+ * errno of a failed call. */
+int fy_http_server_listen_fd(fy_http_server_t *srv, int fd, char *url, size_t url_len);
 
 /* Listens on the Unix socket file <path> (mode 0666, a stale file replaced; removed again by
  * fy_http_server_stop). Returns 0 or a negative errno. */

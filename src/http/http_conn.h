@@ -249,6 +249,8 @@ struct fy_http_conn {
     char remote_addr[64];
     char remote_port[8];
     bool trusted_peer;
+    bool proxy_pending;       /* --proxy-protocol: the PROXY header of a trusted peer is due */
+    bool proxy_checked;       /* --proxy-protocol: the first bytes were looked at */
 };
 
 /* conn.c */

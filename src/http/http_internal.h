@@ -260,6 +260,10 @@ int fy_http_response_head(const fy_resphead_t *head, const fy_http_request_t *re
  * is HTML-escaped into the page. Head-only for HEAD requests. */
 void fy_http_error_response(int status, bool is_head, bool keep_alive, bool powered_by,
                             const char *title, const char *detail, fy_http_buf_t *out);
+/* Appends a complete response of the front's own with the plain-text body <text> (not cached:
+ * Cache-Control: no-store), e.g. the --health-path answer; no body for HEAD. */
+void fy_http_plain_response(int status, bool is_head, bool keep_alive, bool powered_by,
+                            const char *text, fy_http_buf_t *out);
 
 /* The current time as an IMF-fixdate (29 chars + NUL), cached per second. */
 const char *fy_http_date_now(void);

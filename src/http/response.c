@@ -182,6 +182,22 @@ int fy_http_response_head(const fy_resphead_t *head, const fy_http_request_t *re
     return 0;
 }
 
+/* The head of a response of the front's own: status line, Date, X-Powered-By, <content_type>,
+ * the header lines <extra> (each ending in CRLF), Content-Length <len>, Connection: close. */
+static void front_head(int status, bool keep_alive, bool powered_by, const char *content_type,
+                       const char *extra, size_t len, fy_http_buf_t *out)
+{
+    fy_http_buf_appendf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
+                        fy_httpdef_status_reason(status), fy_http_date_now());
+    if (powered_by)
+        fy_http_buf_append(out, "X-Powered-By: ferry/" FERRY_VERSION "\r\n",
+                           strlen("X-Powered-By: ferry/" FERRY_VERSION "\r\n"));
+    fy_http_buf_appendf(out, "Content-Type: %s\r\n%sContent-Length: %zu\r\n", content_type,
+                        extra, len);
+    fy_http_buf_append(out, keep_alive ? "" : "Connection: close\r\n", keep_alive ? 0 : 19);
+    fy_http_buf_append(out, "\r\n", 2);
+}
+
 void fy_http_error_response(int status, bool is_head, bool keep_alive, bool powered_by,
                             const char *title, const char *detail, fy_http_buf_t *out)
 {
@@ -201,15 +217,18 @@ void fy_http_error_response(int status, bool is_head, bool keep_alive, bool powe
     }
     fy_http_buf_append(&body, "<hr><address>ferry</address></body></html>\n", 43);
 
-    fy_http_buf_appendf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason, fy_http_date_now());
-    if (powered_by)
-        fy_http_buf_append(out, "X-Powered-By: ferry/" FERRY_VERSION "\r\n",
-                           strlen("X-Powered-By: ferry/" FERRY_VERSION "\r\n"));
-    fy_http_buf_appendf(out, "Content-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n",
-                        body.len);
-    fy_http_buf_append(out, keep_alive ? "" : "Connection: close\r\n", keep_alive ? 0 : 19);
-    fy_http_buf_append(out, "\r\n", 2);
+    front_head(status, keep_alive, powered_by, "text/html; charset=utf-8", "", body.len, out);
     if (!is_head)
         fy_http_buf_append(out, body.data, body.len);
     fy_http_buf_dispose(&body);
+}
+
+void fy_http_plain_response(int status, bool is_head, bool keep_alive, bool powered_by,
+                            const char *text, fy_http_buf_t *out)
+{
+    size_t len = strlen(text);
+    front_head(status, keep_alive, powered_by, "text/plain; charset=utf-8",
+               "Cache-Control: no-store\r\n", len, out);
+    if (!is_head)
+        fy_http_buf_append(out, text, len);
 }

@@ -1,12 +1,16 @@
 /* Listeners, the connection list, the write-buffer cache and graceful stop. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -201,6 +205,79 @@ int fy_http_server_listen_unix(fy_http_server_t *srv, const char *path)
     }
     snprintf(lst->host, sizeof lst->host, "localhost");
     snprintf(lst->port, sizeof lst->port, "0");
+    lst->open = true;
+    srv->listeners[srv->listener_count++] = lst;
+    return 0;
+}
+
+int fy_http_server_listen_fd(fy_http_server_t *srv, int fd, char *url, size_t url_len)
+{
+    int listening = 0, type = 0;
+    socklen_t n = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &n) == -1)
+        return -errno;
+    n = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &n) == -1)
+        return -errno;
+    if (!listening || type != SOCK_STREAM)
+        return -EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t ss_len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) == -1)
+        return -errno;
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6 && ss.ss_family != AF_UNIX)
+        return -EAFNOSUPPORT;
+    fy_http_listener_t *lst = new_listener(srv);
+    if (lst == NULL)
+        return -ENOSPC;
+    /* Workers must not inherit it. */
+    int cloexec = fy_fd_set_cloexec(fd);
+    if (cloexec < 0) {
+        free(lst);
+        return cloexec;
+    }
+    int rc;
+    if (ss.ss_family == AF_UNIX) {
+        uv_pipe_init(srv->loop, &lst->h.pipe, 0);
+        lst->is_unix = true;   /* unix_path stays NULL: the file is its creator's to remove */
+        rc = uv_pipe_open(&lst->h.pipe, fd);
+        const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+        size_t path_len = ss_len > offsetof(struct sockaddr_un, sun_path)
+                              ? ss_len - offsetof(struct sockaddr_un, sun_path) : 0;
+        if (path_len > 0 && un->sun_path[0] == '\0')
+            snprintf(url, url_len, "unix:@%.*s", (int)path_len - 1, un->sun_path + 1);
+        else
+            snprintf(url, url_len, "unix:%.*s", (int)strnlen(un->sun_path, path_len),
+                     un->sun_path);
+        snprintf(lst->host, sizeof lst->host, "localhost");
+        snprintf(lst->port, sizeof lst->port, "0");
+    } else {
+        uv_tcp_init(srv->loop, &lst->h.tcp);
+        rc = uv_tcp_open(&lst->h.tcp, fd);
+        char host[INET6_ADDRSTRLEN] = "";
+        unsigned port;
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+            uv_ip4_name(in, host, sizeof host);
+            port = ntohs(in->sin_port);
+        } else {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+            uv_ip6_name(in6, host, sizeof host);
+            port = ntohs(in6->sin6_port);
+        }
+        bool v6 = ss.ss_family == AF_INET6;
+        snprintf(url, url_len, "http://%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port);
+        snprintf(lst->host, sizeof lst->host, "%s", host);
+        snprintf(lst->port, sizeof lst->port, "%u", port);
+    }
+    lst->h.handle.data = lst;
+    if (rc == 0)
+        rc = uv_listen(&lst->h.stream, 511, on_listener_connection);
+    if (rc < 0) {
+        uv_close(&lst->h.handle, on_listener_closed);
+        return rc;
+    }
     lst->open = true;
     srv->listeners[srv->listener_count++] = lst;
     return 0;

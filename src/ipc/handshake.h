@@ -43,4 +43,13 @@
  * (set by `ferry worker` when absent: the extensions of its own build). */
 #define FY_HANDSHAKE_VAR_EXT_DIR "FERRY_EXT_DIR"
 
+/* What `ferry start` chose for the app's loader (docs/configuration.md; each absent or empty
+ * when not set): the WSGI entry point MODULE:CALLABLE or MODULE:FACTORY(), the app's startup
+ * file (absolute), and the interpreter that runs the Python or Ruby loader (a path). The same
+ * names as the options' environment variables, so a worker started by hand reads them too. */
+#define FY_HANDSHAKE_VAR_WSGI_APP "FERRY_APP"
+#define FY_HANDSHAKE_VAR_STARTUP_FILE "FERRY_STARTUP_FILE"
+#define FY_HANDSHAKE_VAR_PYTHON "FERRY_PYTHON"
+#define FY_HANDSHAKE_VAR_RUBY "FERRY_RUBY"
+
 #endif

@@ -36,6 +36,11 @@ int fy_unix_address_unlink(const char *address);
  * or another negative errno. Sets *peer_pid and *peer_uid when not NULL. */
 int fy_peer_check_uid(int fd, pid_t *peer_pid, uid_t *peer_uid);
 
+/* Lets fy_peer_check_uid accept <uid> too: the app's user when a root core runs its workers as
+ * that user (docs/deploying.md, "Users"), so `ferry status` works for both. Once, before any
+ * connection; not thread-safe. */
+void fy_peer_allow_uid(uid_t uid);
+
 int fy_fd_set_cloexec(int fd);
 int fy_fd_set_nonblock(int fd, bool on);
 

@@ -614,6 +614,9 @@ static fy_spawn_options_t spawn_options(const fy_pool_t *pool)
         .app_type = pool->app_type,
         .environment = pool->environment,
         .instance_dir = pool->instance_dir,
+        .set_user = pool->o.worker_set_user,
+        .uid = pool->o.worker_uid,
+        .gid = pool->o.worker_gid,
         /* Capped at a day so the product fits in 32 bits. */
         .start_timeout_ms =
             (pool->o.start_timeout_s > 86400 ? 86400 : pool->o.start_timeout_s) * 1000u,

@@ -49,6 +49,11 @@ typedef struct fy_pool_options {
      * app once. Rack and WSGI only; false: every worker loads the app itself (direct). */
     bool smart_spawn;
     unsigned max_preloader_idle_time_s; /* the preloader exits after this long unused; 0 never */
+    /* Workers run as this user and group (a core that stays root, docs/deploying.md "Users");
+     * false: as the core. */
+    bool worker_set_user;
+    uid_t worker_uid;
+    gid_t worker_gid;
 } fy_pool_options_t;
 
 #define FY_POOL_DISPATCH_AHEAD_MAX 4u

@@ -964,6 +964,12 @@ int fy_proc_spawn(uv_loop_t *loop, const fy_spawn_options_t *opts, const fy_spaw
     po.stdio_count = FY_HANDSHAKE_CONTROL_FD + 1;
     /* Its own session: a terminal's Ctrl-C reaches the core, which stops workers in order. */
     po.flags = UV_PROCESS_DETACHED;
+    if (opts->set_user) {
+        /* libuv drops the supplementary groups too (setgroups(0, NULL)) */
+        po.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+        po.uid = opts->uid;
+        po.gid = opts->gid;
+    }
     p->process.data = p;
     r = uv_spawn(loop, &p->process, &po);
     p->process_open = true; /* uv_spawn initialises the handle even when it fails */

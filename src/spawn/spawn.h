@@ -47,6 +47,9 @@ typedef struct fy_spawn_options {
     unsigned start_timeout_ms; /* not ready by then: SIGKILL and a boot failure; 0 = 60 s */
     bool preload;              /* start a preloader (FERRY_PRELOAD, docs/protocol.md §5.4) */
     unsigned preload_idle_s;   /* its idle time: FERRY_PRELOAD's value; 0 = never */
+    bool set_user;             /* run the worker as uid/gid (a root core's --user) */
+    uid_t uid;
+    gid_t gid;
 } fy_spawn_options_t;
 
 typedef struct fy_spawn_callbacks {

@@ -266,6 +266,10 @@ class Worker:
         env["TMPDIR"] = self.tmpdir
         env["FERRY_INSTANCE_DIR"] = self.tmpdir
         env["FERRY_ENV"] = "development"
+        # The loaders under test run in Debian's interpreters (the ones the extensions are built
+        # for), whatever python3 comes first on PATH (docs/configuration.md, "Interpreters").
+        env.setdefault("FERRY_PYTHON", "/usr/bin/python3")
+        env.setdefault("FERRY_RUBY", "/usr/bin/ruby")
         if self.fallback:
             env["FERRY_NO_ABSTRACT_NAMESPACE_SOCKETS"] = "1"
         env.update(self.extra_env)

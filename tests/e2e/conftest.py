@@ -4,7 +4,9 @@ child subreaper, so orphaned workers come back to it), no socket file or instanc
 in the test's TMPDIR, no "[alert]" in any ferry log.
 
 Paths: FERRY_BIN (default <repo>/build/ferry), FERRY_BUILD_DIR (default <repo>/build) for the
-built C apps."""
+built C apps. Every ferry starts with /usr/bin and /bin first on PATH (Debian's python3 and ruby,
+which see the python3-* and ruby-* packages the apps use), and, run as root, with FERRY_USER=root
+(the apps run as the user that runs the suite, not as nobody)."""
 
 import ctypes
 import os
@@ -23,6 +25,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FERRY_BIN = os.environ.get("FERRY_BIN", os.path.join(REPO, "build", "ferry"))
 BUILD_DIR = os.environ.get("FERRY_BUILD_DIR", os.path.join(REPO, "build"))
 START_TIMEOUT = 20.0
+# Run as root, ferry would run the apps (owned by root here) as nobody (docs/deploying.md,
+# "Users"); the suite's apps and temporary directories assume the user that runs the tests, so
+# every ferry the suite starts inherits FERRY_USER=root. test_deploy_users.py tests the
+# switching (with --user, or FERRY_USER emptied).
+if os.geteuid() == 0:
+    os.environ.setdefault("FERRY_USER", "root")
+DEBIAN_PATH = "/usr/bin:/bin"
 
 PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -88,6 +97,10 @@ class Ferry:
         self.tmpdir = tmpdir
         full_env = dict(os.environ)
         full_env["TMPDIR"] = tmpdir
+        # The apps use Debian's python3-* and ruby-* packages: Debian's interpreters come first
+        # on PATH, where ferry looks for python3 and ruby (a pyenv python3 first on the caller's
+        # PATH would not see those packages). A test's own PATH in <env> still wins.
+        full_env["PATH"] = DEBIAN_PATH + ":" + full_env.get("PATH", "")
         if env:
             full_env.update(env)
         self._log_file = open(log_path, "wb")

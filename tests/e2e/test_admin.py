@@ -89,7 +89,8 @@ def test_status_shows_the_app_and_its_workers(ferry):
     assert doc["ferry"]["url"] == f.url
     assert doc["ferry"]["stopping"] is False
     assert doc["ferry"]["rss_kib"] > 0
-    assert doc["app"] == {"root": str(BASIC), "type": "wsgi"}
+    assert doc["app"] == {"root": str(BASIC), "type": "wsgi", "interpreter": "/usr/bin/python3",
+                          "interpreter_source": "PATH"}
     pool = doc["pool"]
     assert pool["max_pool_size"] == 3 and pool["min_instances"] == 2
     assert pool["requests_done"] == 3

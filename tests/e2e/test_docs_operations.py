@@ -54,14 +54,14 @@ def test_stdout_line_and_log_format(ferry):
     assert requests.get(f.url + "/", timeout=10).status_code == 200
     assert f.stop(signal.SIGINT) == 0
     log = f.log()
-    assert re.search(r"^ferry \S+ serving %s \(wsgi\) on http://127\.0\.0\.1:%d pid %d$"
+    assert re.search(r"^ferry \S+ serving %s \(wsgi, /\S+ from PATH\) on http://127\.0\.0\.1:%d pid %d$"
                      % (re.escape(HELLO_WSGI), f.port, f.pid), log, re.M), log
     for line in log.splitlines():
         if line.startswith("ferry "):
             continue
         assert LOG_LINE.match(line), line
     assert re.search(r"\[notice\] start: app=%s type=wsgi env=production url=http://127\.0\.0\.1:%d "
-                     r"pid=%d instance=\S+/ferry\.%d\.[0-9a-f]+: serving"
+                     r"pid=%d instance=\S+/ferry\.%d\.[0-9a-f]+ interpreter=/\S+ interpreter_from=PATH: serving"
                      % (re.escape(HELLO_WSGI), f.port, f.pid, f.pid), log), log
     assert re.search(r"\[info\] app: app=%s pid=\d+: " % re.escape(HELLO_WSGI), log), \
         "worker output is logged at info with the app and pid"

@@ -127,9 +127,9 @@ def test_directory_without_an_app_lists_what_it_looked_for(ferry_bin, tmp_path):
 
 def test_detects_rack_and_wsgi(ferry, repo):
     f = ferry(os.path.join(repo, "examples", "hello-rack"))
-    assert "(rack)" in f.log()
+    assert "(rack, " in f.log()
     g = ferry(os.path.join(repo, "examples", "hello-wsgi"))
-    assert "(wsgi)" in g.log()
+    assert "(wsgi, " in g.log()
 
 
 def free_port():

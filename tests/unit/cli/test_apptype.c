@@ -213,3 +213,27 @@ Test(apptype, known_types_are_rack_wsgi_and_c)
     cr_assert(!fy_apptype_is_known(""));
     cr_assert(!fy_apptype_is_known(NULL));
 }
+
+Test(apptype, startup_file_suffix)
+{
+    cr_assert_str_eq(fy_apptype_of_startup_file("config.ru"), "rack");
+    cr_assert_str_eq(fy_apptype_of_startup_file("/srv/app/web.ru"), "rack");
+    cr_assert_str_eq(fy_apptype_of_startup_file("server.py"), "wsgi");
+    cr_assert_null(fy_apptype_of_startup_file(".py"), "a bare suffix is no file name");
+    cr_assert_null(fy_apptype_of_startup_file("serve.wsgi"));
+    cr_assert_null(fy_apptype_of_startup_file("app.so"));
+    cr_assert_null(fy_apptype_of_startup_file(""));
+}
+
+Test(apptype, wsgi_app_spec)
+{
+    static const char *const good[] = {"app", "pkg.web", "pkg.web:app", "_m:_x.y", "m:f()",
+                                       "m:create_app('a', debug=False)", "M1:Obj.attr(1)"};
+    static const char *const bad[] = {"", ":app", "pkg web", "1pkg", "pkg.", "pkg..web",
+                                      "pkg:", "pkg:1", "pkg:f(", "pkg:f)", "pkg:f() x",
+                                      "pkg:a b", "pkg::a", "pkg:a:b", "pkg-web:app"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        cr_assert(fy_apptype_wsgi_app_valid(good[i]), "%s", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert(!fy_apptype_wsgi_app_valid(bad[i]), "%s", bad[i]);
+}

@@ -99,7 +99,7 @@ def test_socket_file_mode_and_cleanup(start, tmp_path):
 
 @pytest.mark.parametrize("app, summary", [
     ("syntax_error", "SyntaxError in passenger_wsgi.py line 3: invalid syntax"),
-    ("no_entry_point", "passenger_wsgi.py does not define `application`"),
+    ("no_entry_point", "passenger_wsgi.py defines neither `application` nor `app`"),
     ("missing_dependency", "No module named 'nonexistent_module'"),
 ])
 def test_boot_failure_app_sends_error_and_exits_1(start, app, summary):
@@ -119,7 +119,7 @@ def test_boot_failure_app_sends_error_and_exits_1(start, app, summary):
     ({"wsgi.py": "application = 3\n"}, "wsgi.py defines `application` but it is not callable (int)"),
     ({"app.py": "1 / 0\n"}, "ZeroDivisionError while loading app.py: division by zero"),
     ({"app.py": "import sys\nsys.exit(3)\n"}, "SystemExit while loading app.py: 3"),
-    ({"wsgi.py": "x = 1\n", "app.py": "1 / 0\n"}, "wsgi.py does not define `application`"),
+    ({"wsgi.py": "x = 1\n", "app.py": "1 / 0\n"}, "wsgi.py defines neither `application` nor `app`"),
     ({"passenger_wsgi.py": "import helper\n", "helper.py": "def f(:\n"},
      "SyntaxError in helper.py line 1: invalid syntax"),
     ({}, "no passenger_wsgi.py, wsgi.py or app.py in "),
@@ -130,6 +130,94 @@ def test_boot_error_summaries(start, tmp_path, files, summary):
     loader = start(str(tmp_path), handshake=False)
     msg = loader.handshake()
     assert msg[0] == "error" and msg[1].startswith(summary), msg
+    assert loader.wait(5) == 1
+
+
+HELLO_APP = ("def app(environ, start_response):\n"
+             "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+             "    return [b'served by app']\n")
+FACTORY = ("def make(greeting='factory', twice=False):\n"
+           "    def wsgi(environ, start_response):\n"
+           "        start_response('200 OK', [])\n"
+           "        return [(greeting * (2 if twice else 1)).encode()]\n"
+           "    return wsgi\n"
+           "class Holder:\n"
+           "    inner = staticmethod(make())\n"
+           "not_callable = 3\n"
+           "def broken():\n"
+           "    raise RuntimeError('factory failed')\n")
+
+
+def test_app_py_with_app_is_served(start, tmp_path):
+    (tmp_path / "app.py").write_text(HELLO_APP)
+    loader = start(str(tmp_path))
+    assert loader.request("GET", "/")[2] == b"served by app"
+    assert "app=wsgi app.py" in loader.stderr()
+
+
+def test_application_wins_over_app(start, tmp_path):
+    (tmp_path / "wsgi.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'app']\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'application']\n")
+    loader = start(str(tmp_path))
+    assert loader.request("GET", "/")[2] == b"application"
+
+
+@pytest.mark.parametrize("spec, body", [
+    ("pkg.web:make()", b"factory"),
+    ("pkg.web:make('hi', twice=True)", b"hihi"),
+    ("pkg.web:Holder.inner", b"factory"),
+    ("pkg.web:application", b"plain"),
+    ("pkg.web", b"plain"),
+])
+def test_app_spec_forms(start, tmp_path, spec, body):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "web.py").write_text(
+        FACTORY + "application = make('plain')\n")
+    loader = start(str(tmp_path), env={"FERRY_APP": spec})
+    assert loader.request("GET", "/")[2] == body
+    assert "app=wsgi %s" % spec in loader.stderr()
+
+
+@pytest.mark.parametrize("spec, summary", [
+    ("pkg.web:nothing", "--app pkg.web:nothing: pkg.web has no attribute `nothing`"),
+    ("pkg.web:Holder.none", "--app pkg.web:Holder.none: pkg.web.Holder has no attribute `none`"),
+    ("pkg.web:not_callable", "--app pkg.web:not_callable is not callable (int)"),
+    ("pkg.web:broken()", "RuntimeError while calling the app factory broken(): factory failed"),
+    ("pkg.web:make(x)", "--app pkg.web:make(x): the arguments of make must be Python literals"),
+    ("pkg.web:make(**{})", "--app pkg.web:make(**{}): ** arguments are not supported"),
+    ("pkg.web:1 + 2", "--app pkg.web:1 + 2: not MODULE, MODULE:NAME or MODULE:NAME(ARGS)"),
+    (":make", "--app :make: not MODULE, MODULE:NAME or MODULE:NAME(ARGS)"),
+    ("pkg.nope:app", "No module named 'pkg.nope'"),
+])
+def test_app_spec_errors(start, tmp_path, spec, summary):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "web.py").write_text(FACTORY)
+    loader = start(str(tmp_path), env={"FERRY_APP": spec}, handshake=False)
+    msg = loader.handshake()
+    assert msg[:2] == ["error", summary], msg
+    assert loader.wait(5) == 1
+
+
+def test_startup_file(start, tmp_path):
+    (tmp_path / "app.py").write_text("raise SystemExit('not this one')\n")
+    (tmp_path / "serve_me.py").write_text(HELLO_APP)
+    loader = start(str(tmp_path), env={"FERRY_STARTUP_FILE": str(tmp_path / "serve_me.py")})
+    assert loader.request("GET", "/")[2] == b"served by app"
+    assert "app=wsgi serve_me.py" in loader.stderr()
+
+
+def test_a_missing_startup_file_is_a_boot_error(start, tmp_path):
+    loader = start(str(tmp_path), env={"FERRY_STARTUP_FILE": str(tmp_path / "gone.py")},
+                   handshake=False)
+    msg = loader.handshake()
+    assert msg[:2] == ["error", "the startup file %s is missing" % (tmp_path / "gone.py")]
     assert loader.wait(5) == 1
 
 

@@ -1,6 +1,6 @@
-"""Boot-failure app: loads fine but defines no `application`."""
+"""Boot-failure app: loads fine but defines neither `application` nor `app`."""
 
 
-def app(environ, start_response):
+def handler(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"never served\n"]
