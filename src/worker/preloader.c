@@ -32,6 +32,10 @@
 #define MODULE "preloader"
 /* How long the main thread sleeps at most between two looks at exited workers to reap. */
 #define REAP_INTERVAL_MS 1000
+/* How long an exited worker stays a zombie before it is reaped: the core reads its exit status
+ * (which signal killed it) from /proc while it is one (src/spawn/spawn.c), when the worker's
+ * pidfd says it exited; a spawn request for its replacement can wake this process first. */
+#define REAP_DELAY_MS 2000
 
 /* One spawn request, on its handler thread's stack until the main thread answered it. */
 typedef struct spawn_req {
@@ -166,15 +170,48 @@ int fy_worker_host_preload_start(void)
     return 0;
 }
 
-/* Reaps every exited child: the workers this preloader forked are its children. */
+/* The workers this preloader forked (its children), and since when each has been a zombie (0:
+ * alive). Main thread only. */
+typedef struct {
+    pid_t pid;
+    int64_t dead_since_ms;
+} forked_t;
+static forked_t *forked;
+static size_t forked_len, forked_cap;
+
+static void track_forked(pid_t pid)
+{
+    if (forked_len == forked_cap) {
+        forked_cap = forked_cap ? forked_cap * 2 : 16;
+        forked = fy_xrealloc(forked, forked_cap * sizeof *forked);
+    }
+    forked[forked_len++] = (forked_t){.pid = pid, .dead_since_ms = 0};
+}
+
+/* Reaps the workers that exited REAP_DELAY_MS ago or more; the others stay zombies for now
+ * (waitid with WNOWAIT only looks). */
 static void reap_children(void)
 {
-    for (;;) {
-        int status;
-        pid_t pid = waitpid(-1, &status, WNOHANG);
-        if (pid <= 0)
-            return;
-        fy_log(FY_LOG_DEBUG, MODULE, "pid=%d: reaped worker pid=%d", (int)getpid(), (int)pid);
+    int64_t now = fy_monotonic_ms();
+    for (size_t i = 0; i < forked_len;) {
+        forked_t *f = &forked[i];
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_PID, (id_t)f->pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+            forked[i] = forked[--forked_len]; /* not our child any more (ECHILD) */
+            continue;
+        }
+        if (info.si_pid == f->pid && f->dead_since_ms == 0)
+            f->dead_since_ms = now;
+        if (f->dead_since_ms != 0 && now - f->dead_since_ms >= REAP_DELAY_MS) {
+            int status;
+            (void)waitpid(f->pid, &status, WNOHANG);
+            fy_log(FY_LOG_DEBUG, MODULE, "pid=%d: reaped worker pid=%d", (int)getpid(),
+                   (int)f->pid);
+            forked[i] = forked[--forked_len];
+            continue;
+        }
+        i++;
     }
 }
 
@@ -308,6 +345,7 @@ int fy_worker_host_preload_forked(int pid)
     last_activity_ms = fy_monotonic_ms();
     if (pid > 0) {
         forks++;
+        track_forked((pid_t)pid);
         fy_log(FY_LOG_DEBUG, MODULE, "pid=%d: forked worker pid=%d", (int)getpid(), pid);
     }
     answer(req, pid);
