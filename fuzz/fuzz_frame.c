@@ -12,13 +12,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "proto/frame.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            __builtin_trap();                                                                      \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -73,12 +69,12 @@ static uint8_t reencoded[FY_FRAME_HEADER_LEN + FY_FRAME_DATA_MAX];
 
 static void check_reencodes(const fy_frame_t *f, const uint8_t *at, size_t consumed)
 {
-    CHECK(consumed == FY_FRAME_HEADER_LEN + (size_t)f->len);
-    CHECK(f->payload == at + FY_FRAME_HEADER_LEN);
+    FY_ASSERT(consumed == FY_FRAME_HEADER_LEN + (size_t)f->len);
+    FY_ASSERT(f->payload == at + FY_FRAME_HEADER_LEN);
     fy_frame_encode_header(reencoded, f->type, f->flags, f->id, f->len);
     if (f->len > 0)
         memcpy(reencoded + FY_FRAME_HEADER_LEN, f->payload, f->len);
-    CHECK(memcmp(reencoded, at, consumed) == 0);
+    FY_ASSERT(memcmp(reencoded, at, consumed) == 0);
 }
 
 /* The decoder's answer from the first 12 bytes at <at> only. */
@@ -98,15 +94,15 @@ static void decode_stream(const uint8_t *data, size_t size, fy_frame_dir_t dir)
         fy_frame_t f;
         size_t consumed;
         int rc = fy_frame_decode(at, left, dir, &f, &consumed);
-        CHECK(rc == expected_verdict(at, left, dir));
+        FY_ASSERT(rc == expected_verdict(at, left, dir));
         if (rc != 1) {
             if (rc != -EAGAIN)
-                CHECK(header_only_verdict(at, dir) == rc);
+                FY_ASSERT(header_only_verdict(at, dir) == rc);
             return;
         }
-        CHECK(fy_frame_type_valid(f.type, dir));
-        CHECK(f.len <= fy_frame_max_payload(f.type));
-        CHECK(header_only_verdict(at, dir) == (f.len == 0 ? 1 : -EAGAIN));
+        FY_ASSERT(fy_frame_type_valid(f.type, dir));
+        FY_ASSERT(f.len <= fy_frame_max_payload(f.type));
+        FY_ASSERT(header_only_verdict(at, dir) == (f.len == 0 ? 1 : -EAGAIN));
         check_reencodes(&f, at, consumed);
         pos += consumed;
     }

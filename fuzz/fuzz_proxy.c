@@ -11,13 +11,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "core/alloc.h"
 #include "proto/proxy.h"
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond))                                                                           \
-            __builtin_trap();                                                                  \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -26,32 +22,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fy_proxy_header_t h;
     const char *why = NULL;
     int rc = fy_proxy_parse(data, size, &h, &why);
-    CHECK(rc == 1 || rc == -EAGAIN || rc == -EMSGSIZE || rc == -EPROTO);
-    CHECK(why != NULL);
+    FY_ASSERT(rc == 1 || rc == -EAGAIN || rc == -EMSGSIZE || rc == -EPROTO);
+    FY_ASSERT(why != NULL);
     if (rc == -EAGAIN) {
-        CHECK(fy_proxy_maybe(data, size));
-        CHECK(size < FY_PROXY_V2_MAX);
+        FY_ASSERT(fy_proxy_maybe(data, size));
+        FY_ASSERT(size < FY_PROXY_V2_MAX);
         return 0;
     }
     if (rc != 1) {
-        CHECK(why[0] != '\0');
+        FY_ASSERT(why[0] != '\0');
         return 0;
     }
-    CHECK(h.version == 1 || h.version == 2);
-    CHECK(h.length <= size);
-    CHECK(h.length <= (h.version == 1 ? FY_PROXY_V1_MAX : FY_PROXY_V2_MAX));
+    FY_ASSERT(h.version == 1 || h.version == 2);
+    FY_ASSERT(h.length <= size);
+    FY_ASSERT(h.length <= (h.version == 1 ? FY_PROXY_V1_MAX : FY_PROXY_V2_MAX));
     if (h.version == 1)
-        CHECK(h.length >= 2 && data[h.length - 2] == '\r' && data[h.length - 1] == '\n');
+        FY_ASSERT(h.length >= 2 && data[h.length - 2] == '\r' && data[h.length - 1] == '\n');
     if (h.has_addresses) {
-        CHECK(h.family == AF_INET || h.family == AF_INET6);
+        FY_ASSERT(h.family == AF_INET || h.family == AF_INET6);
         uint8_t bin[16];
-        CHECK(inet_pton(h.family, h.src_addr, bin) == 1);
-        CHECK(inet_pton(h.family, h.dst_addr, bin) == 1);
-        CHECK(h.src_port <= 65535 && h.dst_port <= 65535);
+        FY_ASSERT(inet_pton(h.family, h.src_addr, bin) == 1);
+        FY_ASSERT(inet_pton(h.family, h.dst_addr, bin) == 1);
+        FY_ASSERT(h.src_port <= 65535 && h.dst_port <= 65535);
     }
     fy_proxy_header_t again;
-    CHECK(fy_proxy_parse(data, h.length, &again, &why) == 1);
-    CHECK(memcmp(&again, &h, sizeof h) == 0);
-    CHECK(fy_proxy_parse(data, h.length - 1, &again, &why) == -EAGAIN);
+    FY_ASSERT(fy_proxy_parse(data, h.length, &again, &why) == 1);
+    FY_ASSERT(memcmp(&again, &h, sizeof h) == 0);
+    FY_ASSERT(fy_proxy_parse(data, h.length - 1, &again, &why) == -EAGAIN);
     return 0;
 }

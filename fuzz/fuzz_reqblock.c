@@ -10,13 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "proto/reqblock.h"
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond))                                                                           \
-            __builtin_trap();                                                                  \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -25,16 +21,16 @@ static void check_reencodes(const fy_reqblock_t *rb, const uint8_t *wire, size_t
     fy_reqblock_builder_t b = {0};
     for (size_t i = 0; i < rb->count; i++) {
         const fy_reqblock_pair_t *pair = &rb->pairs[i];
-        CHECK(pair->name_len > 0);
-        CHECK(strlen(pair->name) == pair->name_len);
-        CHECK(strlen(pair->value) == pair->value_len);
-        CHECK(fy_reqblock_add(&b, pair->name, pair->name_len, pair->value, pair->value_len) == 0);
+        FY_ASSERT(pair->name_len > 0);
+        FY_ASSERT(strlen(pair->name) == pair->name_len);
+        FY_ASSERT(strlen(pair->value) == pair->value_len);
+        FY_ASSERT(fy_reqblock_add(&b, pair->name, pair->name_len, pair->value, pair->value_len) == 0);
     }
     const uint8_t *out;
     size_t out_len;
     fy_reqblock_finish(&b, &out, &out_len);
-    CHECK(out_len == wire_len);
-    CHECK(memcmp(out, wire, wire_len) == 0);
+    FY_ASSERT(out_len == wire_len);
+    FY_ASSERT(memcmp(out, wire, wire_len) == 0);
     fy_reqblock_builder_dispose(&b);
 }
 
@@ -44,26 +40,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t consumed = 12345;
     int rc = fy_reqblock_decode(data, size, &rb, &consumed);
     if (rc == 1) {
-        CHECK(consumed >= 4 && consumed <= size);
-        CHECK(consumed - 4 <= FY_REQBLOCK_MAX);
+        FY_ASSERT(consumed >= 4 && consumed <= size);
+        FY_ASSERT(consumed - 4 <= FY_REQBLOCK_MAX);
         check_reencodes(&rb, data, consumed);
         const char *first = rb.count ? fy_reqblock_get(&rb, rb.pairs[0].name, NULL) : NULL;
-        CHECK(rb.count == 0 || first == rb.pairs[0].value);
+        FY_ASSERT(rb.count == 0 || first == rb.pairs[0].value);
         fy_reqblock_dispose(&rb);
     } else {
-        CHECK(rc == -EAGAIN || rc == -EMSGSIZE || rc == -EPROTO);
-        CHECK(consumed == 0);
-        CHECK(rb.count == 0 && rb.pairs == NULL);
+        FY_ASSERT(rc == -EAGAIN || rc == -EMSGSIZE || rc == -EPROTO);
+        FY_ASSERT(consumed == 0);
+        FY_ASSERT(rb.count == 0 && rb.pairs == NULL);
         if (rc == -EAGAIN) {
             uint32_t h;
-            CHECK(size < 4 || (fy_reqblock_decode_size(data, &h) == 0 && size - 4 < h));
+            FY_ASSERT(size < 4 || (fy_reqblock_decode_size(data, &h) == 0 && size - 4 < h));
         }
     }
 
     /* The raw parser on the whole input: accepted exactly when the format allows it. */
     rc = fy_reqblock_parse((const char *)data, size, &rb);
     if (size > FY_REQBLOCK_MAX) {
-        CHECK(rc == -EMSGSIZE);
+        FY_ASSERT(rc == -EMSGSIZE);
         return 0;
     }
     size_t nuls = 0;
@@ -78,9 +74,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     int valid = size == 0 || (data[size - 1] == '\0' && nuls % 2 == 0 && !empty_name);
-    CHECK(rc == (valid ? 0 : -EPROTO));
+    FY_ASSERT(rc == (valid ? 0 : -EPROTO));
     if (rc == 0) {
-        CHECK(rb.count == nuls / 2);
+        FY_ASSERT(rb.count == nuls / 2);
         uint8_t *wire = malloc(size + 4);
         wire[0] = (uint8_t)(size >> 24);
         wire[1] = (uint8_t)(size >> 16);

@@ -10,13 +10,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/alloc.h"
 #include "proto/resphead.h"
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond))                                                                           \
-            __builtin_trap();                                                                  \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,31 +30,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fy_resphead_t head;
     int rc = fy_resphead_parse(s, size, &head);
     if (rc != 1) {
-        CHECK(rc == -EAGAIN || rc == -EMSGSIZE || rc == -EPROTO);
-        CHECK(head.headers == NULL && head.header_count == 0);
+        FY_ASSERT(rc == -EAGAIN || rc == -EMSGSIZE || rc == -EPROTO);
+        FY_ASSERT(head.headers == NULL && head.header_count == 0);
         if (rc == -EAGAIN)
-            CHECK(size < FY_RESPHEAD_MAX);
+            FY_ASSERT(size < FY_RESPHEAD_MAX);
         if (rc == -EMSGSIZE)
-            CHECK(size >= FY_RESPHEAD_MAX);
+            FY_ASSERT(size >= FY_RESPHEAD_MAX);
         return 0;
     }
-    CHECK(head.head_len <= size && head.head_len <= FY_RESPHEAD_MAX);
-    CHECK(head.head_len >= 2 && s[head.head_len - 1] == '\n');
-    CHECK(s[head.head_len - 2] == '\n' ||
+    FY_ASSERT(head.head_len <= size && head.head_len <= FY_RESPHEAD_MAX);
+    FY_ASSERT(head.head_len >= 2 && s[head.head_len - 1] == '\n');
+    FY_ASSERT(s[head.head_len - 2] == '\n' ||
           (head.head_len >= 3 && s[head.head_len - 2] == '\r' && s[head.head_len - 3] == '\n'));
-    CHECK(head.status >= 100 && head.status <= 999);
-    CHECK(head.reason >= s && head.reason + head.reason_len <= s + head.head_len);
-    CHECK(!has_any(head.reason, head.reason_len, "\r\n\0", 3));
+    FY_ASSERT(head.status >= 100 && head.status <= 999);
+    FY_ASSERT(head.reason >= s && head.reason + head.reason_len <= s + head.head_len);
+    FY_ASSERT(!has_any(head.reason, head.reason_len, "\r\n\0", 3));
     for (size_t i = 0; i < head.header_count; i++) {
         const fy_resphead_header_t *h = &head.headers[i];
-        CHECK(h->name_len > 0);
-        CHECK(h->name >= s && h->name + h->name_len <= s + head.head_len);
-        CHECK(!has_any(h->name, h->name_len, ": \t\r\n\v\f\0", 8));
-        CHECK(h->value >= s && h->value + h->value_len <= s + head.head_len);
-        CHECK(!has_any(h->value, h->value_len, "\r\n\0", 3));
+        FY_ASSERT(h->name_len > 0);
+        FY_ASSERT(h->name >= s && h->name + h->name_len <= s + head.head_len);
+        FY_ASSERT(!has_any(h->name, h->name_len, ": \t\r\n\v\f\0", 8));
+        FY_ASSERT(h->value >= s && h->value + h->value_len <= s + head.head_len);
+        FY_ASSERT(!has_any(h->value, h->value_len, "\r\n\0", 3));
         if (h->value_len > 0) {
-            CHECK(h->value[0] != ' ' && h->value[0] != '\t');
-            CHECK(h->value[h->value_len - 1] != ' ' && h->value[h->value_len - 1] != '\t');
+            FY_ASSERT(h->value[0] != ' ' && h->value[0] != '\t');
+            FY_ASSERT(h->value[h->value_len - 1] != ' ' && h->value[h->value_len - 1] != '\t');
         }
         /* find() returns the first header of that name (case-insensitive). */
         char name[64];
@@ -66,18 +62,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(name, h->name, h->name_len);
             name[h->name_len] = '\0';
             const fy_resphead_header_t *found = fy_resphead_find(&head, name);
-            CHECK(found != NULL && found <= h);
-            CHECK(found->name_len == h->name_len &&
+            FY_ASSERT(found != NULL && found <= h);
+            FY_ASSERT(found->name_len == h->name_len &&
                   strncasecmp(found->name, h->name, h->name_len) == 0);
         }
     }
 
     fy_resphead_t again;
-    CHECK(fy_resphead_parse(s, head.head_len, &again) == 1);
-    CHECK(again.head_len == head.head_len && again.status == head.status);
-    CHECK(again.header_count == head.header_count);
+    FY_ASSERT(fy_resphead_parse(s, head.head_len, &again) == 1);
+    FY_ASSERT(again.head_len == head.head_len && again.status == head.status);
+    FY_ASSERT(again.header_count == head.header_count);
     fy_resphead_dispose(&again);
-    CHECK(fy_resphead_parse(s, head.head_len - 1, &again) == -EAGAIN);
+    FY_ASSERT(fy_resphead_parse(s, head.head_len - 1, &again) == -EAGAIN);
     fy_resphead_dispose(&head);
     return 0;
 }
