@@ -236,11 +236,16 @@ def main():
                    detail=exc.details)
         _ferry.fail(exc.summary, exc.details)
         return 1
-    if _ferry.preloading():
-        status = preload(_ferry)
-        if status is not None:
+    while True:
+        if _ferry.preloading():
+            status = preload(_ferry)
+            if status is not None:
+                return status
+        status = _ferry.serve(application, label="wsgi %s" % entry)
+        if not _ferry.preloading():
             return status
-    return _ferry.serve(application, label="wsgi %s" % entry)
+        # A re-fork (docs/architecture.md): this process, forked from a warmed worker, is the
+        # app's preloader now, and serves again in each worker it forks.
 
 
 def preload(_ferry):

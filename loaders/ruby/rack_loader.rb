@@ -187,22 +187,27 @@ module FerryLoader
                 Array(e.backtrace).join("\n"), env)
       return 1
     end
-    forked = false
-    if FerryExt.preloading?
-      status = preload
-      return status unless status.nil?
+    loop do
+      forked = false
+      if FerryExt.preloading?
+        status = preload
+        return status unless status.nil?
 
-      forked = true
-    end
-    begin
-      Ferry.call_event(:starting_worker_process, forked)
-    rescue Exception => e # rubocop:disable Lint/RescueException -- reported like a boot failure
-      raise if e.is_a?(SignalException)
+        forked = true
+      end
+      begin
+        Ferry.call_event(:starting_worker_process, forked)
+      rescue Exception => e # rubocop:disable Lint/RescueException -- reported like a boot failure
+        raise if e.is_a?(SignalException)
 
-      fail_boot("starting_worker_process hook failed: #{e.class}: #{e.message}", details_of(e, env['FERRY_APP_ROOT'].to_s), env)
-      return 1
+        fail_boot("starting_worker_process hook failed: #{e.class}: #{e.message}", details_of(e, env['FERRY_APP_ROOT'].to_s), env)
+        return 1
+      end
+      status = FerryExt.serve(app, "rack #{shown(rackup, app_root)}")
+      return status unless FerryExt.preloading?
+      # A re-fork (docs/architecture.md): this process, forked from a warmed worker, is the app's
+      # preloader now, and serves again in each worker it forks.
     end
-    FerryExt.serve(app, "rack #{shown(rackup, app_root)}")
   end
 
   # Smart spawning (docs/architecture.md): serves the core's spawn requests, one Process.fork per

@@ -163,6 +163,7 @@ json_t *fy_status_build(const fy_status_source_t *src)
     json_object_set_new(pool, "restarting", json_boolean(stats.restarting));
     json_object_set_new(pool, "old_workers", json_integer((json_int_t)stats.old_workers));
     json_object_set_new(pool, "restarts", json_integer((json_int_t)stats.restarts));
+    json_object_set_new(pool, "reforks", json_integer((json_int_t)stats.reforks));
     json_object_set_new(pool, "restart_failed", json_boolean(stats.restart_failed));
     json_object_set_new(pool, "memory_limit_kib", json_integer((json_int_t)src->memory_limit_kib));
     json_object_set_new(pool, "memory_limit_replacements",
@@ -181,6 +182,8 @@ json_t *fy_status_build(const fy_status_source_t *src)
                               (json_int_t)pl.starts, "forks", (json_int_t)pl.forks, "last_exit",
                               pl.last_exit);
         if (p != NULL) {
+            json_object_set_new(p, "reforks", json_integer((json_int_t)pl.reforks));
+            json_object_set_new(p, "reforking_from", json_integer((json_int_t)pl.reforking_from));
             json_object_set_new(p, "rss_kib", have_memory ? json_integer((json_int_t)mem.rss_kib)
                                                           : json_null());
             json_object_set_new(p, "pss_kib", have_memory ? json_integer((json_int_t)mem.pss_kib)
@@ -293,8 +296,9 @@ void fy_status_print(FILE *out, const json_t *doc)
         format_kib(prss, sizeof prss, json_object_get(pl, "rss_kib"));
         format_kib(ppss, sizeof ppss, json_object_get(pl, "pss_kib"));
         if (num(pl, "pid") > 0)
-            fprintf(out, "  preloader  pid %d, %s, %s RSS, %s PSS; %d workers forked\n",
-                    (int)num(pl, "pid"), str(pl, "state"), prss, ppss, (int)num(pl, "forks"));
+            fprintf(out, "  preloader  pid %d, %s, %s RSS, %s PSS; %d workers forked%s\n",
+                    (int)num(pl, "pid"), str(pl, "state"), prss, ppss, (int)num(pl, "forks"),
+                    num(pl, "reforks") > 0 ? "; re-forked from a warmed worker" : "");
         else
             fprintf(out, "  preloader  off (starts on the next spawn)%s%s\n",
                     str(pl, "last_exit")[0] ? "; last one " : "",

@@ -560,6 +560,7 @@ int fy_cmd_start(int argc, char **argv)
         .dispatch_ahead = cfg.dispatch_ahead,
         .smart_spawn = strcmp(type, "c") != 0 && strcmp(cfg.spawn_method, "direct") != 0,
         .max_preloader_idle_time_s = cfg.max_preloader_idle_time,
+        .refork_after = cfg.refork_after,
         .worker_set_user = run_as.switching && !cfg.drop_core,
         .worker_uid = run_as.uid,
         .worker_gid = run_as.gid,

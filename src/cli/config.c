@@ -83,6 +83,9 @@ static const opt_t options[] = {
      "worker loads the app; auto: smart for Rack and WSGI, direct for native C"},
     {"max-preloader-idle-time", OPT_UINT, OFF(max_preloader_idle_time), "300", 0, U32, NULL,
      "seconds the preloader stays without a spawn before it exits; 0 never"},
+    {"refork-after", OPT_UINT, OFF(refork_after), "0", 0, U32, NULL,
+     "smart spawning: once a worker has served this many requests, it forks the next preloader "
+     "and the workers are replaced by forks of it (re-forking); 0 off"},
     {"start-timeout", OPT_UINT, OFF(start_timeout), "90", 1, 86400, NULL,
      "seconds a worker may take to boot"},
     {"session-protocol", OPT_UINT, OFF(session_protocol), "2", 1, 2, NULL,

@@ -35,6 +35,7 @@ typedef struct fy_start_config {
     unsigned start_timeout;        /* seconds */
     char *spawn_method;            /* auto | smart | direct */
     unsigned max_preloader_idle_time; /* seconds; 0 = never */
+    unsigned refork_after;            /* requests of one worker before a re-fork; 0 = off */
     unsigned session_protocol;     /* 1 or 2: the newest session protocol spoken with workers */
     unsigned dispatch_ahead;       /* requests written ahead into a busy v2 worker; 0 = off; default 2 */
     unsigned shutdown_timeout;     /* seconds */

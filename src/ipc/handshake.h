@@ -38,6 +38,9 @@
 #define FY_PRELOADER_READY_ITEM "preloader"
 /* The spawn server's one handler (docs/protocol.md §5.4). */
 #define FY_PRELOADER_SPAWN_MESSAGE "spawn"
+/* The core's request on a smart worker's control channel (kept open after ready when re-forking
+ * is on): fork the app's new preloader (docs/protocol.md §5.5). */
+#define FY_REFORK_MESSAGE "refork"
 
 /* Where the loaders find the runtime's extension modules: python/_ferry*.so, ruby/ferry_ext.so
  * (set by `ferry worker` when absent: the extensions of its own build). */

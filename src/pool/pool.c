@@ -68,6 +68,7 @@ struct fy_worker {
     bool retire_when_free;     /* picked by a restart: retired at check-in, or once ready */
     bool over_memory_limit;    /* busy when its PSS passed the limit: retired at check-in */
     bool forked;               /* spawned by the preloader (smart) */
+    bool reforking;            /* forking the next preloader: no request is dispatched to it */
     unsigned spawn_ms;         /* spawn request to ready */
     uint64_t memory_check_at_ms; /* its PSS is read on the first tick from then on */
     fy_worker_t *prev, *next;
@@ -120,6 +121,11 @@ struct fy_pool {
     bool memory_read_warned; /* a worker's PSS could not be read once: said so, not again */
 
     fy_preloader_t *preloader; /* smart spawning; NULL: direct */
+    /* Re-forking: the worker forking the next preloader now, and whether the preloader booted
+     * <refork_starts>-th (fy_preloader_info_t.starts) has had its re-fork (or given up). */
+    fy_worker_t *refork_worker;
+    bool refork_done;
+    unsigned refork_starts;
 
     void (*worker_gone)(fy_worker_t *w, void *session, void *data);
     void *worker_gone_data;
@@ -216,7 +222,8 @@ static fy_worker_t *pick_ahead(fy_pool_t *pool)
     uint64_t now_ns = uv_hrtime();
     for (fy_worker_t *w = pool->workers; w; w = w->next) {
         if (w->state != W_BUSY || w->protocol != 2 || w->checkouts > depth ||
-            w->retire_when_free || w->over_memory_limit || w->generation < pool->generation)
+            w->retire_when_free || w->over_memory_limit || w->reforking ||
+            w->generation < pool->generation)
             continue;
         if (now_ns - w->current_since_ns >= young)
             continue; /* its request may be a slow one: do not queue behind it */
@@ -256,6 +263,8 @@ static void worker_unlink(fy_pool_t *pool, fy_worker_t *w)
 
 static void worker_free(fy_pool_t *pool, fy_worker_t *w)
 {
+    if (pool->refork_worker == w)
+        pool->refork_worker = NULL; /* its re-fork fails on its own, the channel closed */
     worker_unlink(pool, w);
     free(w);
 }
@@ -621,6 +630,7 @@ static fy_spawn_options_t spawn_options(const fy_pool_t *pool)
         .start_timeout_ms =
             (pool->o.start_timeout_s > 86400 ? 86400 : pool->o.start_timeout_s) * 1000u,
         .preload_idle_s = pool->o.max_preloader_idle_time_s,
+        .keep_control = pool->o.refork_after > 0,
     };
     return so;
 }
@@ -1091,6 +1101,93 @@ void fy_worker_set_session(fy_worker_t *w, void *session)
     w->session = session;
 }
 
+/* A new generation: every worker alive now is old, and a rolling restart (restart_step)
+ * replaces them one at a time. Returns how many there are. */
+static unsigned new_generation(fy_pool_t *pool)
+{
+    pool->generation++;
+    pool->restart_failed = false;
+    pool->restart_replaced = 0;
+    unsigned old = old_count(pool);
+    pool->restarting = old > 0;
+    return old;
+}
+
+/* --- re-forking (docs/architecture.md "Re-forking") ------------------------------------------ */
+
+/* Whether <w>, just checked in with nothing more dispatched to it, is the worker to fork the next
+ * preloader: the first of the current generation to reach refork_after requests, once per
+ * preloader booted from the code, and not while a restart or another re-fork runs. */
+static bool refork_due(fy_pool_t *pool, const fy_worker_t *w)
+{
+    if (pool->o.refork_after == 0 || pool->preloader == NULL || !w->forked ||
+        w->requests < pool->o.refork_after || pool->refork_worker != NULL || pool->restarting ||
+        pool->always_restart || w->generation != pool->generation)
+        return false;
+    fy_preloader_info_t info;
+    fy_preloader_get_info(pool->preloader, &info);
+    if (pool->refork_done && info.starts == pool->refork_starts)
+        return false;
+    if (pool->refork_done) /* a preloader booted from the code again (it had gone idle) */
+        pool->refork_done = false;
+    return true;
+}
+
+static void on_refork_done(void *data, int status)
+{
+    fy_pool_t *pool = data;
+    fy_worker_t *w = pool->refork_worker;
+    pool->refork_worker = NULL;
+    pool->refork_done = true;
+    if (pool->preloader) {
+        fy_preloader_info_t info;
+        fy_preloader_get_info(pool->preloader, &info);
+        pool->refork_starts = info.starts;
+    }
+    if (w != NULL) {
+        w->reforking = false;
+        if (w->state == W_BUSY && w->checkouts == 0) {
+            w->state = W_IDLE;
+            w->idle_since_ms = now_ms(pool);
+        }
+    }
+    if (status == 0 && !pool->shutting_down) {
+        pool->stats.reforks++;
+        unsigned old = new_generation(pool);
+        fy_log(FY_LOG_NOTICE, "pool", "app=%s generation=%u old_workers=%u: re-fork: the "
+               "workers are replaced by forks of the new preloader, one at a time",
+               pool->app_root, pool->generation, old);
+    } else if (status != 0 && status != -ECANCELED && status != -ESHUTDOWN) {
+        fy_log(FY_LOG_WARN, "pool", "app=%s: re-fork failed (%s); the workers stay as they are, "
+               "and the next re-fork waits for the next restart", pool->app_root,
+               strerror(-status));
+    }
+    kick(pool);
+}
+
+/* Asks <w> to fork the next preloader. Returns true when it was asked (it stays busy). */
+static bool start_refork(fy_pool_t *pool, fy_worker_t *w)
+{
+    int r = fy_preloader_refork(pool->preloader, w->proc, on_refork_done, pool);
+    if (r == -EAGAIN || r == -EALREADY)
+        return false; /* the preloader is booting: a later check-in tries again */
+    if (r != 0) {
+        fy_log(FY_LOG_WARN, "pool", "app=%s pid=%d: cannot re-fork: %s; the next re-fork waits "
+               "for the next restart", pool->app_root, (int)w->pid, strerror(-r));
+        pool->refork_done = true;
+        fy_preloader_info_t info;
+        fy_preloader_get_info(pool->preloader, &info);
+        pool->refork_starts = info.starts;
+        return false;
+    }
+    fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d requests=%u: re-fork: this worker forks the "
+           "next preloader (--refork-after %u)", pool->app_root, (int)w->pid, w->requests,
+           pool->o.refork_after);
+    pool->refork_worker = w;
+    w->reforking = true;
+    return true;
+}
+
 void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcome)
 {
     FY_ASSERT(w->pool == pool && w->checkouts > 0);
@@ -1168,6 +1265,8 @@ void fy_pool_checkin(fy_pool_t *pool, fy_worker_t *w, fy_worker_outcome_t outcom
         retire(w, SIGUSR1, SOFT_STOP_GRACE_MS, FY_POOL_EXIT_MAX_REQUESTS);
         return;
     }
+    if (refork_due(pool, w) && start_refork(pool, w))
+        return; /* it stays busy (nothing is dispatched to it) until the re-fork answered */
     w->state = W_IDLE;
     w->idle_since_ms = now_ms(pool);
 }
@@ -1190,15 +1289,13 @@ int fy_pool_restart(fy_pool_t *pool)
     if (pool->shutting_down)
         return -ESHUTDOWN;
     bool again = pool->restarting;
-    pool->generation++;
     pool->stats.restarts++;
-    pool->restart_failed = false;
-    pool->restart_replaced = 0;
-    unsigned old = old_count(pool);
-    pool->restarting = old > 0;
-    /* New workers come from a new preloader, booted with the app as it is now. */
+    unsigned old = new_generation(pool);
+    /* New workers come from a new preloader, booted with the app as it is now (which may
+     * re-fork again: a running re-fork of the old code is cancelled). */
     if (pool->preloader)
         fy_preloader_restart(pool->preloader);
+    pool->refork_done = false;
     if (old == 0) {
         fy_log(FY_LOG_NOTICE, "pool",
                "app=%s generation=%u: rolling restart: no worker to replace; new workers load "

@@ -49,6 +49,11 @@ typedef struct fy_pool_options {
      * app once. Rack and WSGI only; false: every worker loads the app itself (direct). */
     bool smart_spawn;
     unsigned max_preloader_idle_time_s; /* the preloader exits after this long unused; 0 never */
+    /* Re-forking (docs/architecture.md): once a smart worker has served this many requests it
+     * forks the next preloader, and a rolling replacement forks every worker from it; once per
+     * preloader booted from the app's code (a restart, or an idle preloader started again).
+     * 0: off. */
+    unsigned refork_after;
     /* Workers run as this user and group (a core that stays root, docs/deploying.md "Users");
      * false: as the core. */
     bool worker_set_user;
@@ -227,6 +232,7 @@ typedef struct fy_pool_stats {
     bool restarting;          /* a rolling restart is running */
     unsigned old_workers;     /* spawning, idle or busy workers of an older generation */
     uint64_t restarts;        /* fy_pool_restart calls that started a restart */
+    uint64_t reforks;         /* re-forks that replaced the preloader */
     bool restart_failed;      /* the last restart stopped on a boot failure */
     uint64_t memory_limit_replacements; /* workers retired for passing memory_limit_kib */
     unsigned max_pool_size;              /* as configured */

@@ -32,6 +32,14 @@ struct fy_preloader {
 
     unsigned starts, forks;
     char last_exit[128];
+
+    /* Re-forking (docs/protocol.md §5.5): the process a worker is forking to be the next
+     * preloader, until it is ready; then it replaces <proc>. */
+    fy_proc_t *refork_proc;
+    pid_t refork_from;
+    fy_preloader_refork_cb refork_done;
+    void *refork_data;
+    unsigned reforks;
 };
 
 static const fy_spawn_callbacks_t preloader_cbs;
@@ -122,9 +130,66 @@ static void ask(fy_preloader_t *pl, fy_proc_t *p)
         lost(pl);
 }
 
+/* Ends the running re-fork with <status> (0: its process is the preloader now). */
+static void refork_finish(fy_preloader_t *pl, int status)
+{
+    fy_preloader_refork_cb done = pl->refork_done;
+    void *data = pl->refork_data;
+    pl->refork_proc = NULL;
+    pl->refork_done = NULL;
+    pl->refork_data = NULL;
+    if (done != NULL)
+        done(data, status);
+}
+
+/* Stops a re-fork that has not answered yet (a rolling restart, shutdown). */
+static void refork_cancel(fy_preloader_t *pl, int status)
+{
+    if (pl->refork_proc == NULL)
+        return;
+    fy_proc_close(pl->refork_proc);
+    refork_finish(pl, status);
+}
+
+static void on_refork_ready(fy_preloader_t *pl, fy_proc_t *proc, int status)
+{
+    if (status != 0 || !fy_proc_preloads(proc)) {
+        fy_log(FY_LOG_WARN, "spawn", "app=%s worker=%d: re-fork failed: %s; workers are still "
+               "forked by the preloader pid=%d", pl->app_root, (int)pl->refork_from,
+               status != 0 ? fy_proc_error_summary(proc) : "its child did not answer as a "
+               "preloader", pl->proc ? (int)fy_proc_pid(pl->proc) : 0);
+        fy_proc_close(proc);
+        refork_finish(pl, status != 0 ? status : -EPROTO);
+        return;
+    }
+    fy_proc_t *old = pl->proc;
+    fy_log(FY_LOG_NOTICE, "spawn", "app=%s pid=%d worker=%d spawn_ms=%u: re-fork: the process "
+           "forked from a warmed worker is the preloader now; the old one (pid=%d) stops",
+           pl->app_root, (int)fy_proc_pid(proc), (int)pl->refork_from, fy_proc_spawn_ms(proc),
+           old ? (int)fy_proc_pid(old) : 0);
+    if (old != NULL) {
+        snprintf(pl->last_exit, sizeof pl->last_exit, "replaced by a re-fork");
+        drop_proc(pl);
+    }
+    pl->proc = proc;
+    pl->ready = true;
+    pl->ready_at_ms = fy_monotonic_ms();
+    pl->reforks++;
+    snprintf(pl->address, sizeof pl->address, "%s", fy_proc_address(proc));
+    snprintf(pl->password, sizeof pl->password, "%s", fy_proc_secret(proc));
+    refork_finish(pl, 0);
+    fy_proc_t *p;
+    while (pl->ready && (p = pop_waiting(pl)) != NULL)
+        ask(pl, p);
+}
+
 static void on_preloader_ready(fy_proc_t *proc, int status, void *data)
 {
     fy_preloader_t *pl = data;
+    if (proc == pl->refork_proc) {
+        on_refork_ready(pl, proc, status);
+        return;
+    }
     if (proc != pl->proc)
         return;
     if (status != 0) {
@@ -242,6 +307,31 @@ int fy_proc_spawn_smart(fy_preloader_t *pl, const fy_spawn_callbacks_t *cbs, voi
     return 0;
 }
 
+int fy_preloader_refork(fy_preloader_t *pl, fy_proc_t *worker, fy_preloader_refork_cb done,
+                        void *data)
+{
+    if (pl->shutting_down)
+        return -ESHUTDOWN;
+    if (pl->refork_proc != NULL)
+        return -EALREADY;
+    if (pl->proc != NULL && !pl->ready)
+        return -EAGAIN; /* booting; with none at all (it went idle) the fork replaces nothing */
+    int fd = fy_proc_take_control(worker);
+    if (fd < 0)
+        return -ENOTCONN;
+    fy_proc_t *p = fy_proc_forked_new(pl->loop, &pl->o, &preloader_cbs, pl);
+    pl->open_procs++;
+    pl->refork_proc = p;
+    pl->refork_from = fy_proc_pid(worker);
+    pl->refork_done = done;
+    pl->refork_data = data;
+    fy_log(FY_LOG_INFO, "spawn", "app=%s worker=%d: re-fork: asking the worker to fork the next "
+           "preloader", pl->app_root, (int)pl->refork_from);
+    /* A failure here is reported through on_ready on the next turn, like any other. */
+    (void)fy_proc_forked_refork(p, fd, pl->o.preload_idle_s);
+    return 0;
+}
+
 bool fy_preloader_unsupported(const fy_preloader_t *pl)
 {
     return pl->unsupported;
@@ -249,6 +339,7 @@ bool fy_preloader_unsupported(const fy_preloader_t *pl)
 
 void fy_preloader_restart(fy_preloader_t *pl)
 {
+    refork_cancel(pl, -ECANCELED); /* it would fork the old code */
     if (pl->proc == NULL)
         return;
     fy_log(FY_LOG_NOTICE, "spawn", "app=%s pid=%d: rolling restart: stopping the preloader; the "
@@ -265,6 +356,7 @@ void fy_preloader_shutdown(fy_preloader_t *pl)
     if (pl == NULL)
         return;
     pl->shutting_down = true;
+    refork_cancel(pl, -ESHUTDOWN);
     fail_waiting(pl, -ESHUTDOWN, "the server is shutting down", NULL);
     drop_proc(pl);
     if (pl->open_procs == 0)
@@ -279,5 +371,7 @@ void fy_preloader_get_info(const fy_preloader_t *pl, fy_preloader_info_t *out)
     out->age_ms = pl->ready ? (uint64_t)(fy_monotonic_ms() - pl->ready_at_ms) : 0;
     out->starts = pl->starts;
     out->forks = pl->forks;
+    out->reforks = pl->reforks;
+    out->reforking_from = pl->refork_proc ? pl->refork_from : 0;
     out->last_exit = pl->last_exit;
 }

@@ -86,6 +86,8 @@ struct fy_proc {
     fy_preloader_t *preloader; /* while waiting for it to be ready; NULL otherwise */
     fy_proc_t *wait_next;    /* in the preloader's waiting list */
     int ctl_fd;              /* the spawn connection (-1: none) */
+    bool keep_control;       /* opts->keep_control: the channel outlives the handshake */
+    int kept_ctl_fd;         /* ...kept after ready for a re-fork request (-1: none) */
     uv_poll_t ctl_poll;
     bool want_owner_fd;      /* the owner pipe's write end has not arrived yet */
     int pid_fd;              /* pidfd of the forked worker, from its ready message */
@@ -346,12 +348,21 @@ static void close_ctl(fy_proc_t *p)
 }
 
 /* Closes every handle once the child is reaped (or was never started). */
+static void close_kept_ctl(fy_proc_t *p)
+{
+    if (p->kept_ctl_fd >= 0) {
+        close(p->kept_ctl_fd);
+        p->kept_ctl_fd = -1;
+    }
+}
+
 static void close_all(fy_proc_t *p)
 {
     FY_ASSERT(!p->closing_all);
     p->closing_all = true;
     close_owner(p);
     close_ctl(p);
+    close_kept_ctl(p);
     outcap_flush(&p->out);
     outcap_flush(&p->err);
     close_outcap(p, &p->out);
@@ -643,7 +654,14 @@ static void handle_message(fy_proc_t *p, fy_array_t *msg)
         p->ready = true;
         p->ready_reported = true;
         uv_timer_stop(&p->start_timer);
-        /* The handshake is over; the owner pipe, not this channel, ties the worker to us. */
+        /* The handshake is over; the owner pipe, not this channel, ties the worker to us. A
+         * smart worker's channel is kept when the pool may ask it for a re-fork
+         * (docs/protocol.md §5.5): a copy outlives the handle that read the handshake. */
+        if (p->forked && p->keep_control && !p->is_preloader && p->ctl_fd >= 0) {
+            p->kept_ctl_fd = fcntl(p->ctl_fd, F_DUPFD_CLOEXEC, 0);
+            if (p->kept_ctl_fd >= 0)
+                (void)fy_fd_set_nonblock(p->kept_ctl_fd, false);
+        }
         close_ctl(p);
         p->cbs.on_ready(p, 0, p->data);
         return;
@@ -878,7 +896,10 @@ static fy_proc_t *proc_new(uv_loop_t *loop, const fy_spawn_options_t *opts,
     p->start_timeout_ms = opts->start_timeout_ms ? opts->start_timeout_ms : 60000;
     p->owner_fd = -1;
     p->ctl_fd = -1;
+    p->kept_ctl_fd = -1;
     p->pid_fd = -1;
+    p->is_preloader = opts->preload;
+    p->keep_control = opts->keep_control;
     p->spawn_started_ms = fy_monotonic_ms();
     fy_msgparser_init(&p->parser);
     uv_timer_init(loop, &p->start_timer);
@@ -896,7 +917,6 @@ int fy_proc_spawn(uv_loop_t *loop, const fy_spawn_options_t *opts, const fy_spaw
         return -EINVAL;
 
     fy_proc_t *p = proc_new(loop, opts, cbs, data);
-    p->is_preloader = opts->preload;
     *out = p;
 
     int owner[2] = {-1, -1};
@@ -1045,20 +1065,15 @@ void fy_proc_forked_fail(fy_proc_t *p, int status, const char *summary, const ch
     uv_timer_start(&p->start_timer, on_start_timeout, 0, 0);
 }
 
-int fy_proc_forked_connect(fy_proc_t *p, const char *address, const char *password)
+/* Sends the two output pipes of the process to come on <fd>, a connection on which the request
+ * itself already went (a spawn or a re-fork), and reads the answer on the loop. Takes <fd>.
+ * <what> names the request in the failure. Returns 0, or a negative errno after failing <p>
+ * with -EAGAIN (reported on the next turn). */
+static int forked_request(fy_proc_t *p, int fd, int r, const char *what)
 {
-    p->preloader = NULL;
     int out[2] = {-1, -1}, err[2] = {-1, -1};
-    int r = 0;
-    if (pipe2(out, O_CLOEXEC) == -1 || pipe2(err, O_CLOEXEC) == -1)
+    if (r == 0 && (pipe2(out, O_CLOEXEC) == -1 || pipe2(err, O_CLOEXEC) == -1))
         r = -errno;
-    int fd = -1;
-    if (r == 0) {
-        const char *items[] = {FY_PRELOADER_SPAWN_MESSAGE};
-        fd = fy_abstract_client_call(address, password, FY_SPAWN_PRELOADER_TIMEOUT_MS, items, 1);
-        if (fd < 0)
-            r = fd;
-    }
     if (r == 0) {
         fy_channel_t ch;
         fy_channel_init(&ch, fd, FY_SPAWN_PRELOADER_TIMEOUT_MS);
@@ -1080,8 +1095,7 @@ int fy_proc_forked_connect(fy_proc_t *p, const char *address, const char *passwo
         if (err[0] >= 0)
             close(err[0]);
         char buf[FY_ADDRESS_MAX + 96];
-        snprintf(buf, sizeof buf, "cannot ask the preloader at %s for a worker: %s", address,
-                 strerror(-r));
+        snprintf(buf, sizeof buf, "cannot %s: %s", what, strerror(-r));
         fy_log(FY_LOG_WARN, "spawn", "app=%s step=preloader_connect: %s", p->app_root, buf);
         fy_proc_forked_fail(p, -EAGAIN, buf, NULL);
         return r;
@@ -1097,6 +1111,34 @@ int fy_proc_forked_connect(fy_proc_t *p, const char *address, const char *passwo
     p->want_owner_fd = true;
     uv_poll_start(&p->ctl_poll, UV_READABLE, on_ctl_poll);
     return 0;
+}
+
+int fy_proc_forked_connect(fy_proc_t *p, const char *address, const char *password)
+{
+    p->preloader = NULL;
+    const char *items[] = {FY_PRELOADER_SPAWN_MESSAGE};
+    int fd = fy_abstract_client_call(address, password, FY_SPAWN_PRELOADER_TIMEOUT_MS, items, 1);
+    char what[FY_ADDRESS_MAX + 48];
+    snprintf(what, sizeof what, "ask the preloader at %s for a worker", address);
+    return forked_request(p, fd, fd < 0 ? fd : 0, what);
+}
+
+int fy_proc_take_control(fy_proc_t *p)
+{
+    int fd = p->kept_ctl_fd;
+    p->kept_ctl_fd = -1;
+    return fd;
+}
+
+int fy_proc_forked_refork(fy_proc_t *p, int control_fd, unsigned idle_s)
+{
+    p->preloader = NULL;
+    char idle[16];
+    snprintf(idle, sizeof idle, "%u", idle_s);
+    fy_channel_t ch;
+    fy_channel_init(&ch, control_fd, FY_SPAWN_PRELOADER_TIMEOUT_MS);
+    int r = fy_channel_write_strings(&ch, 2, FY_REFORK_MESSAGE, idle);
+    return forked_request(p, control_fd, r, "ask a worker to re-fork");
 }
 
 void fy_proc_forked_set_waiting(fy_proc_t *p, fy_preloader_t *pl)
@@ -1169,6 +1211,7 @@ void fy_proc_close(fy_proc_t *p)
     p->closing = true;
     close_owner(p);
     close_ctl(p);
+    close_kept_ctl(p);
     if (p->forked) {
         if (p->preloader)
             fy_preloader_unwait(p->preloader, p);

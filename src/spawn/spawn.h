@@ -47,6 +47,8 @@ typedef struct fy_spawn_options {
     unsigned start_timeout_ms; /* not ready by then: SIGKILL and a boot failure; 0 = 60 s */
     bool preload;              /* start a preloader (FERRY_PRELOAD, docs/protocol.md §5.4) */
     unsigned preload_idle_s;   /* its idle time: FERRY_PRELOAD's value; 0 = never */
+    bool keep_control;         /* smart workers: keep the control channel after ready, so the
+                                  pool can ask one to re-fork (docs/protocol.md §5.5) */
     bool set_user;             /* run the worker as uid/gid (a root core's --user) */
     uid_t uid;
     gid_t gid;
@@ -87,6 +89,9 @@ bool fy_proc_forked(const fy_proc_t *proc);
 /* True for a proc started with opts->preload whose ready message named it a preloader (its
  * fifth item "preloader"); false for a loader that ignored FERRY_PRELOAD and became a worker. */
 bool fy_proc_preloads(const fy_proc_t *proc);
+/* A smart worker's control channel, kept after ready (opts->keep_control): the caller owns the
+ * fd from now on. -1 when there is none (not kept, or taken already). */
+int fy_proc_take_control(fy_proc_t *proc);
 
 /* Why the boot failed: one line, and the details (the worker's own details, else the tail of its
  * stderr; may be ""). Empty strings unless on_ready reported a failure. */
@@ -148,6 +153,18 @@ bool fy_preloader_unsupported(const fy_preloader_t *pl);
  * preloader wait for the new one. */
 void fy_preloader_restart(fy_preloader_t *pl);
 
+/* Re-forking (docs/protocol.md §5.5): asks <worker>, a smart worker of <pl> whose control channel
+ * was kept (opts->keep_control) and which gets no requests until <done> runs, to fork the next
+ * preloader. When that process is ready it replaces the current preloader (which is stopped;
+ * the workers it forked stay) and <done>(<data>, 0) runs; on failure the current preloader stays
+ * and <done> gets a negative errno. <done> also runs, from inside the call, when
+ * fy_preloader_restart (-ECANCELED) or fy_preloader_shutdown (-ESHUTDOWN) cancels it.
+ * Returns 0 (<done> will run), or -EALREADY (one runs), -EAGAIN (no ready preloader), -ENOTCONN
+ * (no kept channel), -ESHUTDOWN; <done> does not run then. */
+typedef void (*fy_preloader_refork_cb)(void *data, int status);
+int fy_preloader_refork(fy_preloader_t *pl, fy_proc_t *worker, fy_preloader_refork_cb done,
+                        void *data);
+
 /* Stops the preloader and frees <pl> once its process is reaped; spawns waiting for it fail
  * with -ESHUTDOWN. <pl> must not be used after this call. */
 void fy_preloader_shutdown(fy_preloader_t *pl);
@@ -159,6 +176,8 @@ typedef struct fy_preloader_info {
     uint64_t age_ms;   /* since it became ready; 0 unless ready */
     unsigned starts;   /* preloaders started since fy_preloader_new */
     unsigned forks;    /* workers asked of it since fy_preloader_new */
+    unsigned reforks;  /* preloaders that replaced it by a re-fork */
+    pid_t reforking_from; /* the worker forking the next one now, or 0 */
     const char *last_exit; /* why the last preloader ended ("" none yet): "idle time", ... */
 } fy_preloader_info_t;
 void fy_preloader_get_info(const fy_preloader_t *pl, fy_preloader_info_t *out);

@@ -13,6 +13,11 @@ fy_proc_t *fy_proc_forked_new(uv_loop_t *loop, const fy_spawn_options_t *opts,
  * (docs/protocol.md §5.4) and reads the answer on the loop. Returns 0, or the negative errno of
  * the failed connect or send, after failing <p> with -EAGAIN (reported on the next turn). */
 int fy_proc_forked_connect(fy_proc_t *p, const char *address, const char *password);
+/* Sends a re-fork request on <control_fd> (a worker's kept control channel, taken by this call)
+ * with the new preloader's idle time <idle_s> (docs/protocol.md §5.5) and reads the answer on
+ * the loop, as for a spawn: the child's owner pipe, then its ready. Returns as
+ * fy_proc_forked_connect. */
+int fy_proc_forked_refork(fy_proc_t *p, int control_fd, unsigned idle_s);
 /* Fails <p> with <status>, <summary> and <details> (copied) on the next loop turn. */
 void fy_proc_forked_fail(fy_proc_t *p, int status, const char *summary, const char *details);
 /* Marks <p> as waiting in <pl>'s list (NULL: not waiting). */

@@ -1,5 +1,6 @@
 /* One connection of the C worker: open it as a session (v1 or v2, session.c), then for each of
  * its requests hand the request to the app and finish the response through the SDK. */
+#include <errno.h>
 #include <string.h>
 
 #include "worker/session.h"
@@ -44,9 +45,16 @@ int fy_worker_conn_serve(fy_worker_ctx_t *ctx, int fd)
     };
     fy_worker_session_t s;
     int rc = fy_worker_session_open(&s, fd, &cfg);
-    while (rc == 0 && (rc = fy_worker_session_next_request(&s)) == 1) {
-        serve_request(ctx, &s);
-        rc = 0;
+    while (rc == 0) {
+        rc = fy_worker_session_next_request(&s);
+        if (rc == 1) {
+            serve_request(ctx, &s);
+            rc = 0;
+        } else if (rc == -EINPROGRESS) {
+            /* The control channel, while idle: a re-fork request (refork.c). Its child leaves
+             * the session to the parent and unwinds. */
+            rc = fy_worker_control_event(ctx) == 1 ? -ECANCELED : 0;
+        }
     }
     fy_worker_session_dispose(&s);
     return rc;

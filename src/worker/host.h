@@ -23,6 +23,14 @@ typedef struct fy_worker_host {
      * on_request (and releases it around its own blocking SDK calls). */
     ferry_callbacks_t callbacks;
     void *data;
+    /* Re-forking (docs/protocol.md §5.5): the interpreter's own fork, so its fork hooks run
+     * (Python: PyOS_BeforeFork ... PyOS_AfterFork_*; Ruby: Process.fork). Called on the main
+     * thread while the worker is idle, without the interpreter lock, like on_request. Returns the
+     * child's pid in the parent, 0 in the child, or a negative errno. NULL: the worker answers a
+     * re-fork request with an error. In the child, fy_worker_host_serve then returns (0) with
+     * fy_worker_host_preloading() true: the host runs its preloader loop, as in a process started
+     * as a preloader (below), and serves again in the workers it forks. */
+    int (*fork)(void *data);
 } fy_worker_host_t;
 
 /* Reads the spawn handshake from the environment (FERRY_OWNER_FD, FERRY_CONTROL_FD: absent
@@ -57,7 +65,7 @@ int fy_worker_host_serve(const fy_worker_host_t *host);
  * The fork happens on the host's main thread, the one that loaded the app. */
 
 /* True in a process started as a preloader (after fy_worker_host_boot; false again in a worker
- * forked from it). */
+ * forked from it), and in the child of a re-fork once fy_worker_host_serve returned. */
 int fy_worker_host_preloading(void);
 
 /* Starts the spawn server (an AbstractServer on a thread of this process, src/admin) and sends

@@ -44,6 +44,17 @@ static int owner_fd_watched = -1;
 static void (*sigquit_hook)(void); /* the host's, after the C stacks (host.h) */
 static bool host_booted;
 static int host_control_fd = -1;
+static bool reforked; /* the child of a re-fork: the app's preloader now (refork.c) */
+
+bool fy_worker_reforked(void)
+{
+    return reforked;
+}
+
+void fy_worker_runtime_mark_reforked(void)
+{
+    reforked = true;
+}
 
 int fy_worker_report_error(int control_fd, const char *summary, const char *details)
 {
@@ -211,24 +222,27 @@ int fy_worker_serve_loop(fy_worker_ctx_t *ctx, int listen_fd)
                (int)getpid(), strerror(-rc));
         return 1;
     }
-    while (!soft_stop) {
+    while (!soft_stop && !fy_worker_reforked()) {
         int err = 0;
         /* Without SOCK_NONBLOCK, Linux's accept4 returns a blocking socket whatever the
          * listener's flags are: what the connection code expects. */
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd == -1) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                struct pollfd pfds[2] = {
+                struct pollfd pfds[3] = {
                     {.fd = listen_fd, .events = POLLIN},
                     {.fd = wake_pipe[0], .events = POLLIN},
+                    {.fd = host_control_fd, .events = POLLIN},
                 };
-                if (poll(pfds, 2, -1) == -1) {
+                if (poll(pfds, 3, -1) == -1) {
                     if (errno == EINTR)
                         continue;
                     err = errno;
                 } else {
                     if (pfds[1].revents != 0)
                         drain_wake_pipe();
+                    if (pfds[2].revents != 0)
+                        fy_worker_control_event(ctx);
                     continue;
                 }
             } else if (transient_accept_error(errno)) {
@@ -256,8 +270,9 @@ int fy_worker_serve_loop(fy_worker_ctx_t *ctx, int listen_fd)
         fy_worker_conn_serve(ctx, fd);
         close(fd);
     }
-    fy_log(FY_LOG_NOTICE, "worker", "pid=%d: SIGUSR1: exiting after the current request",
-           (int)getpid());
+    if (!fy_worker_reforked())
+        fy_log(FY_LOG_NOTICE, "worker", "pid=%d: SIGUSR1: exiting after the current request",
+               (int)getpid());
     return 0;
 }
 
@@ -308,6 +323,7 @@ int fy_worker_runtime_rebind(int owner_fd, int control_fd)
         close(host_control_fd);
     host_control_fd = control_fd;
     soft_stop = 0;
+    reforked = false;
     socket_file[0] = '\0';
     busy_path[0] = '\0';
     fy_fd_set_cloexec(control_fd);
@@ -338,10 +354,18 @@ int fy_worker_host_control_fd(void)
     return host_control_fd;
 }
 
+void fy_worker_runtime_close_control(void)
+{
+    if (host_control_fd >= 0)
+        close(host_control_fd);
+    host_control_fd = -1;
+}
+
 /* After the app loaded: listen, generate the password, send ready, serve until a stop; then
- * on_shutdown. Returns the exit status. */
+ * on_shutdown. Returns the exit status. <fork> (NULL: none) is the host's, for a re-fork; in
+ * the child of one this returns 0 without on_shutdown, its copy of the listener closed. */
 static int serve_app(int control_fd, const char *socket_dir, fy_worker_app_t *app,
-                     const char *label)
+                     const char *label, int (*fork_fn)(void *), void *fork_data)
 {
     int status = 1;
     char address[FY_ADDRESS_MAX];
@@ -381,7 +405,8 @@ static int serve_app(int control_fd, const char *socket_dir, fy_worker_app_t *ap
     fy_log(FY_LOG_INFO, "worker", "pid=%d app=%s address=%s: ready", (int)getpid(), label,
            address);
 
-    fy_worker_stop_t stop = {.flag = &soft_stop, .wake_fd = wake_pipe[0]};
+    fy_worker_stop_t stop = {.flag = &soft_stop, .wake_fd = wake_pipe[0],
+                             .control_fd = &host_control_fd};
     fy_worker_ctx_t ctx = {
         .app = app,
         .secret = secret,
@@ -392,8 +417,12 @@ static int serve_app(int control_fd, const char *socket_dir, fy_worker_app_t *ap
         .busy_path_cap = sizeof busy_path,
         .busy_request_id = busy_request_id,
         .busy_request_id_cap = sizeof busy_request_id,
+        .fork = fork_fn,
+        .fork_data = fork_data,
     };
     status = fy_worker_serve_loop(&ctx, listen_fd);
+    if (fy_worker_reforked())
+        goto out; /* the new preloader: the app goes on in this process */
     if (app->callbacks.on_shutdown != NULL)
         app->callbacks.on_shutdown(app->data);
     app->callbacks.on_shutdown = NULL;
@@ -421,7 +450,7 @@ int fy_worker_run(const fy_worker_config_t *cfg)
         free(details);
         return 1;
     }
-    int status = serve_app(cfg->control_fd, cfg->socket_dir, &app, cfg->app_path);
+    int status = serve_app(cfg->control_fd, cfg->socket_dir, &app, cfg->app_path, NULL, NULL);
     fy_worker_app_dispose(&app, false);
     return status;
 }
@@ -481,7 +510,7 @@ int fy_worker_host_serve(const fy_worker_host_t *host)
     app.callbacks = host->callbacks;
     app.data = host->data;
     return serve_app(host_control_fd, fy_worker_socket_dir(), &app,
-                     host->label ? host->label : "(host)");
+                     host->label ? host->label : "(host)", host->fork, host->data);
 }
 
 void fy_worker_host_on_sigquit(void (*fn)(void))

@@ -331,6 +331,23 @@ static int become_worker(spawn_req_t *req)
     return fy_worker_runtime_rebind(owner[0], conn_fd);
 }
 
+void fy_worker_preloader_adopt(unsigned idle_s)
+{
+    /* This process is a worker forked from the previous preloader: its copy of that preloader's
+     * spawn server was forgotten at the fork (become_worker), and a handler thread may have held
+     * the lock then; none of those threads exists here. */
+    fy_abstract_server_dispose(&server);
+    pthread_mutex_init(&lock, NULL);
+    pthread_cond_init(&answered, NULL);
+    queue_head = queue_tail = NULL;
+    current = NULL;
+    closing = false;
+    forks = 0;
+    forked_len = 0; /* its siblings: not this process's children */
+    preload_state = 1;
+    idle_time_s = idle_s;
+}
+
 int fy_worker_host_preload_forked(int pid)
 {
     spawn_req_t *req = current;

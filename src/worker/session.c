@@ -182,8 +182,9 @@ static int flush_out(fy_worker_session_t *s)
 }
 
 /* Sleeps until the socket is readable or <deadline_ms> (-1: none) passes; with <idle>, also
- * until a soft stop is asked for. Sends queued output first: the worker never sleeps on bytes
- * the core waits for. Returns 0, -ETIMEDOUT, -ECANCELED (soft stop), or -errno. */
+ * until a soft stop is asked for or the control channel has something. Sends queued output
+ * first: the worker never sleeps on bytes the core waits for. Returns 0, -ETIMEDOUT, -ECANCELED
+ * (soft stop), -EINPROGRESS (the control channel is readable), or -errno. */
 static int wait_readable(fy_worker_session_t *s, int64_t deadline_ms, bool idle)
 {
     int rc = flush_out(s);
@@ -191,6 +192,9 @@ static int wait_readable(fy_worker_session_t *s, int64_t deadline_ms, bool idle)
         return rc;
     bool wake = idle && s->cfg.stop != NULL && s->cfg.stop->wake_fd >= 0;
     for (;;) {
+        int control = idle && s->cfg.stop != NULL && s->cfg.stop->control_fd != NULL
+                          ? *s->cfg.stop->control_fd
+                          : -1;
         if (idle && stop_requested(s))
             return -ECANCELED;
         int timeout = -1;
@@ -200,17 +204,20 @@ static int wait_readable(fy_worker_session_t *s, int64_t deadline_ms, bool idle)
                 return -ETIMEDOUT;
             timeout = left > INT_MAX ? INT_MAX : (int)left;
         }
-        struct pollfd pfds[2] = {
+        struct pollfd pfds[3] = {
             {.fd = s->fd, .events = POLLIN},
             {.fd = wake ? s->cfg.stop->wake_fd : -1, .events = POLLIN},
+            {.fd = control, .events = POLLIN},
         };
-        if (poll(pfds, wake ? 2 : 1, timeout) == -1) {
+        if (poll(pfds, 3, timeout) == -1) {
             if (errno == EINTR)
                 continue;
             return -errno;
         }
         if (pfds[0].revents != 0)
             return 0;
+        if (pfds[2].revents != 0)
+            return -EINPROGRESS;
         if (wake && pfds[1].revents != 0 && !stop_requested(s)) {
             char junk[16];
             ssize_t ignored = read(s->cfg.stop->wake_fd, junk, sizeof junk);

@@ -23,11 +23,17 @@
 
 #include "proto/reqblock.h"
 
-/* The soft-stop hook (SIGUSR1): <flag> is set by the signal handler, which then writes a byte to
- * the pipe whose read end is <wake_fd>, so a session idle between requests wakes up and ends. */
+/* What an idle session watches besides the core's connection. The soft-stop hook (SIGUSR1):
+ * <flag> is set by the signal handler, which then writes a byte to the pipe whose read end is
+ * <wake_fd>, so a session idle between requests wakes up and ends. <control_fd> points at the
+ * worker's control channel (-1: none): when it becomes readable while the session is idle
+ * between requests, fy_worker_session_next_request returns -EINPROGRESS with the session
+ * unchanged, so the caller can read the control message (a re-fork request, docs/protocol.md
+ * §5.5) and ask for the next request again. */
 typedef struct fy_worker_stop {
     volatile sig_atomic_t *flag;
     int wake_fd;
+    const int *control_fd;
 } fy_worker_stop_t;
 
 /* What a session is opened with. Borrowed for the session's life. */
@@ -80,6 +86,8 @@ int fy_worker_session_open(fy_worker_session_t *s, int fd, const fy_worker_sessi
  * s->is_head. The previous one must have been ended. Returns 1 with a request; 0 when the session
  * is over (v1: after its one request; v2: the core closed the connection between requests);
  * -ECANCELED when a soft stop ends the session (SIGUSR1 while idle, or after END with CLOSING);
+ * -EINPROGRESS when the control channel became readable while idle (see fy_worker_stop_t; the
+ * session is as it was: call again);
  * or a negative errno after a refusal or a protocol violation, logged as one [warn] line (v1: as
  * fy_worker_session_open, plus -EPROTO for a malformed block or CONTENT_LENGTH, the latter
  * answered 400). Only v2 waits between requests: for ever, but it wakes for the soft stop. A

@@ -39,6 +39,10 @@ typedef struct fy_worker_ctx {
     /* ... and its HTTP_X_REQUEST_ID (docs/operations.md, "Request ids"); "" when none */
     char *busy_request_id;
     size_t busy_request_id_cap;
+    /* The interpreter's own fork for a re-fork (host.h); NULL: this worker cannot re-fork (a
+     * native app: nothing was preloaded). */
+    int (*fork)(void *data);
+    void *fork_data;
 } fy_worker_ctx_t;
 
 /* The object behind ferry_request_t: the app's view of the session's current request and the
@@ -103,8 +107,27 @@ int fy_worker_runtime_rebind(int owner_fd, int control_fd);
 /* The socket file SIGTERM and the owner watcher remove before the process ends: the one behind
  * <address> when it is "unix:PATH", none otherwise (the preloader's spawn server). */
 void fy_worker_runtime_set_socket_file(const char *address);
-/* The control channel fy_worker_host_boot found (or rebind set); -1 before. */
+/* The control channel fy_worker_host_boot found (or rebind set); -1 before and once closed. */
 int fy_worker_host_control_fd(void);
+/* Closes the control channel (the core let go of it, or a re-fork handed it to the child). */
+void fy_worker_runtime_close_control(void);
+
+/* ---- re-forking (refork.c; docs/protocol.md §5.5) ------------------------------------------ */
+
+/* The control channel became readable while the worker was idle: reads the core's message. A
+ * ["refork", IDLE] request with its two fds forks the process through ctx->fork. Returns 0 when
+ * the worker goes on serving (the parent after the fork, a refused request, or the core closed
+ * the channel), or 1 in the child, which is the app's preloader from now on: the caller unwinds
+ * to the host (fy_worker_host_serve returns, fy_worker_host_preloading is true). */
+int fy_worker_control_event(fy_worker_ctx_t *ctx);
+/* True in the child of a re-fork once it has become the preloader, until the next
+ * fy_worker_runtime_rebind (in a worker it forks): the serve loop ends, serve_app unwinds. */
+bool fy_worker_reforked(void);
+void fy_worker_runtime_mark_reforked(void);
+
+/* In that child (preloader.c): this process is the app's preloader from now on, with
+ * <idle_time_s>; what it inherited of its own preloader's spawn state is reset. */
+void fy_worker_preloader_adopt(unsigned idle_time_s);
 
 /* ---- SIGQUIT: the backtrace of every thread (backtrace.c) ---------------------------------- */
 

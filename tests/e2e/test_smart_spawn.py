@@ -318,3 +318,60 @@ def test_a_loader_that_does_not_preload_is_spawned_directly(ferry):
     assert doc["workers"][0]["spawn_method"] == "direct"
     assert "the app's loader does not preload" in f.log()
     assert doc["pool"]["boot_error"] is None
+
+
+def test_refork_after_n_requests_forks_the_workers_from_a_warmed_one(ferry, kind):
+    # Assumes 2 workers, no dispatch-ahead. Once a worker has served 10 requests it forks the next
+    # preloader; every worker is then replaced by a fork of that process, so the cache the warmed
+    # worker filled lazily (/warm) is in each new worker without a request of its own; no request
+    # fails meanwhile. A restart boots a cold preloader again, which re-forks again.
+    f = ferry(SMART[kind], "--min-instances", "2", "--max-pool-size", "2",
+              "--dispatch-ahead", "0", "--refork-after", "10")
+    doc = idle_workers(f, 2)
+    first = doc["pool"]["preloader"]["pid"]
+    old = {w["pid"] for w in doc["workers"]}
+    s = requests.Session()
+    warmed = set()
+    for _ in range(60):
+        r = s.get(f.url + "/warm", timeout=10)
+        assert r.status_code == 200, r.text
+        warmed.add(int(r.text))
+    assert warmed <= old | set(), warmed
+
+    def reforked():
+        d = status_json(f)
+        pre = d["pool"]["preloader"]
+        return (pre["reforks"] == 1 and d["pool"]["reforks"] == 1 and pre["pid"] != first
+                and pre["state"] == "ready" and d["pool"]["idle"] == 2
+                and not d["pool"]["restarting"]
+                and not old & {w["pid"] for w in d["workers"]})
+    assert wait_for(reforked, timeout=30), (status_json(f), f.log())
+    doc = status_json(f)
+    pre = doc["pool"]["preloader"]
+    assert wait_for(lambda: not alive(first), timeout=10), "the old preloader stopped"
+    for w in doc["workers"]:
+        assert ppid_of(w["pid"]) == pre["pid"], (w, pre)
+    # Each new worker already has the cache of the worker the preloader was forked from.
+    seen = set()
+    for _ in range(6):
+        pid = int(s.get(f.url + "/pid", timeout=10).text)
+        cache = s.get(f.url + "/warmed", timeout=10).text
+        assert cache != "cold" and int(cache) in old, (pid, cache)
+        seen.add(pid)
+    assert seen <= {w["pid"] for w in doc["workers"]}
+    # The code was still loaded once: by the first preloader.
+    assert s.get(f.url + "/booted", timeout=10).text == str(first)
+    log = f.log()
+    assert "re-fork: this worker forks the next preloader" in log, log
+    assert "re-forked: the app's new preloader" in log, log
+    assert "preloader  pid %d, ready" % pre["pid"] in cli(f, "status").stdout
+
+    # A restart: a preloader booted from the code (cold), which re-forks once more.
+    assert cli(f, "restart").returncode == 0
+    assert wait_for(lambda: status_json(f)["pool"]["preloader"]["starts"] == 2
+                    and not status_json(f)["pool"]["restarting"]
+                    and status_json(f)["pool"]["idle"] == 2, timeout=30), f.log()
+    assert s.get(f.url + "/warmed", timeout=10).text == "cold"
+    for _ in range(40):
+        assert s.get(f.url + "/warm", timeout=10).status_code == 200
+    assert wait_for(lambda: status_json(f)["pool"]["reforks"] == 2, timeout=30), f.log()

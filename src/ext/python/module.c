@@ -222,8 +222,26 @@ static int on_request(ferry_request_t *req)
     return rc;
 }
 
+/* The runtime's fork for a re-fork (host.h): Python's own, as os.fork() does it, so that
+ * os.register_at_fork hooks run in the parent and in the child. */
+static int host_fork(void *data)
+{
+    (void)data;
+    PyEval_RestoreThread(serve_tstate);
+    PyOS_BeforeFork();
+    pid_t pid = fork();
+    int err = errno;
+    if (pid == 0)
+        PyOS_AfterFork_Child();
+    else
+        PyOS_AfterFork_Parent();
+    serve_tstate = PyEval_SaveThread();
+    return pid < 0 ? -err : (int)pid;
+}
+
 /* serve(application, label=None) -> exit status: listens, sends ready (offering session
- * protocol v2) and serves requests on this thread until a soft stop. */
+ * protocol v2) and serves requests on this thread until a soft stop. In the child of a re-fork
+ * it returns 0 early, with preloading() true (docs/architecture.md, "Re-forking"). */
 static PyObject *py_serve(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"application", "label", NULL};
@@ -259,12 +277,18 @@ static PyObject *py_serve(PyObject *self, PyObject *args, PyObject *kwargs)
         .label = label_copy,
         .callbacks = {.on_request = on_request},
         .data = NULL,
+        .fork = host_fork,
     };
     serve_tstate = PyEval_SaveThread();
     int status = fy_worker_host_serve(&host);
     PyEval_RestoreThread(serve_tstate);
     serve_tstate = NULL;
     free(label_copy);
+    Py_CLEAR(serving.application);
+    if (fy_worker_host_preloading()) {
+        serving.requests_served = 0; /* the new preloader's workers count their own */
+        return PyLong_FromLong(status);
+    }
     if (status == 0) {
         char fields[1024] = "";
         const char *root = getenv("FERRY_APP_ROOT");

@@ -434,8 +434,40 @@ static void *serve_nogvl(void *arg)
     return (void *)(intptr_t)fy_worker_host_serve(arg);
 }
 
+static VALUE call_fork(VALUE unused)
+{
+    (void)unused;
+    return rb_funcall(rb_mProcess, rb_intern("fork"), 0);
+}
+
+/* With the GVL: Process.fork (its Process._fork hooks run), nil in the child. */
+static void *fork_with_gvl(void *unused)
+{
+    (void)unused;
+    int state = 0;
+    VALUE pid = rb_protect(call_fork, Qnil, &state);
+    if (state != 0) {
+        VALUE exc = rb_errinfo();
+        rb_set_errinfo(Qnil);
+        VALUE text = rb_funcall(exc, rb_intern("inspect"), 0);
+        char fields[64] = "";
+        fy_rbext_log(FY_LOG_ERROR, fields, "Process.fork raised for a re-fork",
+                     StringValueCStr(text));
+        return (void *)(intptr_t)-EAGAIN;
+    }
+    return (void *)(intptr_t)(NIL_P(pid) ? 0 : NUM2INT(pid));
+}
+
+/* The runtime's fork for a re-fork (host.h), called without the GVL. */
+static int host_fork(void *data)
+{
+    (void)data;
+    return (int)(intptr_t)rb_thread_call_with_gvl(fork_with_gvl, NULL);
+}
+
 /* FerryExt.serve(app, label = "rack") -> exit status: listens, sends ready (offering session
- * protocol v2) and serves requests on this thread until a soft stop. */
+ * protocol v2) and serves requests on this thread until a soft stop. In the child of a re-fork
+ * it returns 0 early, with FerryExt.preloading? true. */
 static VALUE rb_ferry_serve(int argc, VALUE *argv, VALUE self)
 {
     VALUE app, label;
@@ -447,7 +479,10 @@ static VALUE rb_ferry_serve(int argc, VALUE *argv, VALUE self)
     if (rb_thread_current() != rb_thread_main())
         rb_raise(rb_eRuntimeError, "FerryExt.serve runs on the main thread");
     char *label_copy = fy_xstrdup(NIL_P(label) ? "rack" : StringValueCStr(label));
-    fy_rbext_request_setup();
+    static bool set_up; /* once: a re-forked preloader's workers serve a second time */
+    if (!set_up)
+        fy_rbext_request_setup();
+    set_up = true;
     const char *env = getenv("FERRY_ENV");
     serving.app = app;
     serving.development = env != NULL && strcmp(env, "development") == 0;
@@ -455,9 +490,16 @@ static VALUE rb_ferry_serve(int argc, VALUE *argv, VALUE self)
         .label = label_copy,
         .callbacks = {.on_request = on_request},
         .data = NULL,
+        .fork = host_fork,
     };
     int status = (int)(intptr_t)rb_thread_call_without_gvl(serve_nogvl, &host, NULL, NULL);
     free(label_copy);
+    serving.app = Qnil;
+    if (fy_worker_host_preloading()) {
+        /* The child of a re-fork: the app's preloader now (docs/architecture.md). */
+        serving.requests_served = 0;
+        return INT2FIX(status);
+    }
     if (!NIL_P(serving.pending_exit)) {
         VALUE exc = serving.pending_exit;
         serving.pending_exit = Qnil;

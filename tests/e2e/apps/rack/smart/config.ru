@@ -1,8 +1,10 @@
 # Smart spawning e2e app (tests/e2e/test_smart_spawn.py): state loaded once (shared by the
 # forked workers), the starting_worker_process hook (ferry's Ferry.on_event), and /pid, /ppid,
 # /random (Ruby's rand), /booted (the pid that loaded config.ru), /both (that and /pid),
-# /slow (/pid after 0.5 s).
+# /slow (/pid after 0.5 s), /warm (fills a per-process cache, lazily, like an app's first
+# requests do; says whose it is) and /warmed (whose cache this process has, or "cold").
 BOOTED_IN = Process.pid
+$warmed_by = nil
 SHARED = Array.new(200_000) { |i| "row #{i}" * 8 }
 
 if defined?(Ferry)
@@ -21,6 +23,8 @@ run lambda { |env|
          when '/shared' then SHARED.size.to_s
          when '/both' then "#{BOOTED_IN} #{Process.pid}"
          when '/slow' then sleep(0.5) && Process.pid.to_s
+         when '/warm' then ($warmed_by ||= Process.pid).to_s
+         when '/warmed' then ($warmed_by || 'cold').to_s
          else 'smart'
          end
   [200, { 'Content-Type' => 'text/plain', 'Content-Length' => body.bytesize.to_s }, [body]]
