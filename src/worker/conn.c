@@ -54,6 +54,8 @@ int fy_worker_conn_serve(fy_worker_ctx_t *ctx, int fd)
             /* The control channel, while idle: a re-fork request (refork.c). Its child leaves
              * the session to the parent and unwinds. */
             rc = fy_worker_control_event(ctx) == 1 ? -ECANCELED : 0;
+        } else {
+            break; /* 0: the session is over; or its error */
         }
     }
     fy_worker_session_dispose(&s);

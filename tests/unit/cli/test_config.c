@@ -163,6 +163,8 @@ static const option_case_t every_option[] = {
     {"spawn-method", "FERRY_SPAWN_METHOD", "spawn_method", K_STR, OFF(spawn_method), "direct", 0},
     {"max-preloader-idle-time", "FERRY_MAX_PRELOADER_IDLE_TIME", "max_preloader_idle_time", K_UINT,
      OFF(max_preloader_idle_time), "16", 16},
+    {"refork-after", "FERRY_REFORK_AFTER", "refork_after", K_UINT, OFF(refork_after), "1000",
+     1000},
     {"start-timeout", "FERRY_START_TIMEOUT", "start_timeout", K_UINT, OFF(start_timeout), "15", 15},
     {"session-protocol", "FERRY_SESSION_PROTOCOL", "session_protocol", K_UINT,
      OFF(session_protocol), "1", 1},
