@@ -116,12 +116,15 @@ int fy_worker_control_event(fy_worker_ctx_t *ctx)
         return 0;
     }
     unsigned idle_s = 0;
-    if (msg.count != 2 || strcmp(msg.items[0], FY_REFORK_MESSAGE) != 0 ||
-        !parse_idle(msg.items[1], &idle_s)) {
-        char summary[160];
+    char summary[160] = "";
+    if (msg.count != 2 || strcmp(msg.items[0], FY_REFORK_MESSAGE) != 0)
         snprintf(summary, sizeof summary, "unexpected control message '%.64s' (%zu items)",
                  msg.count > 0 ? msg.items[0] : "", msg.count);
-        fy_array_dispose(&msg);
+    else if (!parse_idle(msg.items[1], &idle_s))
+        snprintf(summary, sizeof summary, "a re-fork request whose idle time is not a number "
+                 "of seconds: '%.32s'", msg.items[1]);
+    fy_array_dispose(&msg);
+    if (summary[0] != '\0') {
         refuse(control_fd, summary, "refork_request");
         return 0;
     }
@@ -153,7 +156,6 @@ int fy_worker_control_event(fy_worker_ctx_t *ctx)
     close(out_fd);
     close(err_fd);
     if (pid < 0) {
-        char summary[128];
         snprintf(summary, sizeof summary, "fork failed: %s", strerror(-pid));
         refuse(control_fd, summary, "fork");
         return 0;
