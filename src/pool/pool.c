@@ -676,13 +676,17 @@ static int spawn_one(fy_pool_t *pool, fy_pool_spawn_reason_t why)
     pool->stats.spawns_started++;
     pool->stats.spawns[why]++;
     w->spawned_at_ms = now_ms(pool);
+    /* A smart spawn's pid is known only at its ready (the preloader forks it): no pid= then. */
+    char pid_field[24] = "";
+    if (w->pid > 0)
+        snprintf(pid_field, sizeof pid_field, " pid=%d", (int)w->pid);
     if (replacement)
         fy_log(FY_LOG_INFO, "pool",
-               "app=%s pid=%d spawn=%s: spawning a worker (rolling restart: generation %u)",
-               pool->app_root, (int)w->pid, w->forked ? "smart" : "direct", w->generation);
+               "app=%s%s spawn=%s: spawning a worker (rolling restart: generation %u)",
+               pool->app_root, pid_field, w->forked ? "smart" : "direct", w->generation);
     else
-        fy_log(FY_LOG_INFO, "pool", "app=%s pid=%d spawn=%s: spawning a worker", pool->app_root,
-               (int)w->pid, w->forked ? "smart" : "direct");
+        fy_log(FY_LOG_INFO, "pool", "app=%s%s spawn=%s: spawning a worker", pool->app_root,
+               pid_field, w->forked ? "smart" : "direct");
     return 0;
 }
 
