@@ -711,11 +711,18 @@ def write_report(path, args, env, rows, targets, ratio_rows, chart_files, comman
     if args.cycle_only:
         mode += ", only the cycle-time row (--cycle-only)"
     L.append("# ferry bench — %s, %s\n" % (started.strftime("%Y-%m-%d %H:%M UTC"), env["host"]))
-    L.append("Mode: **%s**. Repetitions per server: %d (each figure is the median; each "
-             "repetition is a full start → measure → stop cycle). Durations: %d s per hello "
-             "run, %d s per 1 MiB run. Slow clients: %d slowloris connections. Run took %.1f "
-             "min.\n" % (mode, args.reps, args.duration, args.big_duration, args.slowloris,
-                         (finished - started).total_seconds() / 60.0))
+    if args.cycle_only:
+        L.append("Mode: **%s**. Repetitions: %d (each figure is the median; each repetition "
+                 "starts, measures and stops every server of the row in turn). Duration: %d s "
+                 "per measured run. Run took %.1f min.\n" % (
+                     mode, args.reps, args.duration,
+                     (finished - started).total_seconds() / 60.0))
+    else:
+        L.append("Mode: **%s**. Repetitions per server: %d (each figure is the median; each "
+                 "repetition is a full start → measure → stop cycle). Durations: %d s per hello "
+                 "run, %d s per 1 MiB run. Slow clients: %d slowloris connections. Run took "
+                 "%.1f min.\n" % (mode, args.reps, args.duration, args.big_duration,
+                                  args.slowloris, (finished - started).total_seconds() / 60.0))
     lmin = min((x for x in loads if x is not None), default=None)
     lmax = max((x for x in loads if x is not None), default=None)
     L.append("**Load average** (1 min, read before every measured run): min %s, max %s, on %s "
@@ -1044,8 +1051,12 @@ def run(args, ap, started, stamp):
                    "leftovers": runner.leftovers}, f,
                   indent=1, default=str)
     log("report: %s" % os.path.relpath(md, ROOT))
-    for t in targets:
+    for t in ([] if args.cycle_only else targets):
         log("  [%s] %s — %s" % (benchlib.met_label(t["met"]), t["target"], t["measured"]))
+    for v in cycle.get("verdicts", []):
+        log("  [%s] %s — %s vs %s ms (%s)" % (benchlib.met_label(v["met"]), v["label"],
+                                             benchlib.fmt(v.get("ferry_p99"), 2),
+                                             benchlib.fmt(v.get("best_p99"), 2), v.get("best")))
     return 1 if runner.leftovers else 0
 
 

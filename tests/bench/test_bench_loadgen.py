@@ -229,3 +229,24 @@ def test_parse_loadgen_rejects_garbage():
         benchlib.parse_loadgen("not json\n")
     with pytest.raises(ValueError):
         benchlib.parse_loadgen('{"requests": 1}\n')
+
+
+def test_cycle_verdicts_pick_the_best_peer_per_interface():
+    rows = [
+        {"name": "ferry-wsgi", "interface": "wsgi", "status": "ok", "cycle_p99_ms": 4.0,
+         "cycle_p50_ms": 2.0, "rps": 40000.0},
+        {"name": "uwsgi-python", "interface": "wsgi", "status": "ok", "cycle_p99_ms": 6.0,
+         "cycle_p50_ms": 3.0, "rps": 30000.0},
+        {"name": "gunicorn-sync", "interface": "wsgi", "status": "ok", "cycle_p99_ms": 9.0},
+        {"name": "ferry-rack", "interface": "rack", "status": "ok", "cycle_p99_ms": 5.0},
+        {"name": "unicorn", "interface": "rack", "status": "ok", "cycle_p99_ms": 4.5},
+        {"name": "puma-2x1", "interface": "rack", "status": "skipped: puma not found"},
+    ]
+    w, r = benchlib.cycle_verdicts(rows)
+    assert (w["best"], w["met"], w["p99_ratio"]) == ("uwsgi-python", True, pytest.approx(4 / 6))
+    assert w["rps_ratio"] == pytest.approx(4 / 3)
+    assert (r["best"], r["met"]) == ("unicorn", False)
+    md = benchlib.cycle_report_md({"rows": rows, "conns": 100, "threads": 2, "duration": 5,
+                                   "reps": 3})
+    assert "**met**" in md and "**not met**" in md
+    assert benchlib.cycle_verdicts(rows[3:4])[1]["met"] is None  # no peer ran
