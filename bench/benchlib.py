@@ -548,6 +548,23 @@ def cycle_verdicts(rows):
     return out
 
 
+def cycle_paired_ratios(rows, metric="cycle_p99_ms"):
+    """ferry ÷ peer of <metric> repetition by repetition (per_rep lists), for each ferry row and
+    each peer of its interface: [{'ferry', 'peer', 'ratios', 'median', 'wins'}], wins being the
+    repetitions where ferry's figure was ≤ the peer's."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("per_rep")]
+    out = []
+    for f in (r for r in ok if r["name"].startswith("ferry")):
+        for p in (r for r in ok if r["interface"] == f["interface"]
+                  and not r["name"].startswith("ferry")):
+            rs = [ratio(a.get(metric), b.get(metric)) for a, b in zip(f["per_rep"], p["per_rep"])]
+            rs = [x for x in rs if x is not None]
+            if rs:
+                out.append({"ferry": f["name"], "peer": p["name"], "ratios": rs,
+                            "median": median(rs), "wins": sum(1 for x in rs if x <= 1.0)})
+    return out
+
+
 def cycle_report_md(cyc):
     """The markdown section of the cycle-time row: <cyc> is {'rows', 'conns', 'duration',
     'threads', 'reps'} as bench/run.py's cycle_row returns it."""
@@ -588,6 +605,17 @@ def cycle_report_md(cyc):
           else "not measured", fmt_ratio(v.get("p99_ratio")), fmt_ratio(v.get("p50_ratio")),
           fmt_ratio(v.get("rps_ratio")), "**%s**" % met_label(v["met"])] for v in verdicts]))
     L.append("\nRatios are ferry ÷ peer: p99 and p50 lower is better, req/s higher is better.\n")
+    paired = cycle_paired_ratios(rows)
+    cyc["paired"] = paired
+    if paired:
+        L.append("Cycle-time p99, ferry ÷ each peer within the same repetition (the two ran "
+                 "minutes apart at most, so a drift of the machine's load hits both alike):\n")
+        L.append(markdown_table(
+            ["ferry", "peer", "each repetition", "median", "repetitions ferry ≤ peer"],
+            [[p["ferry"], p["peer"], " / ".join(fmt_ratio(x) for x in p["ratios"]),
+              fmt_ratio(p["median"]), "%d of %d" % (p["wins"], len(p["ratios"]))]
+             for p in paired]))
+        L.append("")
     per = []
     for r in rows:
         for i, rep in enumerate(r.get("per_rep", [])):

@@ -250,3 +250,18 @@ def test_cycle_verdicts_pick_the_best_peer_per_interface():
                                    "reps": 3})
     assert "**met**" in md and "**not met**" in md
     assert benchlib.cycle_verdicts(rows[3:4])[1]["met"] is None  # no peer ran
+
+
+def test_cycle_paired_ratios_pair_repetitions():
+    rows = [
+        {"name": "ferry-wsgi", "interface": "wsgi", "status": "ok",
+         "per_rep": [{"cycle_p99_ms": 8.0}, {"cycle_p99_ms": 16.0}, {"cycle_p99_ms": 11.0}]},
+        {"name": "uwsgi-python", "interface": "wsgi", "status": "ok",
+         "per_rep": [{"cycle_p99_ms": 7.0}, {"cycle_p99_ms": 24.0}, {"cycle_p99_ms": 12.0}]},
+        {"name": "unicorn", "interface": "rack", "status": "ok",
+         "per_rep": [{"cycle_p99_ms": 1.0}]},
+    ]
+    (p,) = benchlib.cycle_paired_ratios(rows)
+    assert (p["ferry"], p["peer"], p["wins"]) == ("ferry-wsgi", "uwsgi-python", 2)
+    assert p["ratios"] == pytest.approx([8 / 7, 16 / 24, 11 / 12])
+    assert p["median"] == pytest.approx(11 / 12)
