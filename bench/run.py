@@ -894,8 +894,8 @@ def main():
     ap.add_argument("--no-metrics-row", dest="metrics_row", action="store_false")
     ap.add_argument("--cycle-row", dest="cycle_row", action="store_true", default=None,
                     help="the cycle-time row: WSGI and Rack servers at c100 measured with "
-                         "bench/loadgen.c, reconnects timed; on by default unless --only, "
-                         "--v2-only or --smart-only is given")
+                         "bench/loadgen.c, reconnects timed; on by default unless --quick, "
+                         "--only, --v2-only or --smart-only is given")
     ap.add_argument("--no-cycle-row", dest="cycle_row", action="store_false")
     ap.add_argument("--cycle-only", action="store_true",
                     help="only the cycle-time row; the report is named ...-cycle.md")
@@ -915,7 +915,7 @@ def main():
         args.smart = args.smart or "none"
         args.v2 = args.v2 or "none"
     if args.cycle_row is None:
-        args.cycle_row = not (args.only or args.v2_only or args.smart_only)
+        args.cycle_row = not (args.only or args.v2_only or args.smart_only or args.quick)
     if args.metrics_row is None:
         args.metrics_row = not (args.only or args.v2_only or args.smart_only)
     if args.smart_only and (args.only or args.v2_only):
