@@ -485,7 +485,7 @@ def protocol_in_effect(accepts):
 
 
 # ---------------------------------------------------------------------------------------------
-# bench/loadgen.c and the cycle-time row (docs/performance.md, "Cycle time")
+# bench/loadgen.c and the cycle-time row (docs/performance.md, "Cycle time at c100")
 
 LOADGEN_KEYS = ("requests", "errors", "error_kinds", "non_2xx", "connects", "retries",
                 "connections", "duration_s", "rps", "cycle_ms", "write_ms")

@@ -13,7 +13,8 @@
  *
  * The run ends after -d seconds or -n requests (whichever comes first). A response still in
  * flight then is not counted. Output: one JSON line on stdout (docs/performance.md, "Cycle
- * time"). Linux only (epoll). Build: cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -pthread.
+ * time at c100"). Linux only (epoll).
+ * Build: cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -pthread (bench/run.py build_loadgen).
  *
  * Usage: loadgen [-c CONNS] [-t THREADS] [-d SECONDS] [-n REQUESTS] [-T TIMEOUT_S]
  *                [-H 'Name: value']... HOST PORT PATH
@@ -707,7 +708,8 @@ int main(int argc, char **argv)
             break;
         case 'H': {
             size_t l = strlen(optarg);
-            if (hdr_len + l + 3 > sizeof headers || memchr(optarg, '\r', l) || memchr(optarg, '\n', l))
+            if (hdr_len + l + 3 > sizeof headers || memchr(optarg, '\r', l)
+                || memchr(optarg, '\n', l))
                 usage();
             memcpy(headers + hdr_len, optarg, l);
             memcpy(headers + hdr_len + l, "\r\n", 3);

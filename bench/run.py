@@ -493,7 +493,7 @@ class Runner:
 
 
 def cycle_row(v, ctx, spec_by_name):
-    """The cycle-time row (docs/performance.md, "Cycle time"): each server of CYCLE_ROWS
+    """The cycle-time row (docs/performance.md, "Cycle time at c100"): each server of CYCLE_ROWS
     started from its bench/servers.py spec (v2rows.Served: start, first 200, stop by pid),
     warmed 1 s, then bench/loadgen.c -c100 -t2 for --duration s on /hello; the servers
     alternate within each repetition (V2.rows_over_reps). Returns {"rows": [...], ...}."""

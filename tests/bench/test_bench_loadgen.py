@@ -1,7 +1,7 @@
 """bench/loadgen.c against tiny local HTTP servers: the counts are right, keep-alive is used when
 the server allows it, a server that closes is reconnected to, and the time a reconnect costs is
 inside the cycle timing but not inside the write -> last byte timing (docs/performance.md,
-"Cycle time"). Compiles loadgen with the bench's own build step (bench/run.py build_loadgen)."""
+"Cycle time at c100"). Compiles loadgen with the bench's own build step (bench/run.py build_loadgen)."""
 
 import os
 import socket
