@@ -490,8 +490,9 @@ static void drive(struct conn *c, uint32_t events)
         }
         case C_WRITING: {
             if (c->written == 0)
-                c->t_write = now_ns();
-            ssize_t r = write(c->fd, g_request + c->written, g_request_len - c->written);
+                c->t_write = now_ns(); /* the first send() of this attempt */
+            ssize_t r = send(c->fd, g_request + c->written, g_request_len - c->written,
+                             MSG_NOSIGNAL); /* a closed peer is EPIPE, not a SIGPIPE */
             if (r < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK)
                     return;
