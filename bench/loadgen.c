@@ -790,7 +790,12 @@ int main(int argc, char **argv)
             lat_push(&wr, w->write.v[i]);
         }
         close(w->ep);
+        free(w->cycle.v);
+        free(w->write.v);
     }
+    free(ws);
+    free(cs);
+    free(g_request);
     double secs = (double)(t1 - t0) / 1e9;
     uint64_t nerr = 0;
     for (int e = 0; e < E_COUNT; e++)
@@ -808,5 +813,7 @@ int main(int argc, char **argv)
     printf(",");
     print_lat("write", &wr);
     printf("}\n");
+    free(cycle.v);
+    free(wr.v);
     return 0;
 }
