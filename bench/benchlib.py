@@ -482,3 +482,152 @@ def protocol_in_effect(accepts):
     if accepts <= 0.05:
         return "persistent, v2 (%.2f accepts/request)" % accepts
     return "mixed (%.2f accepts/request)" % accepts
+
+
+# ---------------------------------------------------------------------------------------------
+# bench/loadgen.c and the cycle-time row (docs/performance.md, "Cycle time at c100")
+
+LOADGEN_KEYS = ("requests", "errors", "error_kinds", "non_2xx", "connects", "retries",
+                "connections", "duration_s", "rps", "cycle_ms", "write_ms")
+LOADGEN_PCTS = ("p50", "p90", "p99", "p99.9", "max", "mean")
+
+
+def parse_loadgen(text):
+    """The JSON line bench/loadgen.c prints (the last line starting with '{'). Raises ValueError
+    when there is none or it lacks a field."""
+    import json
+    lines = [ln for ln in text.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise ValueError("no JSON line in loadgen output")
+    doc = json.loads(lines[-1])
+    missing = [k for k in LOADGEN_KEYS if k not in doc]
+    for k in ("cycle_ms", "write_ms"):
+        if k in doc:
+            missing += ["%s.%s" % (k, p) for p in LOADGEN_PCTS if p not in doc[k]]
+    if missing:
+        raise ValueError("loadgen output lacks %s" % ", ".join(missing))
+    return doc
+
+
+def loadgen_figures(res):
+    """The figures of one loadgen run that the cycle row keeps (flat, so summarize() can take
+    their medians)."""
+    c, w = res["cycle_ms"], res["write_ms"]
+    req = res["requests"]
+    return {"rps": res["rps"], "requests": req, "errors": res["errors"],
+            "cycle_p50_ms": c["p50"], "cycle_p90_ms": c["p90"], "cycle_p99_ms": c["p99"],
+            "cycle_p999_ms": c["p99.9"], "cycle_max_ms": c["max"], "cycle_mean_ms": c["mean"],
+            "write_p50_ms": w["p50"], "write_p99_ms": w["p99"], "write_mean_ms": w["mean"],
+            "connects_per_req": ratio(res["connects"], req),
+            # Little's law for a closed loop: each connection is always in some request's
+            # cycle, so the mean cycle should be connections ÷ throughput.
+            "little_ms": ratio(res["connections"] * 1000.0, res["rps"])}
+
+
+def cycle_verdicts(rows):
+    """Per interface (wsgi, rack): ferry's cycle-time p99 against the best (lowest) peer's,
+    and ferry ÷ that peer for p99, p50 and req/s. A list of dicts; 'met' is None when the ferry
+    row or every peer is missing."""
+    out = []
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("cycle_p99_ms") is not None]
+    for iface in ("wsgi", "rack"):
+        f = next((r for r in ok if r["interface"] == iface and r["name"].startswith("ferry")),
+                 None)
+        peers = [r for r in ok if r["interface"] == iface and not r["name"].startswith("ferry")]
+        v = {"interface": iface, "ferry": f["name"] if f else None, "met": None,
+             "label": "ferry-%s cycle-time p99 ≤ best %s peer's (c100)" % (iface,
+                                                                           IFACE_LABEL[iface])}
+        if f and peers:
+            best = min(peers, key=lambda r: r["cycle_p99_ms"])
+            v.update(best=best["name"], ferry_p99=f["cycle_p99_ms"], best_p99=best["cycle_p99_ms"],
+                     p99_ratio=ratio(f["cycle_p99_ms"], best["cycle_p99_ms"]),
+                     p50_ratio=ratio(f.get("cycle_p50_ms"), best.get("cycle_p50_ms")),
+                     rps_ratio=ratio(f.get("rps"), best.get("rps")),
+                     met=f["cycle_p99_ms"] <= best["cycle_p99_ms"])
+        out.append(v)
+    return out
+
+
+def cycle_paired_ratios(rows, metric="cycle_p99_ms"):
+    """ferry ÷ peer of <metric> repetition by repetition (per_rep lists), for each ferry row and
+    each peer of its interface: [{'ferry', 'peer', 'ratios', 'median', 'wins'}], wins being the
+    repetitions where ferry's figure was ≤ the peer's."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("per_rep")]
+    out = []
+    for f in (r for r in ok if r["name"].startswith("ferry")):
+        for p in (r for r in ok if r["interface"] == f["interface"]
+                  and not r["name"].startswith("ferry")):
+            rs = [ratio(a.get(metric), b.get(metric)) for a, b in zip(f["per_rep"], p["per_rep"])]
+            rs = [x for x in rs if x is not None]
+            if rs:
+                out.append({"ferry": f["name"], "peer": p["name"], "ratios": rs,
+                            "median": median(rs), "wins": sum(1 for x in rs if x <= 1.0)})
+    return out
+
+
+def cycle_report_md(cyc):
+    """The markdown section of the cycle-time row: <cyc> is {'rows', 'conns', 'duration',
+    'threads', 'reps'} as bench/run.py's cycle_row returns it."""
+    rows = cyc.get("rows", [])
+    L = ["## Cycle time: WSGI and Rack at c100, reconnects timed (bench/loadgen.c)\n"]
+    if not rows:
+        L.append("Not run (--no-cycle-row).\n")
+        return "\n".join(L) + "\n"
+    L.append("`loadgen -c%d -t%d -d%d` on `GET /hello`, %d repetitions, the servers alternating "
+             "within each repetition (medians). **cycle**: from the moment the client is ready "
+             "to send (the end of the previous response on that connection) to the last byte "
+             "of the response, so a reconnect the server forces (it closes after every "
+             "response) is inside it; **write**: from the request's write to the last byte, "
+             "which is what wrk times. `c÷rps` is connections ÷ throughput, the mean cycle "
+             "Little's law predicts for a closed loop: when the mean cycle matches it, no time "
+             "went untimed. `connects/req` 1.00 means a new connection for every request.\n" % (
+                 cyc.get("conns", 100), cyc.get("threads", 2), cyc.get("duration", 0),
+                 cyc.get("reps", 0)))
+    f = fmt
+    L.append(markdown_table(
+        ["server", "if", "req/s", "cycle p50 ms", "cycle p90 ms", "cycle p99 ms",
+         "cycle p99.9 ms", "cycle mean ms", "c÷rps ms", "write p50 ms", "write p99 ms",
+         "connects/req", "errors", "status"],
+        [[r["name"], r["interface"], f(r.get("rps")), f(r.get("cycle_p50_ms"), 2),
+          f(r.get("cycle_p90_ms"), 2), f(r.get("cycle_p99_ms"), 2),
+          f(r.get("cycle_p999_ms"), 2), f(r.get("cycle_mean_ms"), 2), f(r.get("little_ms"), 2),
+          f(r.get("write_p50_ms"), 2), f(r.get("write_p99_ms"), 2),
+          f(r.get("connects_per_req"), 2), f(r.get("errors")), r.get("status", "?")]
+         for r in rows]))
+    L.append("")
+    verdicts = cycle_verdicts(rows)
+    cyc["verdicts"] = verdicts
+    L.append("### Ferry ÷ the best peer by cycle-time p99\n")
+    L.append(markdown_table(
+        ["target", "measured", "p99 ratio", "p50 ratio", "req/s ratio", "verdict"],
+        [[v["label"], "%s vs %s ms (%s)" % (f(v.get("ferry_p99"), 2), f(v.get("best_p99"), 2),
+                                              v.get("best")) if v["met"] is not None
+          else "not measured", fmt_ratio(v.get("p99_ratio")), fmt_ratio(v.get("p50_ratio")),
+          fmt_ratio(v.get("rps_ratio")), "**%s**" % met_label(v["met"])] for v in verdicts]))
+    L.append("\nRatios are ferry ÷ peer: p99 and p50 lower is better, req/s higher is better.\n")
+    paired = cycle_paired_ratios(rows)
+    cyc["paired"] = paired
+    if paired:
+        L.append("Cycle-time p99, ferry ÷ each peer within the same repetition (the two ran "
+                 "minutes apart at most, so a drift of the machine's load hits both alike):\n")
+        L.append(markdown_table(
+            ["ferry", "peer", "each repetition", "median", "repetitions ferry ≤ peer"],
+            [[p["ferry"], p["peer"], " / ".join(fmt_ratio(x) for x in p["ratios"]),
+              fmt_ratio(p["median"]), "%d of %d" % (p["wins"], len(p["ratios"]))]
+             for p in paired]))
+        L.append("")
+    per = []
+    for r in rows:
+        for i, rep in enumerate(r.get("per_rep", [])):
+            per.append([r["name"], str(i + 1), f(rep.get("rps")), f(rep.get("cycle_p50_ms"), 2),
+                        f(rep.get("cycle_p99_ms"), 2), f(rep.get("write_p99_ms"), 2),
+                        f(rep.get("loadavg"), 2)])
+    if per:
+        L.append("Each repetition:\n")
+        L.append(markdown_table(["server", "rep", "req/s", "cycle p50 ms", "cycle p99 ms",
+                                 "write p99 ms", "load after"], per))
+        L.append("")
+    notes = ["%s: %s" % (r["name"], n) for r in rows for n in r.get("notes", [])]
+    if notes:
+        L.append("Notes: " + "; ".join(notes) + "\n")
+    return "\n".join(L) + "\n"

@@ -7,7 +7,8 @@ measured once per repetition. Writes bench/results/<date>-<host>[-quick].md with
 ratios, targets and PNG charts next to it, plus the raw figures as .json.
 
 Usage: bench/run.py [--quick] [--reps N] [--duration S] [--only NAME,...] [--ferry-bin PATH]
-                    [--metrics-row | --no-metrics-row]
+                    [--metrics-row | --no-metrics-row] [--cycle-row | --no-cycle-row]
+                    [--cycle-only]
                     [--v2 SECTIONS] [--v2-only]
 See docs/performance.md for what is measured and how; the session-protocol (v2) rows are in
 bench/v2rows.py.
@@ -45,6 +46,11 @@ MIB_BODY = bytes(i % 251 for i in range(MIB))
 PYTHON = "/usr/bin/python3"
 # The rows whose memory with many idle keep-alive connections is measured (--idle-conns).
 IDLE_CONN_ROWS = ("ferry-c", "ferry-wsgi", "ferry-rack", "nginx-return200")
+# The cycle-time row (--cycle-row): the WSGI and Rack servers, measured with bench/loadgen.c.
+CYCLE_ROWS = ("ferry-wsgi", "uwsgi-python", "gunicorn-sync",
+              "ferry-rack", "puma-2x1", "unicorn", "passenger-rack", "uwsgi-rack")
+CYCLE_CONNS = 100
+CYCLE_THREADS = 2
 
 
 def log(msg):
@@ -115,9 +121,22 @@ def last_line(text, n=1):
     return " / ".join(lines[-n:]) if lines else "(no output)"
 
 
-def build_apps(ctx, outdir):
-    """Compiles the FastCGI app and the ferry C app into <outdir>."""
+def build_loadgen(outdir):
+    """Compiles bench/loadgen.c into <outdir> (warnings are errors); returns (path, None) or
+    (None, reason)."""
     os.makedirs(outdir, exist_ok=True)
+    exe = os.path.join(outdir, "loadgen")
+    rc, out = sh(["cc", "-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
+                  "-pthread", "-o", exe, os.path.join(BENCH, "loadgen.c")], 120)
+    if rc != 0:
+        return None, "bench/loadgen.c did not compile: " + last_line(out, 3)
+    return exe, None
+
+
+def build_apps(ctx, outdir):
+    """Compiles the FastCGI app, the ferry C app and bench/loadgen.c into <outdir>."""
+    os.makedirs(outdir, exist_ok=True)
+    ctx["loadgen"], ctx["loadgen_reason"] = build_loadgen(outdir)
     fcgi = os.path.join(outdir, "fcgi-app")
     if not os.path.exists("/usr/include/fcgiapp.h"):
         ctx["fcgi_reason"] = "libfcgi-dev not installed (no /usr/include/fcgiapp.h)"
@@ -152,6 +171,7 @@ class Runner:
         self.commands = []  # exact commands, for the report
         self.used_ports = []
         self.leftovers = []
+        self.loadgen_bin = None  # bench/loadgen.c, built by build_apps (cycle_row sets it)
 
     def wrk(self, port, path, conns, duration, extra=(), timeout="2s", note=None,
             allow_zero=False, threads=2, script_args=()):
@@ -177,6 +197,35 @@ class Runner:
             return None, "wrk: no response in %d s (%s)" % (duration, res["errors"])
         if bad > 0.01 * res["requests"]:
             return None, "wrk: %d of %d responses were not 2xx/3xx" % (bad, res["requests"])
+        return res, None
+
+    def loadgen(self, port, path, conns, duration, threads=CYCLE_THREADS, note=None):
+        """Runs bench/loadgen.c (built into ctx['loadgen'], passed as self.loadgen_bin); returns
+        (its parsed JSON line, None) or (None, reason). Refused like a wrk run: no response at
+        all, more than 1 % of responses not 2xx/3xx, or more than 1 % errors."""
+        argv = [self.loadgen_bin, "-c%d" % conns, "-t%d" % threads, "-d%d" % duration,
+                "127.0.0.1", str(port), path]
+        if note and note not in [c[0] for c in self.commands]:
+            cmd = " ".join(shlex.quote(a) for a in argv).replace(ROOT + "/", "")
+            self.commands.append((note, cmd.replace(" %d /" % port, " $PORT /") +
+                                  "   (loadgen built by: cc -O2 -std=c11 -D_GNU_SOURCE -Wall "
+                                  "-Wextra -Werror -pthread -o loadgen bench/loadgen.c)"))
+        rc, out = sh(argv, duration + 30)
+        if rc != 0:
+            return None, "loadgen exited %d: %s" % (rc, last_line(out))
+        try:
+            res = benchlib.parse_loadgen(out)
+        except ValueError as e:
+            return None, "loadgen: %s (%s)" % (e, last_line(out))
+        if res["requests"] == 0:
+            return None, "loadgen: no response in %d s (errors %s)" % (duration,
+                                                                     res["error_kinds"])
+        if res["non_2xx"] > 0.01 * res["requests"]:
+            return None, "loadgen: %d of %d responses were not 2xx/3xx" % (res["non_2xx"],
+                                                                         res["requests"])
+        if res["errors"] > 0.01 * res["requests"]:
+            return None, "loadgen: %d errors (%s) in %d requests" % (
+                res["errors"], res["error_kinds"], res["requests"])
         return res, None
 
     def check_routes(self, spec, port):
@@ -443,6 +492,40 @@ class Runner:
         return row
 
 
+def cycle_row(v, ctx, spec_by_name):
+    """The cycle-time row (docs/performance.md, "Cycle time at c100"): each server of CYCLE_ROWS
+    started from its bench/servers.py spec (v2rows.Served: start, first 200, stop by pid),
+    warmed 1 s, then bench/loadgen.c -c100 -t2 for --duration s on /hello; the servers
+    alternate within each repetition (V2.rows_over_reps). Returns {"rows": [...], ...}."""
+    rows = []
+    for name in CYCLE_ROWS:
+        spec = spec_by_name[name]
+        r = {"name": name, "interface": spec.interface, "config": spec.config, "notes": []}
+        why = spec.missing() or (None if ctx.get("loadgen") else ctx.get("loadgen_reason"))
+        if why:
+            r["status"] = "skipped: " + why
+        rows.append(r)
+    v.runner.loadgen_bin = ctx.get("loadgen")
+    d = v.args.duration
+
+    def one(r, rep):
+        spec = spec_by_name[r["name"]]
+        with v2rows.Served(v, spec.name, spec.prepare,
+                           start_timeout_s=spec.start_timeout_s) as s:
+            v.runner.loadgen(s.port, "/hello", CYCLE_CONNS, 1)  # warm-up, not measured
+            res, err = v.runner.loadgen(s.port, "/hello", CYCLE_CONNS, d,
+                                        note="cycle row: hello c%d" % CYCLE_CONNS)
+            if err:
+                raise RuntimeError("failed: " + err)
+            if res["errors"]:
+                r["notes"].append("rep %d: %d errors %s" % (rep + 1, res["errors"],
+                                                           res["error_kinds"]))
+            return benchlib.loadgen_figures(res)
+
+    return {"rows": v.rows_over_reps(rows, one), "conns": CYCLE_CONNS, "threads": CYCLE_THREADS,
+            "duration": d, "reps": v.args.reps}
+
+
 def read_text(path):
     try:
         with open(path, "rb") as f:
@@ -625,12 +708,21 @@ def write_report(path, args, env, rows, targets, ratio_rows, chart_files, comman
         mode += ", only the session-protocol v2 rows (--v2-only)"
     if args.smart_only:
         mode += ", only the smart-spawning rows (--smart-only)"
+    if args.cycle_only:
+        mode += ", only the cycle-time row (--cycle-only)"
     L.append("# ferry bench — %s, %s\n" % (started.strftime("%Y-%m-%d %H:%M UTC"), env["host"]))
-    L.append("Mode: **%s**. Repetitions per server: %d (each figure is the median; each "
-             "repetition is a full start → measure → stop cycle). Durations: %d s per hello "
-             "run, %d s per 1 MiB run. Slow clients: %d slowloris connections. Run took %.1f "
-             "min.\n" % (mode, args.reps, args.duration, args.big_duration, args.slowloris,
-                         (finished - started).total_seconds() / 60.0))
+    if args.cycle_only:
+        L.append("Mode: **%s**. Repetitions: %d (each figure is the median; each repetition "
+                 "starts, measures and stops every server of the row in turn). Duration: %d s "
+                 "per measured run. Run took %.1f min.\n" % (
+                     mode, args.reps, args.duration,
+                     (finished - started).total_seconds() / 60.0))
+    else:
+        L.append("Mode: **%s**. Repetitions per server: %d (each figure is the median; each "
+                 "repetition is a full start → measure → stop cycle). Durations: %d s per hello "
+                 "run, %d s per 1 MiB run. Slow clients: %d slowloris connections. Run took "
+                 "%.1f min.\n" % (mode, args.reps, args.duration, args.big_duration,
+                                  args.slowloris, (finished - started).total_seconds() / 60.0))
     lmin = min((x for x in loads if x is not None), default=None)
     lmax = max((x for x in loads if x is not None), default=None)
     L.append("**Load average** (1 min, read before every measured run): min %s, max %s, on %s "
@@ -651,6 +743,10 @@ def write_report(path, args, env, rows, targets, ratio_rows, chart_files, comman
              "load generator takes CPU from the server (as for every row alike).\n" %
              os.cpu_count())
 
+    if args.cycle_only:  # no server row ran: the section of the row, then the cleanup
+        L.append(v2_md)
+        write_tail(path, L, leftovers, commands)
+        return
     idle = [r for r in rows if r.get("status") == "ok" and r.get("idle_conns")]
     if idle:
         L.append("## Idle keep-alive connections\n")
@@ -744,7 +840,11 @@ def write_report(path, args, env, rows, targets, ratio_rows, chart_files, comman
 
     L.append("## Where the time goes\n")
     L.append(profile_md)
+    write_tail(path, L, leftovers, commands)
 
+
+def write_tail(path, L, leftovers, commands):
+    """The report's cleanup and exact-command sections; writes <L> to <path>."""
     L.append("## Cleanup\n")
     if leftovers:
         L.append("Problems found after stopping servers:\n")
@@ -792,12 +892,30 @@ def main():
                     help="measure the metrics endpoint's cost (bench/metricsrow.py); on by "
                          "default unless --only or --v2-only is given")
     ap.add_argument("--no-metrics-row", dest="metrics_row", action="store_false")
+    ap.add_argument("--cycle-row", dest="cycle_row", action="store_true", default=None,
+                    help="the cycle-time row: WSGI and Rack servers at c100 measured with "
+                         "bench/loadgen.c, reconnects timed; on by default unless --quick, "
+                         "--only, --v2-only or --smart-only is given")
+    ap.add_argument("--no-cycle-row", dest="cycle_row", action="store_false")
+    ap.add_argument("--cycle-only", action="store_true",
+                    help="only the cycle-time row; the report is named ...-cycle.md")
     ap.add_argument("--smart", choices=("all", "none"),
                     help="the smart-spawning rows (Django and Rails, smart vs direct): all "
                          "(default, unless --only is given) or none")
     ap.add_argument("--smart-only", action="store_true",
                     help="only the smart-spawning rows; the report is named ...-smart.md")
     args = ap.parse_args()
+    if args.cycle_only:
+        if args.only or args.v2_only or args.smart_only or args.metrics_row or \
+                args.cycle_row is False:
+            ap.error("--cycle-only picks its own rows; do not combine it with --only, "
+                     "--v2-only, --smart-only, --metrics-row or --no-cycle-row")
+        args.metrics_row = False
+        args.cycle_row = True
+        args.smart = args.smart or "none"
+        args.v2 = args.v2 or "none"
+    if args.cycle_row is None:
+        args.cycle_row = not (args.only or args.v2_only or args.smart_only or args.quick)
     if args.metrics_row is None:
         args.metrics_row = not (args.only or args.v2_only or args.smart_only)
     if args.smart_only and (args.only or args.v2_only):
@@ -826,7 +944,8 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     host = socket.gethostname().split(".")[0]
     stamp = "%s-%s%s%s" % (started.strftime("%Y-%m-%d"), host, "-quick" if args.quick else "",
-                           "-v2" if args.v2_only else "-smart" if args.smart_only else "")
+                           "-v2" if args.v2_only else "-smart" if args.smart_only
+                           else "-cycle" if args.cycle_only else "")
     os.makedirs(args.out, exist_ok=True)
     args.workdir = tempfile.mkdtemp(prefix="ferry-bench-work-")
     try:
@@ -847,7 +966,7 @@ def run(args, ap, started, stamp):
                else os.path.join(args.workdir, "apps"))
 
     all_specs = servers.specs(ctx)
-    if args.smart_only:
+    if args.smart_only or args.cycle_only:
         chosen = []
     elif args.v2_only:
         chosen = [s for s in all_specs if s.name in v2rows.HELLO_ROWS
@@ -882,6 +1001,11 @@ def run(args, ap, started, stamp):
         log("metrics row ...")
         metrics_row = metricsrow.run(v2runner)
         v2_md += "\n" + metricsrow.report_md(metrics_row)
+    cycle = {"rows": []}
+    if args.cycle_row:
+        log("cycle-time row (bench/loadgen.c) ...")
+        cycle = cycle_row(v2runner, ctx, {s.name: s for s in all_specs})
+    cycle_md = benchlib.cycle_report_md(cycle)
     smart = {"rows": []}
     if args.smart:
         log("smart spawning rows ...")
@@ -889,28 +1013,31 @@ def run(args, ap, started, stamp):
             "sh": sh, "log": log, "loadavg": loadavg, "last_line": last_line,
             "read_text": read_text}, [])).run()
     v2_md += "\n" + smartrows.report_md(smart)
+    v2_md = cycle_md if args.cycle_only else v2_md + "\n" + cycle_md
 
     targets = benchlib.evaluate_targets(rows)
     metrics = ["rps_ka", "rps_close", "p99_ka_ms", "peak_rss_mib", "mib_down_s", "mib_up_s"]
     ratio_rows = benchlib.ferry_vs_peers(rows, metrics)
     profile_md = "Every ferry target measured here was met; no profile taken.\n"
     unmet = [t for t in targets if t["met"] is not True]
-    if unmet and not args.no_profile and not args.v2_only and not args.smart_only:
+    if unmet and not args.no_profile and not args.v2_only and not args.smart_only \
+            and not args.cycle_only:
         log("profiling the ferry core (a target is not met) ...")
         profile_md = profile_ferry(runner, ctx, {s.name: s for s in all_specs}, rows, args.out,
                                    stamp)
     elif unmet:
         profile_md = "Profiling skipped (%s).\n" % (
             "--v2-only" if args.v2_only else "--smart-only" if args.smart_only
-            else "--no-profile")
+            else "--cycle-only" if args.cycle_only else "--no-profile")
 
     finished = datetime.datetime.now(datetime.timezone.utc)
     loads = [v for r in rows for rep in r.get("per_rep", []) for k, v in rep.items()
-             if k.startswith("loadavg_")]
+             if k.startswith("loadavg_")] + [
+                 rep.get("loadavg") for r in cycle["rows"] for rep in r.get("per_rep", [])]
     still = sorted(set(runner.used_ports) & procs.listening_ports())
     if still:
         runner.leftovers.append("ports still listening at the end: %s" % still)
-    chart_files = charts(rows, args.out, stamp)
+    chart_files = charts(rows, args.out, stamp) if rows else "No server row ran, so no chart."
     env = environment(ctx, args)
     md = os.path.join(args.out, stamp + ".md")
     write_report(md, args, env, rows, targets, ratio_rows, chart_files,
@@ -919,12 +1046,17 @@ def run(args, ap, started, stamp):
     with open(os.path.join(args.out, stamp + ".json"), "w") as f:
         json.dump({"args": {k: v for k, v in vars(args).items()}, "environment": env,
                    "rows": rows, "v2": v2, "metrics_row": metrics_row, "smart": smart,
+                   "cycle": cycle,
                    "targets": targets,
                    "leftovers": runner.leftovers}, f,
                   indent=1, default=str)
     log("report: %s" % os.path.relpath(md, ROOT))
-    for t in targets:
+    for t in ([] if args.cycle_only else targets):
         log("  [%s] %s — %s" % (benchlib.met_label(t["met"]), t["target"], t["measured"]))
+    for v in cycle.get("verdicts", []):
+        log("  [%s] %s — %s vs %s ms (%s)" % (benchlib.met_label(v["met"]), v["label"],
+                                             benchlib.fmt(v.get("ferry_p99"), 2),
+                                             benchlib.fmt(v.get("best_p99"), 2), v.get("best")))
     return 1 if runner.leftovers else 0
 
 
