@@ -113,7 +113,8 @@ struct fy_pool {
     unsigned restart_replaced; /* old workers the running restart has retired or picked */
     char *restart_txt;         /* APP_ROOT/tmp/restart.txt */
     char *always_restart_txt;  /* APP_ROOT/tmp/always_restart.txt */
-    bool always_restart;       /* it existed at the last checkout */
+    bool always_restart;       /* it existed at the last look */
+    uint64_t always_restart_next_check_ms;
     bool restart_txt_seen;     /* it existed at the last look, with this mtime: */
     struct timespec restart_txt_mtime;
     uint64_t restart_txt_next_check_ms;
@@ -1008,14 +1009,20 @@ static void check_restart_txt(fy_pool_t *pool)
  * on disk. One stat per request. */
 static void check_always_restart(fy_pool_t *pool)
 {
-    struct stat st;
-    bool present = stat(pool->always_restart_txt, &st) == 0;
-    if (present != pool->always_restart)
-        fy_log(FY_LOG_NOTICE, "pool", "app=%s file=%s: always_restart.txt %s", pool->app_root,
-               pool->always_restart_txt,
-               present ? "exists: a fresh worker for every request" : "is gone");
-    pool->always_restart = present;
-    if (!present)
+    /* Looked for at most once per RESTART_TXT_CHECK_MS, like restart.txt: a stat per request
+     * is a system call per request on the hot path. */
+    uint64_t now = now_ms(pool);
+    if (now >= pool->always_restart_next_check_ms) {
+        pool->always_restart_next_check_ms = now + RESTART_TXT_CHECK_MS;
+        struct stat st;
+        bool present = stat(pool->always_restart_txt, &st) == 0;
+        if (present != pool->always_restart)
+            fy_log(FY_LOG_NOTICE, "pool", "app=%s file=%s: always_restart.txt %s",
+                   pool->app_root, pool->always_restart_txt,
+                   present ? "exists: a fresh worker for every request" : "is gone");
+        pool->always_restart = present;
+    }
+    if (!pool->always_restart)
         return;
     for (fy_worker_t *w = pool->workers; w; w = w->next)
         if (w->state == W_IDLE)

@@ -28,6 +28,7 @@ static void serve_request(fy_worker_ctx_t *ctx, fy_worker_session_t *s)
 {
     ferry_request_t req;
     fy_worker_request_init(&req, s, ctx->app->data);
+    req.final_write_with_end = ctx->app->final_write_with_end;
     set_busy(ctx, req.path, fy_reqblock_get(&s->rb, "HTTP_X_REQUEST_ID", NULL));
     int app_rc = ctx->app->callbacks.on_request(&req);
     fy_worker_request_finish(&req, app_rc);
@@ -42,6 +43,7 @@ int fy_worker_conn_serve(fy_worker_ctx_t *ctx, int fd)
         .header_timeout_ms = ctx->header_timeout_ms,
         .body_timeout_ms = ctx->body_timeout_ms,
         .stop = ctx->stop,
+        .abort_probe_ms = FY_WORKER_ABORT_PROBE_MS,
     };
     fy_worker_session_t s;
     int rc = fy_worker_session_open(&s, fd, &cfg);

@@ -75,6 +75,7 @@ int fy_worker_app_load(const char *path, const char *app_root, const char *envir
     app->callbacks = init.callbacks;
     app->data = init.data;
     app->dl_handle = handle;
+    app->final_write_with_end = true;
     app->path = fy_xstrdup(path);
     return 0;
 }

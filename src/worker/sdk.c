@@ -245,6 +245,19 @@ static int head_append(ferry_request_t *req, const char *name, const char *value
     return FERRY_OK;
 }
 
+/* Notes a Content-Length the app declares, so the write that completes it can go with the END. */
+static void note_length(ferry_request_t *req, const char *name, const char *value)
+{
+    if (strcasecmp(name, "Content-Length") != 0)
+        return;
+    uint64_t v = 0;
+    const char *p = value;
+    for (; *p >= '0' && *p <= '9' && v <= UINT64_MAX / 10 - 1; p++)
+        v = v * 10 + (uint64_t)(*p - '0');
+    req->declared = p != value && *p == '\0';
+    req->declared_len = v;
+}
+
 int ferry_response_start(ferry_request_t *req, int status, const ferry_field_t *fields,
                          size_t count)
 {
@@ -285,8 +298,10 @@ int fy_worker_response_start_reason(ferry_request_t *req, int status, const char
              reason != NULL ? reason : fy_httpdef_status_reason(status));
     req->head_len = 0;
     int rc = head_append(req, "Status", status_value);
-    for (size_t i = 0; rc == FERRY_OK && i < count; i++)
+    for (size_t i = 0; rc == FERRY_OK && i < count; i++) {
         rc = head_append(req, fields[i].name, fields[i].value);
+        note_length(req, fields[i].name, fields[i].value);
+    }
     if (rc != FERRY_OK) {
         req->head_len = 0;
         return rc;
@@ -301,7 +316,10 @@ int ferry_response_add_header(ferry_request_t *req, const char *name, const char
         return FERRY_EINVAL;
     if (req->status == 0 || req->head_sent)
         return FERRY_ESTATE;
-    return head_append(req, name, value);
+    int rc = head_append(req, name, value);
+    if (rc == FERRY_OK)
+        note_length(req, name, value);
+    return rc;
 }
 
 /* Hands the pending head, with its final CRLF, to the session. */
@@ -331,7 +349,11 @@ int ferry_response_write(ferry_request_t *req, const void *data, size_t len)
         return FERRY_EIO;
     if (!req->head_sent && send_head(req) != FERRY_OK)
         return FERRY_EIO;
-    int rc = fy_worker_session_write(req->session, data, len);
+    bool final = req->final_write_with_end && req->declared &&
+                 req->written + len == req->declared_len;
+    req->written += len;
+    int rc = final ? fy_worker_session_write_final(req->session, data, len)
+                   : fy_worker_session_write(req->session, data, len);
     if (rc != 0) {
         req->io_error = rc;
         return FERRY_EIO;
@@ -339,7 +361,11 @@ int ferry_response_write(ferry_request_t *req, const void *data, size_t len)
     return FERRY_OK;
 }
 
-int ferry_response_end(ferry_request_t *req)
+/* Ends the response. <now>: what is queued (a head without body, a final write) leaves at once,
+ * since the app may still have work to do before on_request returns and the client need not
+ * wait for it (v2's END follows when it returns); after on_request returned, it leaves with the
+ * END in one message. */
+static int end_response(ferry_request_t *req, bool now)
 {
     if (req == NULL)
         return FERRY_EINVAL;
@@ -350,15 +376,17 @@ int ferry_response_end(ferry_request_t *req)
     req->ended = true;
     if (req->io_error == 0 && !req->head_sent)
         send_head(req);
-    /* A response without body (or a HEAD request's) leaves now: the app may still have work
-     * to do before on_request returns, and the client need not wait for it (v2's END follows
-     * when it returns). */
-    if (req->io_error == 0) {
+    if (now && req->io_error == 0) {
         int rc = fy_worker_session_flush(req->session);
         if (rc != 0)
             req->io_error = rc;
     }
     return req->io_error != 0 ? FERRY_EIO : FERRY_OK;
+}
+
+int ferry_response_end(ferry_request_t *req)
+{
+    return end_response(req, true);
 }
 
 void fy_worker_request_finish(ferry_request_t *req, int rc)
@@ -371,7 +399,7 @@ void fy_worker_request_finish(ferry_request_t *req, int rc)
         fy_log(FY_LOG_INFO, "worker", "method=%s path=%s rc=%d: the client went away; ended",
                req->method, req->path, rc);
     } else if (rc == FERRY_OK && req->status != 0) {
-        ferry_response_end(req);
+        end_response(req, false); /* fy_worker_session_end sends it, with the END */
     } else {
         if (rc == FERRY_OK)
             fy_log(FY_LOG_ERROR, "worker",

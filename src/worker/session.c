@@ -355,12 +355,19 @@ static void scan_for_abort(fy_worker_session_t *s)
     s->scan_off = pos;
 }
 
-/* Takes what the core has sent without blocking, then scans it for an ABORT. */
+/* Takes what the core has sent without blocking, then scans it for an ABORT. At most once per
+ * cfg.abort_probe_ms of the request (the first time that long after it started): a short
+ * response is over before a client's ABORT could matter, and the END answers a late one anyway
+ * (docs/protocol.md §4.3), so a hello request makes no system call for it. */
 static void probe_abort(fy_worker_session_t *s)
 {
     if (s->version != 2 || !s->in_request || s->aborted || s->error != 0)
         return;
-    (void)recv_some(s); /* EOF or an error shows at the next read or write */
+    int64_t now = s->cfg.abort_probe_ms > 0 ? fy_monotonic_ms() : 0;
+    if (s->cfg.abort_probe_ms <= 0 || now - s->probed_ms >= s->cfg.abort_probe_ms) {
+        s->probed_ms = now;
+        (void)recv_some(s); /* EOF or an error shows at the next read or write */
+    }
     scan_for_abort(s);
 }
 
@@ -465,6 +472,7 @@ static int start_request(fy_worker_session_t *s)
     s->body_avail = 0;
     s->eob_seen = s->short_logged = s->aborted = s->head_queued = false;
     s->scan_off = s->in_off;
+    s->probed_ms = s->cfg.abort_probe_ms > 0 ? fy_monotonic_ms() : 0;
     const char *path = fy_reqblock_get(&s->rb, "PATH_INFO", NULL);
     const char *method = fy_reqblock_get(&s->rb, "REQUEST_METHOD", NULL);
     const char *cl = fy_reqblock_get(&s->rb, "CONTENT_LENGTH", NULL);
@@ -875,6 +883,21 @@ int fy_worker_session_write(fy_worker_session_t *s, const void *data, size_t len
     if (s->error != 0)
         return s->error;
     return s->version == 2 ? v2_write(s, data, len) : v1_write(s, data, len);
+}
+
+int fy_worker_session_write_final(fy_worker_session_t *s, const void *data, size_t len)
+{
+    FY_ASSERT(s->in_request && s->head_queued);
+    if (s->error != 0)
+        return s->error;
+    if (s->version != 2 || len > FY_WORKER_FINAL_WRITE_MAX)
+        return fy_worker_session_write(s, data, len);
+    probe_abort(s);
+    if (s->aborted)
+        return -ECONNABORTED;
+    if (!s->is_head && len > 0)
+        queue_frame(s, FY_FRAME_DATA, 0, data, len);
+    return 0;
 }
 
 int fy_worker_session_flush(fy_worker_session_t *s)

@@ -42,7 +42,14 @@ typedef struct fy_worker_session_config {
     int header_timeout_ms;       /* v1 block, HELLO, and any v2 frame once it has begun */
     int body_timeout_ms;         /* each wait for request body bytes */
     const fy_worker_stop_t *stop; /* NULL: no soft stop */
+    /* A write looks at the socket for an ABORT at most once per this many milliseconds of the
+     * request (FY_WORKER_ABORT_PROBE_MS in the runtime; 0: before every write). */
+    int abort_probe_ms;
 } fy_worker_session_config_t;
+
+/* A response written within its first millisecond makes no system call to look for an ABORT
+ * (docs/protocol.md §4.3: the worker notices one at its next write after that). */
+#define FY_WORKER_ABORT_PROBE_MS 1
 
 /* One connection. The first block is for callers to read while a request runs; the rest is
  * private to session.c. An all-zero struct may be disposed. */
@@ -69,6 +76,7 @@ typedef struct fy_worker_session {
     size_t block_cap;
     uint64_t body_taken; /* body bytes received (v2: in BODY frames; v1: handed out or dropped) */
     bool eob_seen, short_logged, aborted, head_queued;
+    int64_t probed_ms; /* when the socket was last looked at for an ABORT (the request's start) */
     /* output: complete frames (v2) or the head (v1) waiting to be sent */
     uint8_t *out;
     size_t out_len, out_cap;
@@ -112,6 +120,11 @@ int fy_worker_session_send_head(fy_worker_session_t *s, const void *head, size_t
  * -ECONNABORTED after an ABORT (nothing more but END goes out for the request), -EPIPE when the
  * connection failed, or the error that broke it. */
 int fy_worker_session_write(fy_worker_session_t *s, const void *data, size_t len);
+/* The last body bytes of the response (the caller knows no more follow): in v2, up to
+ * FY_WORKER_FINAL_WRITE_MAX bytes are queued and go out with the END in one message (one system
+ * call, and one wake-up of the core, fewer); otherwise as fy_worker_session_write. */
+#define FY_WORKER_FINAL_WRITE_MAX (16u * 1024)
+int fy_worker_session_write_final(fy_worker_session_t *s, const void *data, size_t len);
 
 /* Sends whatever is queued now. Returns 0 or as fy_worker_session_write. */
 int fy_worker_session_flush(fy_worker_session_t *s);

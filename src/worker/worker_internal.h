@@ -24,6 +24,10 @@ typedef struct fy_worker_app {
     void *data;
     void *dl_handle; /* NULL for apps registered in-process (unit tests) */
     char *path;      /* heap copy of the .so path, or NULL */
+    /* The write that completes the declared Content-Length goes out with the END (sdk.c): for
+     * native apps, whose on_request returns right after it (docs/c-sdk.md); not for the WSGI
+     * and Rack hosts, whose apps may work in close() after the last write. */
+    bool final_write_with_end;
 } fy_worker_app_t;
 
 /* What one connection is served with. Borrowed by fy_worker_conn_serve. */
@@ -60,6 +64,9 @@ struct ferry_request {
     size_t head_len, head_cap;
     bool head_sent, ended;
     int io_error; /* 0, or the session's error from the write that failed */
+    bool final_write_with_end;     /* the app's (fy_worker_app_t) */
+    bool declared;                 /* the head has a Content-Length: */
+    uint64_t declared_len, written; /* ...its value, and the body bytes written so far */
 };
 
 /* Serves one accepted connection <fd> (borrowed; the caller closes it) as a session (session.h):

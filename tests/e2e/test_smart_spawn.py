@@ -290,6 +290,9 @@ def test_always_restart_txt_gives_every_request_a_fresh_worker(ferry, tmp_path):
     first = s.get(f.url + "/pid", timeout=30).text
     assert s.get(f.url + "/pid", timeout=30).text == first
     (d / "tmp" / "always_restart.txt").write_text("")
+    # The file is looked for at most once a second, when a request needs a worker.
+    assert wait_for(lambda: s.get(f.url + "/pid", timeout=30).ok and
+                    "always_restart.txt exists" in f.log(), timeout=10), f.log()
     pids, booted = set(), set()
     for _ in range(3):
         pids.add(requests.get(f.url + "/pid", timeout=30).text)
@@ -298,7 +301,8 @@ def test_always_restart_txt_gives_every_request_a_fresh_worker(ferry, tmp_path):
     assert len(booted) == 3, "every request's worker came from a freshly booted preloader"
     assert "always_restart.txt exists: a fresh worker for every request" in f.log()
     (d / "tmp" / "always_restart.txt").unlink()
-    a = requests.get(f.url + "/pid", timeout=30).text
+    assert wait_for(lambda: requests.get(f.url + "/pid", timeout=30).ok and
+                    "always_restart.txt is gone" in f.log(), timeout=10), f.log()
     assert wait_for(lambda: status_json(f)["pool"]["idle"] == 1, timeout=30)
     b = requests.get(f.url + "/pid", timeout=30).text
     c = requests.get(f.url + "/pid", timeout=30).text

@@ -1610,3 +1610,78 @@ Test(session, v2_soft_stop_during_a_failed_request_keeps_both_flags)
     expect_nothing_more();
     close_wake();
 }
+
+Test(session, v2_a_write_in_the_first_millisecond_does_not_look_for_an_abort)
+{
+    /* The runtime's interval, stretched so that the test cannot cross it: within it a write makes
+     * no system call to look for an ABORT; the request ends normally, and the ABORT that crossed
+     * its END is ignored before the next request. */
+    cfg.abort_probe_ms = 60000;
+    open_v2();
+    core_get(1, "/quick");
+    next_is(1, "/quick", 0);
+    core_abort(1);
+    core_get(2, "/next");
+    core_done();
+    cr_assert_eq(fy_worker_session_send_head(&s, ok_head, strlen(ok_head)), 0);
+    cr_assert_eq(fy_worker_session_write(&s, "quick", 5), 0);
+    cr_assert(!fy_worker_session_aborted(&s));
+    cr_assert_eq(fy_worker_session_end(&s, 0), 0);
+    next_is(2, "/next", 0);
+    respond("two");
+    cr_assert_eq(fy_worker_session_next_request(&s), 0);
+    finish_and_take();
+    expect_head(1, ok_head);
+    expect_data(1, "quick");
+    expect_end(1, 0);
+    expect_head(2, ok_head);
+    expect_data(2, "two");
+    expect_end(2, 0);
+    expect_nothing_more();
+}
+
+Test(session, v2_a_final_write_leaves_with_the_end_in_one_message)
+{
+    open_v2();
+    core_get(1, "/");
+    core_done();
+    next_is(1, "/", 0);
+    cr_assert_eq(fy_worker_session_send_head(&s, ok_head, strlen(ok_head)), 0);
+    cr_assert_eq(fy_worker_session_write_final(&s, "hello", 5), 0);
+    /* Nothing has left yet: head and data wait for the END. */
+    char c;
+    cr_assert_eq(recv(fds[1], &c, 1, MSG_DONTWAIT), -1);
+    cr_assert_eq(errno, EAGAIN);
+    cr_assert_eq(fy_worker_session_end(&s, 0), 0);
+    /* One message: HEAD, DATA and END readable at once. */
+    uint8_t buf[512];
+    ssize_t n = recv(fds[1], buf, sizeof buf, MSG_DONTWAIT);
+    size_t want = 3 * FY_FRAME_HEADER_LEN + strlen(ok_head) + 5;
+    cr_assert_eq(n, (ssize_t)want, "got %zd of %zu bytes", n, want);
+    memcpy(got, buf, (size_t)n);
+    got_len = (size_t)n;
+    expect_head(1, ok_head);
+    expect_data(1, "hello");
+    expect_end(1, 0);
+    expect_nothing_more();
+}
+
+Test(session, v2_a_large_final_write_goes_out_at_once)
+{
+    open_v2();
+    core_get(1, "/");
+    core_done();
+    next_is(1, "/", 0);
+    static char big[FY_WORKER_FINAL_WRITE_MAX + 1];
+    memset(big, 'b', sizeof big);
+    cr_assert_eq(fy_worker_session_send_head(&s, ok_head, strlen(ok_head)), 0);
+    cr_assert_eq(fy_worker_session_write_final(&s, big, sizeof big), 0);
+    char c;
+    cr_assert_eq(recv(fds[1], &c, 1, MSG_PEEK | MSG_DONTWAIT), 1, "sent before the END");
+    cr_assert_eq(fy_worker_session_end(&s, 0), 0);
+    finish_and_take();
+    expect_head(1, ok_head);
+    expect_data_n(1, big, sizeof big);
+    expect_end(1, 0);
+    expect_nothing_more();
+}
