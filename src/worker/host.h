@@ -109,6 +109,12 @@ void fy_worker_host_log(int level, const char *component, const char *fields,
 int fy_worker_response_start_reason(ferry_request_t *req, int status, const char *reason,
                                     const ferry_field_t *fields, size_t count);
 
+/* The host knows that nothing of the app's runs between its last write and the end of the
+ * request (a WSGI result that is a list or tuple, a Rack body that is an Array: no close() to
+ * call): the write that completes a declared Content-Length may then leave with the END, in one
+ * message, as for native apps (docs/c-sdk.md). */
+void fy_worker_request_final_write_with_end(ferry_request_t *req);
+
 /* True while the current request's client is known to be gone (v2 ABORT): the host may stop
  * producing the body early. */
 int fy_worker_request_aborted(const ferry_request_t *req);

@@ -275,6 +275,11 @@ static bool valid_reason(const char *reason)
     return true;
 }
 
+void fy_worker_request_final_write_with_end(ferry_request_t *req)
+{
+    req->final_write_with_end = true;
+}
+
 int fy_worker_request_aborted(const ferry_request_t *req)
 {
     return fy_worker_session_aborted(req->session);

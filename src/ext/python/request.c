@@ -664,6 +664,9 @@ int fy_pyext_handle_request(fy_pyext_app_t *app, ferry_request_t *req)
         environ = build_environ(req, input);
     if (environ != NULL)
         result = PyObject_CallFunctionObjArgs(app->application, environ, (PyObject *)sr, NULL);
+    /* A list or tuple has no close(): nothing of the app's runs after its last piece. */
+    if (result != NULL && (PyList_CheckExact(result) || PyTuple_CheckExact(result)))
+        fy_worker_request_final_write_with_end(req);
     if (result == NULL || send_result(sr, result) < 0) {
         if (sr != NULL && sr->gone && PyErr_ExceptionMatches(fy_pyext_client_gone)) {
             PyErr_Clear();

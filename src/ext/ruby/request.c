@@ -654,6 +654,8 @@ static VALUE send_body(VALUE arg)
         return Qnil;
     }
     if (RB_TYPE_P(body, T_ARRAY) && rb_obj_class(body) == rb_cArray) {
+        /* A plain Array has no close: nothing of the app's runs after its last piece. */
+        fy_worker_request_final_write_with_end(rq->req);
         for (long i = 0; i < RARRAY_LEN(body); i++)
             send_piece(rq, rb_ary_entry(body, i));
     } else {
