@@ -4,9 +4,10 @@ and a Rails app (the e2e framework apps, tests/e2e/apps/frameworks/), each under
 
 * cold start   — launch → the first 200, and launch → all 4 workers ready (`ferry status`);
 * memory       — the total PSS of everything below the core (the workers and, under smart, the
-                 preloader), from `ferry status --json` once the 4 workers served a request each;
-                 smart ÷ direct per app (target ≤ 0.6);
-* one more worker — an idle worker is SIGKILLed (min-instances brings a replacement) three
+                 preloader), read from /proc (see below; `ferry status --json`'s own figure is
+                 kept beside it) once the 4 workers served requests; smart ÷ direct per app and
+                 repetition (target ≤ 0.6);
+* one more worker — an idle worker is SIGKILLed (min-instances brings a replacement) five
                  times per repetition; the replacement's spawn time (the core's request → its
                  ready message, `spawn_ms` in `ferry status`), min/median/max over every sample
                  (target ≤ 10 ms under smart; direct is the app's whole boot).
@@ -42,7 +43,7 @@ FRAMEWORKS = os.path.join(ROOT, "tests", "e2e", "apps", "frameworks")
 APPS = (("django", os.path.join(FRAMEWORKS, "django")), ("rails", os.path.join(FRAMEWORKS, "rails")))
 METHODS = ("smart", "direct")
 WORKERS = 4
-KILLS_PER_REP = 3
+KILLS_PER_REP = 5
 PSS_RATIO_TARGET = 0.6
 SPAWN_MS_TARGET = 10
 # Each holds a worker for ~0.2 s (the apps' /stream route, 3 lines 0.1 s apart), so WORKERS of

@@ -268,6 +268,19 @@ def test_direct_spawning_still_works(ferry, kind):
         assert booted == pid, "a direct worker loads the app itself"
 
 
+def test_the_rack_preloader_loads_what_the_first_request_would(ferry):
+    # docs/performance.md "Smart spawning": the preloader resolves Rack's Mime autoload before
+    # it forks, so no worker loads (and defines) it on its own; a direct worker still has it
+    # pending, which shows the app itself does not load it. One worker each.
+    smart = ferry(SMART["rack"], "--min-instances", "1", "--max-pool-size", "1")
+    idle_workers(smart, 1)
+    assert requests.get(smart.url + "/mime-autoload", timeout=10).text == "nil"
+    direct = ferry(SMART["rack"], "--min-instances", "1", "--max-pool-size", "1",
+                   "--spawn-method", "direct")
+    idle_workers(direct, 1)
+    assert requests.get(direct.url + "/mime-autoload", timeout=10).text == '"rack/mime"'
+
+
 def test_spawn_method_from_the_environment_and_ferry_json(ferry, tmp_path):
     d = tmp_path / "app"
     shutil.copytree(SMART["wsgi"], d)

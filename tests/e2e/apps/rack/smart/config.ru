@@ -1,7 +1,7 @@
 # Smart spawning e2e app (tests/e2e/test_smart_spawn.py): state loaded once (shared by the
 # forked workers), the starting_worker_process hook (ferry's Ferry.on_event), and /pid, /ppid,
 # /random (Ruby's rand), /booted (the pid that loaded config.ru), /both (that and /pid),
-# /slow (/pid after 0.5 s).
+# /slow (/pid after 0.5 s), /mime-autoload (Rack.autoload?(:Mime): nil once Rack::Mime is loaded).
 BOOTED_IN = Process.pid
 SHARED = Array.new(200_000) { |i| "row #{i}" * 8 }
 
@@ -21,6 +21,7 @@ run lambda { |env|
          when '/shared' then SHARED.size.to_s
          when '/both' then "#{BOOTED_IN} #{Process.pid}"
          when '/slow' then sleep(0.5) && Process.pid.to_s
+         when '/mime-autoload' then Rack.autoload?(:Mime).inspect
          else 'smart'
          end
   [200, { 'Content-Type' => 'text/plain', 'Content-Length' => body.bytesize.to_s }, [body]]
