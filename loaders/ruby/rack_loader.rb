@@ -210,6 +210,7 @@ module FerryLoader
   # child, which then serves.
   def preload
     resolve_first_request_autoloads
+    OpenSSL::Random.random_bytes(1) if defined?(OpenSSL::Random) # its generator set up once, here
     # Full collections and a compaction once after the load: the objects the workers share sit
     # together and are not moved (copied) later.
     3.times { GC.start }
@@ -249,15 +250,19 @@ module FerryLoader
     ::Rails.application.env_config
     ::ActiveSupport::CurrentAttributes if ::ActiveSupport.autoload?(:CurrentAttributes)
   rescue StandardError, LoadError => e
-    FerryExt.log('warn', "preloader: loading ahead what a first request loads failed: #{e.class}: " \
-                         "#{e.message}", {})
+    FerryExt.log('warn', 'preloader: loading ahead what a first request loads failed: ' \
+                         "#{e.class}: #{e.message}", {})
   end
 
   # A forked worker must not repeat its siblings' random numbers: Ruby's Random (Ruby reseeds it
-  # at fork too) and OpenSSL's generator when the app loaded it.
+  # at fork too). OpenSSL 1.1.1 and later reseed their generator in a forked child by
+  # themselves; an older one gets fresh entropy here. (Seeding a newer one cost every spawn
+  # ~1 ms, docs/performance.md.)
   def reseed_after_fork
     srand
-    OpenSSL::Random.seed(Random.urandom(32)) if defined?(OpenSSL::Random)
+    return unless defined?(OpenSSL::Random) && OpenSSL::OPENSSL_VERSION_NUMBER < 0x10101000
+
+    OpenSSL::Random.seed(Random.urandom(32))
   end
 
   def fail_boot(summary, details, env)

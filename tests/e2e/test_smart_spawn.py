@@ -128,6 +128,35 @@ def test_each_worker_draws_its_own_random_numbers(ferry, kind):
     assert all(n == 1 for n in values.values()), values
 
 
+def test_each_worker_draws_its_own_openssl_random_bytes(ferry, kind):
+    # The preloader set up OpenSSL's generator before forking (the apps load it) and the workers
+    # do not reseed it: OpenSSL reseeds in a forked child itself (docs/performance.md "Smart
+    # spawning"). Assumes 4 workers and no dispatch-ahead, so 4 concurrent requests reach 4
+    # workers; each worker's first 16 bytes differ from its siblings'.
+    f = ferry(SMART[kind], "--min-instances", "4", "--max-pool-size", "4", "--dispatch-ahead", "0")
+    idle_workers(f, 4)
+    firsts, seen = {}, []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def draw():
+        barrier.wait()
+        pid, value = requests.get(f.url + "/ssl-random", timeout=10).text.split()
+        with lock:
+            firsts.setdefault(pid, value)
+            seen.append(value)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=draw) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(firsts) >= 2, firsts
+    assert len(set(firsts.values())) == len(firsts), firsts
+    assert len(set(seen)) == len(seen), seen
+
+
 def test_fork_hooks_run_once_per_worker(ferry, kind, tmp_path):
     # Assumes 3 workers. WSGI: os.register_at_fork(after_in_child=...); Rack: ferry's
     # Ferry.on_event(:starting_worker_process) with forked = true.

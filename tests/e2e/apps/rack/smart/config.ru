@@ -1,7 +1,10 @@
 # Smart spawning e2e app (tests/e2e/test_smart_spawn.py): state loaded once (shared by the
 # forked workers), the starting_worker_process hook (ferry's Ferry.on_event), and /pid, /ppid,
 # /random (Ruby's rand), /booted (the pid that loaded config.ru), /both (that and /pid),
-# /slow (/pid after 0.5 s), /mime-autoload (Rack.autoload?(:Mime): nil once Rack::Mime is loaded).
+# /slow (/pid after 0.5 s), /mime-autoload (Rack.autoload?(:Mime): nil once Rack::Mime is loaded),
+# /ssl-random (the pid and 16 bytes of OpenSSL's generator).
+require 'openssl'
+
 BOOTED_IN = Process.pid
 SHARED = Array.new(200_000) { |i| "row #{i}" * 8 }
 
@@ -22,6 +25,7 @@ run lambda { |env|
          when '/both' then "#{BOOTED_IN} #{Process.pid}"
          when '/slow' then sleep(0.5) && Process.pid.to_s
          when '/mime-autoload' then Rack.autoload?(:Mime).inspect
+         when '/ssl-random' then "#{Process.pid} #{OpenSSL::Random.random_bytes(16).unpack1('H*')}"
          else 'smart'
          end
   [200, { 'Content-Type' => 'text/plain', 'Content-Length' => body.bytesize.to_s }, [body]]
