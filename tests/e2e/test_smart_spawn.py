@@ -310,6 +310,18 @@ def test_the_rack_preloader_loads_what_the_first_request_would(ferry):
     assert requests.get(direct.url + "/mime-autoload", timeout=10).text == '"rack/mime"'
 
 
+@pytest.mark.parametrize("method", ["smart", "direct"])
+def test_a_rack_worker_sends_racks_reason_phrases_and_unknown_for_the_rest(ferry, method):
+    # Rack::Utils::HTTP_STATUS_CODES' phrase, or "Unknown" for a code it lacks (599), from a
+    # forked worker as from a direct one (src/ext/ruby/request.c keeps "Unknown" in one place).
+    f = ferry(SMART["rack"], "--min-instances", "1", "--max-pool-size", "1",
+              "--spawn-method", method)
+    idle_workers(f, 1)
+    for code, phrase in ((200, "OK"), (404, "Not Found"), (599, "Unknown")):
+        r = requests.get(f.url + "/status/%d" % code, timeout=10)
+        assert (r.status_code, r.reason) == (code, phrase)
+
+
 def test_spawn_method_from_the_environment_and_ferry_json(ferry, tmp_path):
     d = tmp_path / "app"
     shutil.copytree(SMART["wsgi"], d)

@@ -2,7 +2,7 @@
 # forked workers), the starting_worker_process hook (ferry's Ferry.on_event), and /pid, /ppid,
 # /random (Ruby's rand), /booted (the pid that loaded config.ru), /both (that and /pid),
 # /slow (/pid after 0.5 s), /mime-autoload (Rack.autoload?(:Mime): nil once Rack::Mime is loaded),
-# /ssl-random (the pid and 16 bytes of OpenSSL's generator).
+# /ssl-random (the pid and 16 bytes of OpenSSL's generator), /status/NNN (that status).
 require 'openssl'
 
 BOOTED_IN = Process.pid
@@ -28,5 +28,6 @@ run lambda { |env|
          when '/ssl-random' then "#{Process.pid} #{OpenSSL::Random.random_bytes(16).unpack1('H*')}"
          else 'smart'
          end
-  [200, { 'Content-Type' => 'text/plain', 'Content-Length' => body.bytesize.to_s }, [body]]
+  status = env['PATH_INFO'].start_with?('/status/') ? env['PATH_INFO'][8..].to_i : 200
+  [status, { 'Content-Type' => 'text/plain', 'Content-Length' => body.bytesize.to_s }, [body]]
 }
