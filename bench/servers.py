@@ -143,8 +143,9 @@ def nginx_fcgi_command(ctx, port, tmp, fcgi_workers):
 def passenger_command(app_src, port, tmp, workers, spawn_method):
     """(argv, env, cwd) of Passenger Standalone (builtin engine, offline) serving a copy of the
     Rack app in <app_src> (Passenger writes into the app dir; the repo stays clean) on
-    127.0.0.1:<port> with <workers> processes, all started at boot (Passenger starts the
-    min-instances after the first request), --spawn-method <spawn_method> (smart or direct)."""
+    127.0.0.1:<port> with <workers> processes (--min-instances: Passenger starts them soon after
+    launch, or the first for the first request), --spawn-method <spawn_method> (smart or
+    direct)."""
     app = os.path.join(tmp, "app")
     shutil.copytree(app_src, app)
     return ["passenger", "start", "--engine", "builtin", "--address", "127.0.0.1",

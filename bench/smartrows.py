@@ -307,8 +307,8 @@ def report_md(smart):
          "one more worker: min / median / max ms (samples)", "reps"], trs))
     L.append("")
     L.append("Passenger's \"%d workers ready\" is launch → %d RubyApp processes exist and a "
-             "request is answered (Passenger starts its min-instances after the first request "
-             "and has no ready message to read)." % (WORKERS, WORKERS))
+             "request is answered (Passenger has no ready message to read; it starts the "
+             "first one for the first request, the others soon after)." % (WORKERS, WORKERS))
     L.append("")
     done = {(app, server) for app, server, *_ in verdicts(smart)}
     for app, server, rs, ratio, sm, di in verdicts(smart):
