@@ -71,6 +71,37 @@ def rss_bytes(pid):
     return int(text.split()[1]) * PAGE
 
 
+def smaps_rollup_kib(pid):
+    """{field: KiB} from /proc/PID/smaps_rollup (Rss, Pss, Shared_Clean, Private_Dirty, ...),
+    {} when it is gone or unreadable."""
+    text = _read("/proc/%d/smaps_rollup" % pid)
+    out = {}
+    for line in (text or "").splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+            out[parts[0][:-1]] = int(parts[1])
+    return out
+
+
+def pss_kib(pid):
+    """Proportional set size of <pid> in KiB (shared pages divided among their sharers), 0 when
+    it is gone."""
+    return smaps_rollup_kib(pid).get("Pss", 0)
+
+
+def uss_kib(pid):
+    """Unique set size of <pid> in KiB: Private_Clean + Private_Dirty, 0 when it is gone."""
+    m = smaps_rollup_kib(pid)
+    return m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
+
+
+def cmdline(pid):
+    """The argv of <pid> joined by spaces (a process that renamed itself, e.g. "Passenger
+    RubyApp: /app", shows that name), "" when it is gone."""
+    raw = _read("/proc/%d/cmdline" % pid, "rb")
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip() if raw else ""
+
+
 class Server:
     """One server under test: its argv, environment and cwd, started in a new session."""
 

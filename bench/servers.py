@@ -140,6 +140,24 @@ def nginx_fcgi_command(ctx, port, tmp, fcgi_workers):
     return ["sh", "-c", script, "sh", sock, ctx["fcgi_app"], tmp, conf], dict(os.environ), tmp
 
 
+def passenger_command(app_src, port, tmp, workers, spawn_method):
+    """(argv, env, cwd) of Passenger Standalone (builtin engine, offline) serving a copy of the
+    Rack app in <app_src> (Passenger writes into the app dir; the repo stays clean) on
+    127.0.0.1:<port> with <workers> processes (--min-instances: Passenger starts them soon after
+    launch, or the first for the first request), --spawn-method <spawn_method> (smart or
+    direct)."""
+    app = os.path.join(tmp, "app")
+    shutil.copytree(app_src, app)
+    return ["passenger", "start", "--engine", "builtin", "--address", "127.0.0.1",
+            "--port", str(port), "--environment", "production",
+            "--max-pool-size", str(workers), "--min-instances", str(workers),
+            "--spawn-method", spawn_method, "--no-friendly-error-pages",
+            "--disable-security-update-check", "--disable-anonymous-telemetry",
+            "--log-file", os.path.join(tmp, "passenger.log"),
+            "--pid-file", os.path.join(tmp, "passenger.pid"),
+            "--instance-registry-dir", tmp], dict(os.environ), app
+
+
 NGINX_NEEDS = [("nginx", "nginx-light"), ("spawn-fcgi", "spawn-fcgi")]
 
 
@@ -203,16 +221,7 @@ def specs(ctx):
                 os.path.join(rack_dir, "config.ru")], env, rack_dir
 
     def passenger(port, tmp):
-        app = os.path.join(tmp, "app")
-        shutil.copytree(rack_dir, app)  # Passenger writes into the app dir; keep the repo clean
-        return ["passenger", "start", "--engine", "builtin", "--address", "127.0.0.1",
-                "--port", str(port), "--environment", "production",
-                "--max-pool-size", str(WORKERS), "--min-instances", str(WORKERS),
-                "--spawn-method", "smart", "--no-friendly-error-pages",
-                "--disable-security-update-check", "--disable-anonymous-telemetry",
-                "--log-file", os.path.join(tmp, "passenger.log"),
-                "--pid-file", os.path.join(tmp, "passenger.pid"),
-                "--instance-registry-dir", tmp], env, app
+        return passenger_command(rack_dir, port, tmp, WORKERS, "smart")
 
     return [
         Spec("nginx-return200", "c", "nginx, 2 workers, `return 200` (the machine's ceiling)",

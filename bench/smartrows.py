@@ -4,20 +4,33 @@ and a Rails app (the e2e framework apps, tests/e2e/apps/frameworks/), each under
 
 * cold start   — launch → the first 200, and launch → all 4 workers ready (`ferry status`);
 * memory       — the total PSS of everything below the core (the workers and, under smart, the
-                 preloader), from `ferry status --json` once the 4 workers served a request each;
-                 smart ÷ direct per app (target ≤ 0.6);
-* one more worker — an idle worker is SIGKILLed (min-instances brings a replacement) three
+                 preloader), read from /proc (see below; `ferry status --json`'s own figure is
+                 kept beside it) once the 4 workers served requests; smart ÷ direct per app and
+                 repetition (target ≤ 0.6);
+* one more worker — an idle worker is SIGKILLed (min-instances brings a replacement) five
                  times per repetition; the replacement's spawn time (the core's request → its
                  ready message, `spawn_ms` in `ferry status`), min/median/max over every sample
                  (target ≤ 10 ms under smart; direct is the app's whole boot).
+
+The peer row: Passenger Standalone (Debian's `passenger`, servers.passenger_command) on the same
+Rails app, 4 processes (`--max-pool-size 4 --min-instances 4`), `--spawn-method smart` and
+`direct`: the same cold-start and memory figures (its AppPreloader and RubyApp processes are the
+"app processes"; its front end, watchdog, core and temp-dir toucher the "core processes").
+Passenger has no per-process spawn time to read, so it has no "one more worker" figure.
+
+Memory is read the same way for every row: the PSS of each process of the server's tree from
+/proc/PID/smaps_rollup (bench/procs.py), after the same requests (WARM_STREAMS concurrent slow
+requests, twice, so that every worker serves at least one, then 2 × WORKERS `GET /`).
 
 Each repetition is a full start → measure → stop cycle; a server that does not start is a
 `failed to start: …` row and the run goes on.
 """
 
 import os
+import shutil
 import signal
 import statistics
+import threading
 import time
 
 import benchlib
@@ -30,9 +43,13 @@ FRAMEWORKS = os.path.join(ROOT, "tests", "e2e", "apps", "frameworks")
 APPS = (("django", os.path.join(FRAMEWORKS, "django")), ("rails", os.path.join(FRAMEWORKS, "rails")))
 METHODS = ("smart", "direct")
 WORKERS = 4
-KILLS_PER_REP = 3
+KILLS_PER_REP = 5
 PSS_RATIO_TARGET = 0.6
 SPAWN_MS_TARGET = 10
+# Each holds a worker for ~0.2 s (the apps' /stream route, 3 lines 0.1 s apart), so WORKERS of
+# them at once reach WORKERS different workers under either server.
+WARM_PATH = "/stream?n=3&gap=0.1"
+PASSENGER_APP_PREFIXES = ("Passenger AppPreloader", "Passenger RubyApp")
 
 
 class Smart:
@@ -51,6 +68,86 @@ class Smart:
             time.sleep(0.05)
         return None
 
+    def exercise(self, port):
+        """The same requests for every row: WORKERS concurrent slow requests, twice (each
+        worker serves one), then 2 × WORKERS sequential `GET /`. Raises RuntimeError when one
+        does not answer 200."""
+        bad = []
+
+        def get(path):
+            try:
+                st = procs.http_get(port, path, timeout=20.0)[0]
+            except OSError as e:
+                st = str(e)
+            if st != 200:
+                bad.append("%s: %s" % (path, st))
+        for _ in range(2):
+            ts = [threading.Thread(target=get, args=(WARM_PATH,)) for _ in range(WORKERS)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        for _ in range(2 * WORKERS):
+            get("/")
+        if bad:
+            raise RuntimeError("requests failed: " + "; ".join(bad[:3]))
+
+    @staticmethod
+    def memory(s, is_app):
+        """{app_pss_mib, core_pss_mib, app_procs, app_uss_mib: [..]} of the server <s>: the PSS
+        of every process of its tree, split by is_app(pid)."""
+        app, core, uss = 0, 0, []
+        n = 0
+        for pid in s.server.tree():
+            kib = procs.pss_kib(pid)
+            if is_app(pid):
+                app += kib
+                n += 1
+                uss.append(procs.uss_kib(pid) / 1024.0)
+            else:
+                core += kib
+        return {"pss_below_core_mib": app / 1024.0, "core_pss_mib": core / 1024.0,
+                "app_procs": n, "app_uss_mib": uss}
+
+    def one_passenger(self, method):
+        name = "passenger-rails-%s" % method
+        rails = dict(APPS)["rails"]
+
+        def make(port, tmp):
+            return servers.passenger_command(rails, port, tmp, WORKERS, method)
+
+        def is_app(pid):
+            return procs.cmdline(pid).startswith(PASSENGER_APP_PREFIXES)
+
+        def workers(s):
+            return [p for p in s.server.tree()
+                    if procs.cmdline(p).startswith("Passenger RubyApp")]
+        fig = {}
+        launched = time.monotonic()
+        with v2rows.Served(self.v, name, make, start_timeout_s=90.0, path="/",
+                           settle_s=0.0) as s:
+            fig["cold_start_ms"] = s.first_200_s * 1000.0
+            end = time.monotonic() + 90
+            while len(workers(s)) < WORKERS and time.monotonic() < end:
+                time.sleep(0.02)
+            if len(workers(s)) < WORKERS:
+                raise RuntimeError("%d RubyApp processes were not up within 90 s" % WORKERS)
+            # Passenger has no "ready" to read: a process is counted once it exists and the
+            # next request is answered.
+            procs.http_get(s.port, "/", timeout=10.0)
+            fig["ready_all_ms"] = (time.monotonic() - launched) * 1000.0
+            self.exercise(s.port)
+            time.sleep(1.0)
+            fig.update(self.memory(s, is_app))
+            fig["preloader_pss_mib"] = sum(
+                procs.pss_kib(p) for p in s.server.tree()
+                if procs.cmdline(p).startswith("Passenger AppPreloader")) / 1024.0
+            if fig["app_procs"] != WORKERS + (1 if method == "smart" else 0):
+                self.notes.append("%s: %d app processes when memory was read" % (
+                    name, fig["app_procs"]))
+        fig["spawn_samples"] = []
+        return fig
+
     def one(self, app, method):
         name = "ferry-%s-%s" % (app[0], method)
         make = self.v.ferry_maker(WORKERS, ["--spawn-method", method,
@@ -64,16 +161,25 @@ class Smart:
             if doc is None:
                 raise RuntimeError("%d workers were not ready within 60 s" % WORKERS)
             fig["ready_all_ms"] = (time.monotonic() - launched) * 1000.0
-            for _ in range(2 * WORKERS):
-                procs.http_get(s.port, "/", timeout=10.0)
+            self.exercise(s.port)
             doc = self.idle(s, WORKERS, 20)
             if doc is None:
                 raise RuntimeError("the workers did not come back idle")
-            pss = sum(int(w["pss_kib"] or 0) for w in doc["workers"])
-            pre = doc["pool"].get("preloader") or {}
-            pss += int(pre.get("pss_kib") or 0)
-            fig["pss_below_core_mib"] = pss / 1024.0
+            idle_ones = [w["pid"] for w in doc["workers"] if not w.get("requests")]
+            if idle_ones:
+                self.notes.append("%s: worker(s) %s served no request before memory was read"
+                                  % (name, idle_ones))
+            time.sleep(1.0)
+            core = s.core_pid()
+            fig.update(self.memory(s, lambda pid: pid != core))
+            # ferry's own figure, for comparison with the /proc reading above.
+            doc, _ = self.v.status(s)
+            pre = (doc or {}).get("pool", {}).get("preloader") or {}
             fig["preloader_pss_mib"] = (pre.get("pss_kib") or 0) / 1024.0
+            if doc is not None:
+                fig["status_pss_below_core_mib"] = (sum(
+                    int(w["pss_kib"] or 0) for w in doc["workers"]) + int(
+                    pre.get("pss_kib") or 0)) / 1024.0
             spawns = []
             for _ in range(KILLS_PER_REP):
                 before = {w["pid"] for w in doc["workers"]}
@@ -101,17 +207,28 @@ class Smart:
         missing = self.v.opt("spawn-method")
         for app in APPS:
             for method in METHODS:
-                r = {"name": "ferry-%s-%s" % (app[0], method), "app": app[0],
-                     "method": method, "notes": []}
+                r = {"name": "ferry-%s-%s" % (app[0], method), "server": "ferry",
+                     "app": app[0], "method": method, "notes": []}
                 if not self.v.ctx.get("ferry_bin"):
                     r["status"] = "skipped: " + (self.v.ctx.get("ferry_reason") or "no ferry")
                 elif missing:
                     r["status"] = "skipped: " + missing
                 rows.append(r)
+        for method in METHODS:
+            r = {"name": "passenger-rails-%s" % method, "server": "passenger", "app": "rails",
+                 "method": method, "notes": []}
+            if shutil.which("passenger") is None:
+                r["status"] = "skipped: passenger not found (package passenger)"
+            rows.append(r)
         samples = {r["name"]: [] for r in rows}
 
         def one(r, rep):
-            fig = self.one((r["app"], dict(APPS)[r["app"]]), r["method"])
+            if r["server"] == "passenger":
+                fig = self.one_passenger(r["method"])
+            else:
+                fig = self.one((r["app"], dict(APPS)[r["app"]]), r["method"])
+            uss = fig.pop("app_uss_mib", [])
+            fig["app_uss_max_mib"] = max(uss) if uss else None
             samples[r["name"]].extend(fig.pop("spawn_samples"))
             return fig
 
@@ -126,6 +243,28 @@ class Smart:
         return {"rows": rows, "notes": self.notes}
 
 
+def rep_ratios(num, den, key):
+    """num[key] ÷ den[key] for each repetition both rows ran (the rows alternate within a
+    repetition, so each ratio compares figures measured a minute apart at most)."""
+    a, b = num.get("per_rep") or [], den.get("per_rep") or []
+    return [x[key] / y[key] for x, y in zip(a, b) if x.get(key) and y.get(key)]
+
+
+def verdicts(smart):
+    """[(app, server, ratios per repetition, median ratio, smart row, direct row)] for each
+    (server, app) with both methods measured."""
+    rows = smart.get("rows", [])
+    by = {(r.get("server", "ferry"), r["app"], r["method"]): r for r in rows
+          if r.get("status") == "ok"}
+    out = []
+    for server, app in [("ferry", a) for a, _ in APPS] + [("passenger", "rails")]:
+        sm, di = by.get((server, app, "smart")), by.get((server, app, "direct"))
+        if sm and di:
+            rs = rep_ratios(sm, di, "pss_below_core_mib")
+            out.append((app, server, rs, statistics.median(rs) if rs else None, sm, di))
+    return out
+
+
 def report_md(smart):
     """The report's "Smart spawning" section (Markdown)."""
     f, fr = benchlib.fmt, benchlib.fmt_ratio
@@ -134,47 +273,76 @@ def report_md(smart):
     if not rows:
         L.append("Not run (--smart none).\n")
         return "\n".join(L)
-    L.append("%d workers started at boot (`--min-instances %d --max-pool-size %d`), the e2e "
-             "framework apps. PSS below the core: the workers' PSS plus the preloader's, from "
-             "`ferry status --json` after each worker served requests. One more worker: an idle "
-             "worker SIGKILLed %d times per repetition, the replacement's spawn time (request → "
-             "ready, as the core measures it). Medians over the repetitions; spawn times over "
-             "every sample.\n" % (WORKERS, WORKERS, WORKERS, KILLS_PER_REP))
+    L.append("%d workers started at boot (ferry `--min-instances %d --max-pool-size %d`, "
+             "Passenger the same flags), the e2e framework apps (tests/e2e/apps/frameworks/). "
+             "Memory: after %d concurrent `GET %s`, twice, and %d `GET /`, the PSS of every "
+             "process of the server's tree (/proc/PID/smaps_rollup): *app processes* are "
+             "ferry's workers and preloader, Passenger's RubyApp and AppPreloader processes; "
+             "*core processes* the rest (ferry: the core; Passenger: its front end, watchdog, "
+             "core and temp-dir toucher). One more worker (ferry only): an idle worker "
+             "SIGKILLed %d times per repetition, the replacement's spawn time (request → ready, "
+             "`spawn_ms` as the core measures it, 1 ms resolution). Medians over the "
+             "repetitions; spawn times over every sample.\n" % (
+                 WORKERS, WORKERS, WORKERS, WORKERS, WARM_PATH, 2 * WORKERS, KILLS_PER_REP))
     trs = []
     for r in rows:
+        srv = r.get("server", "ferry")
         if r.get("status") != "ok":
-            trs.append([r["app"], r["method"], r.get("status", "?"), "", "", "", ""])
+            trs.append([srv, r["app"], r["method"], r.get("status", "?")])
             continue
-        trs.append([r["app"], r["method"], f(r.get("cold_start_ms"), 0),
-                    f(r.get("ready_all_ms"), 0), f(r.get("pss_below_core_mib"), 1),
-                    f(r.get("preloader_pss_mib"), 1),
-                    "%s / %s / %s (%d)" % (f(r.get("spawn_ms_min"), 1),
+        spawn = "—"
+        if r.get("spawn_samples"):
+            spawn = "%s / %s / %s (%d)" % (f(r.get("spawn_ms_min"), 1),
                                            f(r.get("spawn_ms_median"), 1),
-                                           f(r.get("spawn_ms_max"), 1),
-                                           r.get("spawn_samples", 0))])
+                                           f(r.get("spawn_ms_max"), 1), r["spawn_samples"])
+        trs.append([srv, r["app"], r["method"], f(r.get("cold_start_ms"), 0),
+                    f(r.get("ready_all_ms"), 0), f(r.get("pss_below_core_mib"), 1),
+                    f(r.get("preloader_pss_mib"), 1), f(r.get("app_uss_max_mib"), 1),
+                    f(r.get("core_pss_mib"), 1), spawn, str(r.get("reps", 0))])
     L.append(benchlib.markdown_table(
-        ["app", "spawn method", "cold start: first 200 (ms)", "%d workers ready (ms)" % WORKERS,
-         "PSS below the core (MiB)", "of which preloader (MiB)",
-         "one more worker: min / median / max ms (samples)"], trs))
+        ["server", "app", "spawn method", "cold start: first 200 (ms)",
+         "%d workers ready (ms)" % WORKERS, "PSS of the app processes (MiB)",
+         "of which preloader (MiB)", "largest worker USS (MiB)",
+         "PSS of the core processes (MiB)",
+         "one more worker: min / median / max ms (samples)", "reps"], trs))
     L.append("")
-    by = {(r["app"], r["method"]): r for r in rows if r.get("status") == "ok"}
-    for app, _ in APPS:
-        s, d = by.get((app, "smart")), by.get((app, "direct"))
-        if s and d and s.get("pss_below_core_mib") and d.get("pss_below_core_mib"):
-            ratio = s["pss_below_core_mib"] / d["pss_below_core_mib"]
-            L.append("* %s: PSS smart ÷ direct = %s (target ≤ %.1f: %s); one more worker, median "
-                     "%s ms smart vs %s ms direct (target ≤ %d ms smart: %s)" % (
-                         app, fr(ratio), PSS_RATIO_TARGET,
-                         "met" if ratio <= PSS_RATIO_TARGET else "NOT met",
-                         f(s.get("spawn_ms_median"), 1), f(d.get("spawn_ms_median"), 1),
-                         SPAWN_MS_TARGET,
-                         "met" if (s.get("spawn_ms_median") or 1e9) <= SPAWN_MS_TARGET
-                         else "NOT met"))
-        else:
-            L.append("* %s: no ratio (a row did not run)" % app)
-    L.append("* Passenger smart spawning on the same Rails app: not measured here (no peer row "
-             "yet).")
+    L.append("Passenger's \"%d workers ready\" is launch → %d RubyApp processes exist and a "
+             "request is answered (Passenger has no ready message to read; it starts the "
+             "first one for the first request, the others soon after)." % (WORKERS, WORKERS))
+    L.append("")
+    done = {(app, server) for app, server, *_ in verdicts(smart)}
+    for app, server, rs, ratio, sm, di in verdicts(smart):
+        line = "* %s %s: PSS of the app processes smart ÷ direct = %s (per repetition: %s)" % (
+            server, app, fr(ratio), ", ".join("%.2f" % x for x in rs) or "—")
+        if server == "ferry":
+            med = sm.get("spawn_ms_median")
+            line += ("; target ≤ %.1f: **%s**; one more worker, median %s ms smart vs %s ms "
+                     "direct (max %s ms smart; target median ≤ %d ms smart: **%s**)" % (
+                         PSS_RATIO_TARGET,
+                         "met" if ratio is not None and ratio <= PSS_RATIO_TARGET
+                         else "NOT met", f(med, 1), f(di.get("spawn_ms_median"), 1),
+                         f(sm.get("spawn_ms_max"), 1), SPAWN_MS_TARGET,
+                         "met" if med is not None and med <= SPAWN_MS_TARGET else "NOT met"))
+        L.append(line)
+    for app, server in [("django", "ferry"), ("rails", "ferry"), ("rails", "passenger")]:
+        if (app, server) not in done:
+            L.append("* %s %s: no ratio (a row did not run)" % (server, app))
+    by = {(r.get("server", "ferry"), r["method"]): r for r in rows
+          if r.get("status") == "ok" and r["app"] == "rails"}
+    for method in METHODS:
+        fe, pa = by.get(("ferry", method)), by.get(("passenger", method))
+        if fe and pa and pa.get("pss_below_core_mib"):
+            L.append("* Rails, %s: ferry ÷ Passenger, PSS of the app processes %s, of the core "
+                     "processes %s, cold start %s" % (
+                         method, fr(fe["pss_below_core_mib"] / pa["pss_below_core_mib"]),
+                         fr(fe["core_pss_mib"] / pa["core_pss_mib"])
+                         if pa.get("core_pss_mib") else "—",
+                         fr(fe["cold_start_ms"] / pa["cold_start_ms"])
+                         if pa.get("cold_start_ms") else "—"))
     L.append("")
     for n in smart.get("notes", []):
         L.append("* " + n)
+    for r in rows:
+        for n in r.get("notes", []):
+            L.append("* %s: %s" % (r["name"], n))
     return "\n".join(L)

@@ -255,6 +255,9 @@ def preload(_ferry):
     # One collection after the load, then everything alive is frozen before each fork: the
     # collector never touches (and so never copies) the pages the workers share.
     gc.collect()
+    ssl = sys.modules.get("ssl")
+    if ssl is not None and hasattr(ssl, "RAND_bytes"):
+        ssl.RAND_bytes(1)   # OpenSSL's generator is set up once, here, not in every worker
     try:
         _ferry.preload_start()
     except OSError:
@@ -283,12 +286,17 @@ def preload(_ferry):
 
 
 def reseed_after_fork():
-    """A forked worker must not repeat its siblings' random numbers: Python's `random` (which
-    also reseeds itself at fork) and OpenSSL's generator when the app loaded ssl."""
-    import random
-    random.seed()
+    """A forked worker must not repeat its siblings' random numbers. Python's `random` reseeds
+    its global generator in a forked child itself (os.register_at_fork) and is seeded again
+    here; when the app never imported it there is nothing to reseed. OpenSSL 1.1.1 and later
+    reseed their generator in a forked child by themselves; an older one gets fresh entropy
+    here. (RAND_add on a newer one cost every spawn ~1.8 ms, docs/performance.md.)"""
+    random = sys.modules.get("random")
+    if random is not None:
+        random.seed()
     ssl = sys.modules.get("ssl")
-    if ssl is not None and hasattr(ssl, "RAND_add"):
+    if (ssl is not None and hasattr(ssl, "RAND_add")
+            and getattr(ssl, "OPENSSL_VERSION_INFO", (0,)) < (1, 1, 1)):
         ssl.RAND_add(os.urandom(32), 32.0)
 
 

@@ -214,6 +214,8 @@ module FerryLoader
   # worker (so Process._fork hooks run). Returns the preloader's exit status, or nil in a forked
   # child, which then serves.
   def preload
+    resolve_first_request_autoloads
+    OpenSSL::Random.random_bytes(1) if defined?(OpenSSL::Random) # its generator set up once, here
     # Full collections and a compaction once after the load: the objects the workers share sit
     # together and are not moved (copied) later.
     3.times { GC.start }
@@ -240,11 +242,32 @@ module FerryLoader
     end
   end
 
+  # Code Rack and Rails load on an app's first request, loaded here once instead of in every
+  # worker (docs/performance.md, "Smart spawning"): each constant a worker defines invalidates
+  # every inline constant cache of the VM, and refilling them writes to (copies) shared pages.
+  # Only what every request of such an app reaches: Rack's Mime table, and Rails' env_config
+  # (memoized by Rails; it loads the backtrace cleaner) and CurrentAttributes (its executor
+  # resets them around every request).
+  def resolve_first_request_autoloads
+    Rack::Mime if Rack.autoload?(:Mime)
+    return unless defined?(::Rails::Application) && ::Rails.application.is_a?(::Rails::Application)
+
+    ::Rails.application.env_config
+    ::ActiveSupport::CurrentAttributes if ::ActiveSupport.autoload?(:CurrentAttributes)
+  rescue StandardError, LoadError => e
+    FerryExt.log('warn', 'preloader: loading ahead what a first request loads failed: ' \
+                         "#{e.class}: #{e.message}", {})
+  end
+
   # A forked worker must not repeat its siblings' random numbers: Ruby's Random (Ruby reseeds it
-  # at fork too) and OpenSSL's generator when the app loaded it.
+  # at fork too). OpenSSL 1.1.1 and later reseed their generator in a forked child by
+  # themselves; an older one gets fresh entropy here. (Seeding a newer one cost every spawn
+  # ~1 ms, docs/performance.md.)
   def reseed_after_fork
     srand
-    OpenSSL::Random.seed(Random.urandom(32)) if defined?(OpenSSL::Random)
+    return unless defined?(OpenSSL::Random) && OpenSSL::OPENSSL_VERSION_NUMBER < 0x10101000
+
+    OpenSSL::Random.seed(Random.urandom(32))
   end
 
   def fail_boot(summary, details, env)

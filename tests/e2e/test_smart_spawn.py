@@ -128,6 +128,35 @@ def test_each_worker_draws_its_own_random_numbers(ferry, kind):
     assert all(n == 1 for n in values.values()), values
 
 
+def test_each_worker_draws_its_own_openssl_random_bytes(ferry, kind):
+    # The preloader set up OpenSSL's generator before forking (the apps load it) and the workers
+    # do not reseed it: OpenSSL reseeds in a forked child itself (docs/performance.md "Smart
+    # spawning"). Assumes 4 workers and no dispatch-ahead, so 4 concurrent requests reach 4
+    # workers; each worker's first 16 bytes differ from its siblings'.
+    f = ferry(SMART[kind], "--min-instances", "4", "--max-pool-size", "4", "--dispatch-ahead", "0")
+    idle_workers(f, 4)
+    firsts, seen = {}, []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def draw():
+        barrier.wait()
+        pid, value = requests.get(f.url + "/ssl-random", timeout=10).text.split()
+        with lock:
+            firsts.setdefault(pid, value)
+            seen.append(value)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=draw) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(firsts) >= 2, firsts
+    assert len(set(firsts.values())) == len(firsts), firsts
+    assert len(set(seen)) == len(seen), seen
+
+
 def test_fork_hooks_run_once_per_worker(ferry, kind, tmp_path):
     # Assumes 3 workers. WSGI: os.register_at_fork(after_in_child=...); Rack: ferry's
     # Ferry.on_event(:starting_worker_process) with forked = true.
@@ -266,6 +295,31 @@ def test_direct_spawning_still_works(ferry, kind):
     for _ in range(4):
         booted, pid = requests.get(f.url + "/both", timeout=10).text.split()
         assert booted == pid, "a direct worker loads the app itself"
+
+
+def test_the_rack_preloader_loads_what_the_first_request_would(ferry):
+    # docs/performance.md "Smart spawning": the preloader resolves Rack's Mime autoload before
+    # it forks, so no worker loads (and defines) it on its own; a direct worker still has it
+    # pending, which shows the app itself does not load it. One worker each.
+    smart = ferry(SMART["rack"], "--min-instances", "1", "--max-pool-size", "1")
+    idle_workers(smart, 1)
+    assert requests.get(smart.url + "/mime-autoload", timeout=10).text == "nil"
+    direct = ferry(SMART["rack"], "--min-instances", "1", "--max-pool-size", "1",
+                   "--spawn-method", "direct")
+    idle_workers(direct, 1)
+    assert requests.get(direct.url + "/mime-autoload", timeout=10).text == '"rack/mime"'
+
+
+@pytest.mark.parametrize("method", ["smart", "direct"])
+def test_a_rack_worker_sends_racks_reason_phrases_and_unknown_for_the_rest(ferry, method):
+    # Rack::Utils::HTTP_STATUS_CODES' phrase, or "Unknown" for a code it lacks (599), from a
+    # forked worker as from a direct one (src/ext/ruby/request.c keeps "Unknown" in one place).
+    f = ferry(SMART["rack"], "--min-instances", "1", "--max-pool-size", "1",
+              "--spawn-method", method)
+    idle_workers(f, 1)
+    for code, phrase in ((200, "OK"), (404, "Not Found"), (599, "Unknown")):
+        r = requests.get(f.url + "/status/%d" % code, timeout=10)
+        assert (r.status_code, r.reason) == (code, phrase)
 
 
 def test_spawn_method_from_the_environment_and_ferry_json(ferry, tmp_path):

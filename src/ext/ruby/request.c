@@ -74,8 +74,12 @@ static ID id_call, id_each, id_close, id_to_path, id_integer;
 static VALUE sym_exception;
 
 /* The reason phrases of Rack::Utils::HTTP_STATUS_CODES, "Unknown" for the others (the old
- * loader's), or all NULL when Rack::Utils is not loaded (then the runtime's). */
+ * loader's), or all NULL when Rack::Utils is not loaded (then the runtime's). "Unknown" is not
+ * copied into each slot: 900 small mallocs in every worker forked by a preloader took free
+ * chunks all over the shared heap, a copy-on-write fault each (docs/performance.md, "Smart
+ * spawning"). */
 static char *reasons[1000];
+static bool reasons_read; /* HTTP_STATUS_CODES was read: a code it lacks is "Unknown" */
 
 static VALUE frozen_key(const char *s)
 {
@@ -143,10 +147,7 @@ void fy_rbext_request_setup(void)
     VALUE codes = rb_const_get(utils, rb_intern("HTTP_STATUS_CODES"));
     if (!RB_TYPE_P(codes, T_HASH))
         return;
-    for (int c = 100; c <= 999; c++) {
-        if (reasons[c] == NULL)
-            reasons[c] = fy_xstrdup("Unknown");
-    }
+    reasons_read = true;
     rb_hash_foreach(codes, reason_i, Qnil);
 }
 
@@ -451,6 +452,8 @@ static VALUE header_each_i(RB_BLOCK_CALL_FUNC_ARGLIST(yielded, arg))
 
 static const char *reason_of(int code)
 {
+    if (reasons[code] == NULL && reasons_read)
+        return "Unknown";
     return reasons[code];
 }
 

@@ -1,11 +1,13 @@
 """Smart spawning e2e app (tests/e2e/test_smart_spawn.py): state loaded once at import (about
 24 MiB of objects that the forked workers share), fork hooks through os.register_at_fork, and
 pages that show what a test needs: /pid, /ppid, /random (the next number of Python's `random`),
-/booted (the pid that ran the import), /both (that and /pid), /slow (/pid after 0.5 s), /warm
-(fills a per-process cache, lazily, as an app's first requests do, and says whose it is) and
-/warmed (whose cache this process has, or "cold")."""
+/booted (the pid that ran the import), /both (that and /pid), /slow (/pid after 0.5 s),
+/ssl-random (the pid and 16 bytes of OpenSSL's generator), /warm (fills a per-process cache,
+lazily, as an app's first requests do, and says whose it is) and /warmed (whose cache this
+process has, or "cold")."""
 import os
 import random
+import ssl
 import time
 
 BOOTED_IN = os.getpid()
@@ -46,6 +48,8 @@ def application(environ, start_response):
     elif path == "/slow":
         time.sleep(0.5)
         body = str(os.getpid())
+    elif path == "/ssl-random":
+        body = "%d %s" % (os.getpid(), ssl.RAND_bytes(16).hex())
     elif path == "/shared":
         body = str(len(SHARED))
     else:
