@@ -22,6 +22,13 @@ Memory is read the same way for every row: the PSS of each process of the server
 /proc/PID/smaps_rollup (bench/procs.py), after the same requests (WARM_STREAMS concurrent slow
 requests, twice, so that every worker serves at least one, then 2 × WORKERS `GET /`).
 
+Re-forking (docs/configuration.md "Re-forking"): two more ferry rows per app, both smart, both
+warmed the same way — REFORK_WARM_ROUNDS rounds of REFORK_WARM_REQUESTS requests over the app's
+routes (REFORK_PATHS), WORKERS at a time — one without and one with `--refork-after
+REFORK_AFTER`; for the latter the second round starts once the re-fork is over (the preloader
+replaced, every worker forked from it). The figure is the PSS of the app processes after the
+warm-up, re-fork ÷ no re-fork per repetition: what sharing the warmed worker's pages saves.
+
 Each repetition is a full start → measure → stop cycle; a server that does not start is a
 `failed to start: …` row and the run goes on.
 """
@@ -50,6 +57,18 @@ SPAWN_MS_TARGET = 10
 # them at once reach WORKERS different workers under either server.
 WARM_PATH = "/stream?n=3&gap=0.1"
 PASSENGER_APP_PREFIXES = ("Passenger AppPreloader", "Passenger RubyApp")
+REFORK_METHODS = ("warmed", "refork")
+REFORK_AFTER = 100
+REFORK_WARM_ROUNDS = 2
+REFORK_WARM_REQUESTS = 800
+# GET routes of the framework apps that run the framework's routing, views, sessions and
+# templates/renderers: what a real app loads and caches during its first requests.
+REFORK_PATHS = {
+    "django": ("/", "/meta", "/csrf", "/echo/warm", "/session", "/redirect",
+               "/stream?n=1&gap=0"),
+    "rails": ("/", "/meta", "/params?a=1", "/echo/warm", "/session", "/redirect",
+              "/stream?n=1&gap=0"),
+}
 
 
 class Smart:
@@ -93,12 +112,12 @@ class Smart:
             raise RuntimeError("requests failed: " + "; ".join(bad[:3]))
 
     @staticmethod
-    def memory(s, is_app):
+    def memory(s, is_app, pids=None):
         """{app_pss_mib, core_pss_mib, app_procs, app_uss_mib: [..]} of the server <s>: the PSS
-        of every process of its tree, split by is_app(pid)."""
+        of every process of its tree (or of <pids>), split by is_app(pid)."""
         app, core, uss = 0, 0, []
         n = 0
-        for pid in s.server.tree():
+        for pid in (pids if pids is not None else s.server.tree()):
             kib = procs.pss_kib(pid)
             if is_app(pid):
                 app += kib
@@ -148,7 +167,79 @@ class Smart:
         fig["spawn_samples"] = []
         return fig
 
+    def warm(self, port, app_name):
+        """REFORK_WARM_REQUESTS requests over the app's routes, WORKERS streams at once.
+        Raises RuntimeError when one gets no answer or a 5xx."""
+        paths = REFORK_PATHS[app_name]
+        bad = []
+
+        def stream(k):
+            for i in range(REFORK_WARM_REQUESTS // WORKERS):
+                path = paths[(i + k) % len(paths)]
+                try:
+                    st = procs.http_get(port, path, timeout=20.0)[0]
+                except OSError as e:
+                    st = str(e)
+                if not isinstance(st, int) or st >= 500:
+                    bad.append("%s: %s" % (path, st))
+        ts = [threading.Thread(target=stream, args=(k,)) for k in range(WORKERS)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        if bad:
+            raise RuntimeError("warm-up requests failed: " + "; ".join(bad[:3]))
+
+    def one_refork(self, app, method):
+        """A warmed smart row, with (method "refork") or without ("warmed") re-forking."""
+        name = "ferry-%s-%s" % (app[0], method)
+        extra = ["--spawn-method", "smart", "--max-preloader-idle-time", "0"]
+        if method == "refork":
+            extra += ["--refork-after", str(REFORK_AFTER)]
+        make = self.v.ferry_maker(WORKERS, extra, app_dir=app[1])
+        fig = {}
+        with v2rows.Served(self.v, name, make, start_timeout_s=60.0, path="/",
+                           settle_s=0.0) as s:
+            if self.idle(s, WORKERS, 60) is None:
+                raise RuntimeError("%d workers were not ready within 60 s" % WORKERS)
+            for round_no in range(REFORK_WARM_ROUNDS):
+                self.warm(s.port, app[0])
+                if method == "refork" and round_no == 0:
+                    end = time.monotonic() + 90
+                    doc = None
+                    while time.monotonic() < end:
+                        d, _ = self.v.status(s)
+                        p = (d or {}).get("pool", {})
+                        if (p.get("reforks") == 1 and not p.get("restarting")
+                                and p.get("idle") == WORKERS):
+                            doc = d
+                            break
+                        time.sleep(0.1)
+                    if doc is None:
+                        raise RuntimeError("no re-fork within 90 s of %d requests" %
+                                           REFORK_WARM_REQUESTS)
+            doc = self.idle(s, WORKERS, 20)
+            if doc is None:
+                raise RuntimeError("the workers did not come back idle")
+            reforks = doc["pool"].get("reforks", 0)
+            if reforks != (1 if method == "refork" else 0):
+                self.notes.append("%s: %d re-forks during the warm-up" % (name, reforks))
+            time.sleep(1.0)
+            # After a re-fork the preloader and its workers are no longer below the core in the
+            # process tree (their parent, the warmed worker, has exited): the pids come from
+            # `ferry status`, for both rows alike.
+            core = s.core_pid()
+            pre = doc["pool"].get("preloader") or {}
+            pids = [core] + [w["pid"] for w in doc["workers"]] + (
+                [pre["pid"]] if pre.get("pid") else [])
+            fig.update(self.memory(s, lambda pid: pid != core, pids))
+            fig["preloader_pss_mib"] = procs.pss_kib(pre["pid"]) / 1024.0 if pre.get("pid") else 0
+        fig["spawn_samples"] = []
+        return fig
+
     def one(self, app, method):
+        if method in REFORK_METHODS:
+            return self.one_refork(app, method)
         name = "ferry-%s-%s" % (app[0], method)
         make = self.v.ferry_maker(WORKERS, ["--spawn-method", method,
                                             "--max-preloader-idle-time", "0"], app_dir=app[1])
@@ -206,7 +297,7 @@ class Smart:
         rows = []
         missing = self.v.opt("spawn-method")
         for app in APPS:
-            for method in METHODS:
+            for method in METHODS + REFORK_METHODS:
                 r = {"name": "ferry-%s-%s" % (app[0], method), "server": "ferry",
                      "app": app[0], "method": method, "notes": []}
                 if not self.v.ctx.get("ferry_bin"):
@@ -263,6 +354,34 @@ def verdicts(smart):
             rs = rep_ratios(sm, di, "pss_below_core_mib")
             out.append((app, server, rs, statistics.median(rs) if rs else None, sm, di))
     return out
+
+
+def refork_md(rows):
+    """The re-fork lines of the section: warmed smart rows with and without --refork-after."""
+    f, fr = benchlib.fmt, benchlib.fmt_ratio
+    by = {(r["app"], r["method"]): r for r in rows
+          if r.get("server", "ferry") == "ferry" and r.get("status") == "ok"}
+    L = ["Re-forking: smart, %d rounds of %d requests over the app's routes (%d at a time); "
+         "`--refork-after %d` re-forks during the first round, the second runs on workers "
+         "forked from the warmed one. PSS of the app processes after the warm-up:\n" % (
+             REFORK_WARM_ROUNDS, REFORK_WARM_REQUESTS, WORKERS, REFORK_AFTER)]
+    trs = []
+    for app, _ in APPS:
+        wa, rf = by.get((app, "warmed")), by.get((app, "refork"))
+        if not (wa and rf):
+            trs.append([app, "—", "—", "—", "a row did not run"])
+            continue
+        rs = rep_ratios(rf, wa, "pss_below_core_mib")
+        trs.append([app, f(wa.get("pss_below_core_mib"), 1), f(rf.get("pss_below_core_mib"), 1),
+                    "%s (%s)" % (fr(statistics.median(rs)) if rs else "—",
+                                 ", ".join("%.2f" % x for x in rs) or "—"),
+                    "%s / %s" % (f(wa.get("app_uss_max_mib"), 1),
+                                 f(rf.get("app_uss_max_mib"), 1))])
+    L.append(benchlib.markdown_table(
+        ["app", "no re-fork (MiB)", "re-fork (MiB)", "re-fork ÷ no re-fork (per repetition)",
+         "largest worker USS, no re-fork / re-fork (MiB)"], trs))
+    L.append("")
+    return L
 
 
 def report_md(smart):
@@ -340,6 +459,7 @@ def report_md(smart):
                          fr(fe["cold_start_ms"] / pa["cold_start_ms"])
                          if pa.get("cold_start_ms") else "—"))
     L.append("")
+    L.extend(refork_md(rows))
     for n in smart.get("notes", []):
         L.append("* " + n)
     for r in rows:
