@@ -432,4 +432,16 @@ def test_refork_after_n_requests_forks_the_workers_from_a_warmed_one(ferry, kind
     assert s.get(f.url + "/warmed", timeout=10).text == "cold"
     for _ in range(40):
         assert s.get(f.url + "/warm", timeout=10).status_code == 200
-    assert wait_for(lambda: status_json(f)["pool"]["reforks"] == 2, timeout=30), f.log()
+    assert wait_for(lambda: status_json(f)["pool"]["reforks"] == 2
+                    and not status_json(f)["pool"]["restarting"]
+                    and status_json(f)["pool"]["idle"] == 2, timeout=30), f.log()
+    # Re-forked processes are not below the core in the process tree, but the core owns them:
+    # SIGKILL of the core ends the preloader and every worker within a second.
+    doc = status_json(f)
+    pids = [doc["pool"]["preloader"]["pid"]] + [w["pid"] for w in doc["workers"]]
+    f.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.02)
+    assert [p for p in pids if alive(p)] == [], "outlived the core by more than 1 s"
+    cli(f, "status")
