@@ -294,41 +294,49 @@ static int become_worker(spawn_req_t *req)
     preload_state = 0;
     unsetenv(FY_HANDSHAKE_VAR_PRELOAD);
 
-    int rc = 0;
-    if (dup2(req->out_fd, 1) == -1 || dup2(req->err_fd, 2) == -1)
-        rc = -errno;
-    close(req->out_fd);
-    close(req->err_fd);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     fy_random_reseed_libc();
+    return fy_worker_forked_handover(conn_fd, req->out_fd, req->err_fd, "forked worker", "fork");
+}
+
+int fy_worker_forked_handover(int control_fd, int out_fd, int err_fd, const char *what,
+                              const char *step)
+{
+    int rc = 0;
+    if (dup2(out_fd, 1) == -1 || dup2(err_fd, 2) == -1)
+        rc = -errno;
+    close(out_fd);
+    close(err_fd);
     if (rc != 0) {
-        char *summary = fy_xasprintf("forked worker: cannot take its stdout and stderr: %s",
+        char *summary = fy_xasprintf("%s: cannot take its stdout and stderr: %s", what,
                                      strerror(-rc));
-        fy_worker_report_error(conn_fd, summary, "step=fork");
+        char *details = fy_xasprintf("step=%s", step);
+        fy_worker_report_error(control_fd, summary, details);
         free(summary);
+        free(details);
         return rc;
     }
     int owner[2];
     rc = fy_owner_pipe_open(owner);
     if (rc == 0) {
         fy_channel_t ch;
-        fy_channel_init(&ch, conn_fd, 5000);
-        /* First on the connection, before ready: the core holds the write end from now on. */
+        fy_channel_init(&ch, control_fd, 5000);
+        /* First on the channel, before ready: the core holds the write end from now on. */
         rc = fy_channel_send_fd(&ch, owner[1]);
         close(owner[1]);
         if (rc != 0)
             close(owner[0]);
     }
     if (rc != 0) {
-        char *summary = fy_xasprintf("forked worker: cannot hand its owner pipe to the core: %s",
+        char *summary = fy_xasprintf("%s: cannot hand its owner pipe to the core: %s", what,
                                      strerror(-rc));
-        fy_worker_report_error(conn_fd, summary, "step=owner_pipe");
+        fy_worker_report_error(control_fd, summary, "step=owner_pipe");
         free(summary);
         return rc;
     }
-    return fy_worker_runtime_rebind(owner[0], conn_fd);
+    return fy_worker_runtime_rebind(owner[0], control_fd);
 }
 
 void fy_worker_preloader_adopt(unsigned idle_s)

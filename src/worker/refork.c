@@ -45,38 +45,10 @@ static int become_preloader(int control_fd, int out_fd, int err_fd, unsigned idl
 {
     /* The socket file, if any, is the parent's: unwinding must not remove it. */
     fy_worker_runtime_set_socket_file(NULL);
-    int rc = 0;
-    if (dup2(out_fd, 1) == -1 || dup2(err_fd, 2) == -1)
-        rc = -errno;
-    close(out_fd);
-    close(err_fd);
-    if (rc != 0) {
-        char *summary = fy_xasprintf("re-forked preloader: cannot take its stdout and stderr: %s",
-                                     strerror(-rc));
-        fy_worker_report_error(control_fd, summary, "step=refork");
-        free(summary);
-        return rc;
-    }
-    int owner[2];
-    rc = fy_owner_pipe_open(owner);
-    if (rc == 0) {
-        fy_channel_t ch;
-        fy_channel_init(&ch, control_fd, CONTROL_TIMEOUT_MS);
-        /* First on the channel, before ready, as for a forked worker (docs/protocol.md §5.4). */
-        rc = fy_channel_send_fd(&ch, owner[1]);
-        close(owner[1]);
-        if (rc != 0)
-            close(owner[0]);
-    }
-    if (rc != 0) {
-        char *summary = fy_xasprintf("re-forked preloader: cannot hand its owner pipe to the "
-                                     "core: %s", strerror(-rc));
-        fy_worker_report_error(control_fd, summary, "step=owner_pipe");
-        free(summary);
-        return rc;
-    }
-    /* The parent's owner pipe, SIGUSR1 pipe and owner watcher are left behind here. */
-    rc = fy_worker_runtime_rebind(owner[0], control_fd);
+    /* As a forked worker does (docs/protocol.md §5.4); the parent's owner pipe, SIGUSR1 pipe
+     * and owner watcher are left behind. */
+    int rc = fy_worker_forked_handover(control_fd, out_fd, err_fd, "re-forked preloader",
+                                       "refork");
     if (rc != 0)
         return rc;
     fy_worker_preloader_adopt(idle_s);

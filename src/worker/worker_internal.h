@@ -132,7 +132,15 @@ int fy_worker_control_event(fy_worker_ctx_t *ctx);
 bool fy_worker_reforked(void);
 void fy_worker_runtime_mark_reforked(void);
 
-/* In that child (preloader.c): this process is the app's preloader from now on, with
+/* In a process just forked for the core (a worker by its preloader, a preloader by a re-fork;
+ * preloader.c): makes <out_fd> and <err_fd> its stdout and stderr (closing both), creates its
+ * own owner pipe, hands the write end to the core first on <control_fd> (docs/protocol.md §5.4)
+ * and re-arms the runtime on the two (fy_worker_runtime_rebind). <what> names the process and
+ * <step> the step in an error. Returns 0, or a negative errno after reporting ["error", ...]. */
+int fy_worker_forked_handover(int control_fd, int out_fd, int err_fd, const char *what,
+                              const char *step);
+
+/* In the child of a re-fork (preloader.c): this process is the app's preloader from now on, with
  * <idle_time_s>; what it inherited of its own preloader's spawn state is reset. */
 void fy_worker_preloader_adopt(unsigned idle_time_s);
 

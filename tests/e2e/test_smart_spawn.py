@@ -209,9 +209,9 @@ def test_sigkill_of_the_preloader_the_next_spawn_starts_a_new_one(ferry, kind):
     assert status_json(f)["pool"]["boot_error"] is None
 
 
-def test_sigkill_of_the_core_takes_the_preloader_and_workers_down(ferry, kind):
-    f = ferry(SMART[kind], "--min-instances", "2", "--max-pool-size", "2")
-    doc = idle_workers(f, 2)
+def sigkill_core_ends_all(f, doc):
+    """SIGKILLs the core of <f>; the preloader and workers of <doc> (its status) must be gone
+    within a second."""
     pids = [doc["pool"]["preloader"]["pid"]] + [w["pid"] for w in doc["workers"]]
     f.stop(signal.SIGKILL)
     deadline = time.monotonic() + 1.0
@@ -220,6 +220,11 @@ def test_sigkill_of_the_core_takes_the_preloader_and_workers_down(ferry, kind):
     assert [p for p in pids if alive(p)] == [], "outlived the core by more than 1 s"
     # The SIGKILLed core could not remove its instance directory; `ferry status` does.
     cli(f, "status")
+
+
+def test_sigkill_of_the_core_takes_the_preloader_and_workers_down(ferry, kind):
+    f = ferry(SMART[kind], "--min-instances", "2", "--max-pool-size", "2")
+    sigkill_core_ends_all(f, idle_workers(f, 2))
 
 
 def test_a_preloader_that_fails_to_boot_is_a_boot_failure(ferry):
@@ -437,11 +442,4 @@ def test_refork_after_n_requests_forks_the_workers_from_a_warmed_one(ferry, kind
                     and status_json(f)["pool"]["idle"] == 2, timeout=30), f.log()
     # Re-forked processes are not below the core in the process tree, but the core owns them:
     # SIGKILL of the core ends the preloader and every worker within a second.
-    doc = status_json(f)
-    pids = [doc["pool"]["preloader"]["pid"]] + [w["pid"] for w in doc["workers"]]
-    f.stop(signal.SIGKILL)
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.02)
-    assert [p for p in pids if alive(p)] == [], "outlived the core by more than 1 s"
-    cli(f, "status")
+    sigkill_core_ends_all(f, status_json(f))
