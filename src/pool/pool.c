@@ -1006,7 +1006,7 @@ static void check_restart_txt(fy_pool_t *pool)
 
 /* tmp/always_restart.txt (Passenger's; development only): while it exists every request gets a
  * worker spawned for it, from a preloader booted for it, so every request runs the code as it is
- * on disk. One stat per request. */
+ * on disk. The file is looked for at most once per RESTART_TXT_CHECK_MS. */
 static void check_always_restart(fy_pool_t *pool)
 {
     /* Looked for at most once per RESTART_TXT_CHECK_MS, like restart.txt: a stat per request
@@ -1144,17 +1144,24 @@ static bool refork_due(fy_pool_t *pool, const fy_worker_t *w)
     return true;
 }
 
-static void on_refork_done(void *data, int status)
+/* The running preloader has had its re-fork (or given up on it): none until one is booted from
+ * the code again. */
+static void refork_over(fy_pool_t *pool)
 {
-    fy_pool_t *pool = data;
-    fy_worker_t *w = pool->refork_worker;
-    pool->refork_worker = NULL;
     pool->refork_done = true;
     if (pool->preloader) {
         fy_preloader_info_t info;
         fy_preloader_get_info(pool->preloader, &info);
         pool->refork_starts = info.starts;
     }
+}
+
+static void on_refork_done(void *data, int status)
+{
+    fy_pool_t *pool = data;
+    fy_worker_t *w = pool->refork_worker;
+    pool->refork_worker = NULL;
+    refork_over(pool);
     if (w != NULL) {
         w->reforking = false;
         if (w->state == W_BUSY && w->checkouts == 0) {
@@ -1185,10 +1192,7 @@ static bool start_refork(fy_pool_t *pool, fy_worker_t *w)
     if (r != 0) {
         fy_log(FY_LOG_WARN, "pool", "app=%s pid=%d: cannot re-fork: %s; the next re-fork waits "
                "for the next restart", pool->app_root, (int)w->pid, strerror(-r));
-        pool->refork_done = true;
-        fy_preloader_info_t info;
-        fy_preloader_get_info(pool->preloader, &info);
-        pool->refork_starts = info.starts;
+        refork_over(pool);
         return false;
     }
     fy_log(FY_LOG_NOTICE, "pool", "app=%s pid=%d requests=%u: re-fork: this worker forks the "

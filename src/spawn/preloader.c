@@ -130,6 +130,23 @@ static void ask(fy_preloader_t *pl, fy_proc_t *p)
         lost(pl);
 }
 
+/* pl->proc answered as a preloader: from now on spawns go to its spawn server. */
+static void take_ready(fy_preloader_t *pl)
+{
+    pl->ready = true;
+    pl->ready_at_ms = fy_monotonic_ms();
+    snprintf(pl->address, sizeof pl->address, "%s", fy_proc_address(pl->proc));
+    snprintf(pl->password, sizeof pl->password, "%s", fy_proc_secret(pl->proc));
+}
+
+/* Asks the ready preloader for every spawn that waited for it. */
+static void ask_waiting(fy_preloader_t *pl)
+{
+    fy_proc_t *p;
+    while (pl->ready && (p = pop_waiting(pl)) != NULL)
+        ask(pl, p);
+}
+
 /* Ends the running re-fork with <status> (0: its process is the preloader now). */
 static void refork_finish(fy_preloader_t *pl, int status)
 {
@@ -172,15 +189,10 @@ static void on_refork_ready(fy_preloader_t *pl, fy_proc_t *proc, int status)
         drop_proc(pl);
     }
     pl->proc = proc;
-    pl->ready = true;
-    pl->ready_at_ms = fy_monotonic_ms();
     pl->reforks++;
-    snprintf(pl->address, sizeof pl->address, "%s", fy_proc_address(proc));
-    snprintf(pl->password, sizeof pl->password, "%s", fy_proc_secret(proc));
+    take_ready(pl);
     refork_finish(pl, 0);
-    fy_proc_t *p;
-    while (pl->ready && (p = pop_waiting(pl)) != NULL)
-        ask(pl, p);
+    ask_waiting(pl);
 }
 
 static void on_preloader_ready(fy_proc_t *proc, int status, void *data)
@@ -211,15 +223,10 @@ static void on_preloader_ready(fy_proc_t *proc, int status, void *data)
         drop_proc(pl);
         return;
     }
-    pl->ready = true;
-    pl->ready_at_ms = fy_monotonic_ms();
-    snprintf(pl->address, sizeof pl->address, "%s", fy_proc_address(proc));
-    snprintf(pl->password, sizeof pl->password, "%s", fy_proc_secret(proc));
+    take_ready(pl);
     fy_log(FY_LOG_NOTICE, "spawn", "app=%s pid=%d boot_ms=%u: preloader ready", pl->app_root,
            (int)fy_proc_pid(proc), fy_proc_spawn_ms(proc));
-    fy_proc_t *p;
-    while (pl->ready && (p = pop_waiting(pl)) != NULL)
-        ask(pl, p);
+    ask_waiting(pl);
 }
 
 static void on_preloader_exit(fy_proc_t *proc, int64_t exit_status, int term_signal, void *data)
